@@ -1,0 +1,1 @@
+//! Stores for entities, subjects and activations, and their SQLite adapter.
