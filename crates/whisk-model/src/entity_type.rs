@@ -67,6 +67,7 @@ impl fmt::Display for EntityType {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is the right way for a test to fail
 mod tests {
     use super::*;
 

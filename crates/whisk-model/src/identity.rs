@@ -153,6 +153,7 @@ pub struct Identity {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is the right way for a test to fail
 mod tests {
     use super::*;
 
