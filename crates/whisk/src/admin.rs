@@ -1,0 +1,256 @@
+//! `whisk admin`: what OpenWhisk's `wskadmin user` and `wskadmin limits` do, on the data directory
+//! of a standalone platform (which may be running: the store is safe for concurrent processes).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use whisk_model::identity::{AuthKey, NamespaceLimits};
+use whisk_model::names::EntityName;
+use whisk_store::Store;
+
+use crate::config;
+
+/// OpenWhisk refuses subject names shorter than this, so that they cannot be confused with short
+/// namespace names such as `_`.
+const MIN_SUBJECT_LENGTH: usize = 5;
+
+/// Length of a generated key; OpenWhisk only accepts keys of exactly this length.
+const KEY_LENGTH: usize = 64;
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The platform's data directory [default: ~/.whisk].
+    #[arg(long, env = "WHISK_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Subjects (users) and their namespaces and keys.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Per-namespace throttles and limits.
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a subject (or add a namespace to an existing one) and print its `uuid:key`.
+    Create {
+        subject: String,
+        /// The namespace to create [default: the subject's name].
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Use this `uuid:key` instead of generating one.
+        #[arg(long, short = 'u')]
+        auth: Option<String>,
+    },
+    /// Show a subject's namespaces and their uuids (keys are stored hashed and cannot be shown).
+    Get { subject: String },
+    /// Delete a subject and all of its namespaces' credentials.
+    Delete { subject: String },
+    /// List every subject.
+    List,
+    /// Block subjects: their credentials stop working at once.
+    Block {
+        #[arg(required = true)]
+        subjects: Vec<String>,
+    },
+    /// Unblock subjects.
+    Unblock {
+        #[arg(required = true)]
+        subjects: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LimitsCommand {
+    /// Set limits for a namespace; limits not given keep their current value.
+    Set {
+        namespace: String,
+        #[arg(long)]
+        invocations_per_minute: Option<u64>,
+        #[arg(long)]
+        concurrent_invocations: Option<u64>,
+        #[arg(long)]
+        fires_per_minute: Option<u64>,
+        /// Restrict the action kinds the namespace may create (repeat for several).
+        #[arg(long = "allowed-kinds", num_args = 1..)]
+        allowed_kinds: Option<Vec<String>>,
+        /// Whether the namespace's activations are stored.
+        #[arg(long)]
+        store_activations: Option<bool>,
+    },
+    /// Show the limits set for a namespace.
+    Get { namespace: String },
+    /// Remove a namespace's limits, so the system defaults apply again.
+    Delete { namespace: String },
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => config::default_data_dir()?,
+    };
+    let store = whisk_store::open_sqlite(&data_dir)
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    match args.command {
+        AdminCommand::User(command) => user(&store, command).await,
+        AdminCommand::Limits(command) => limits(&store, command).await,
+    }
+}
+
+async fn user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Create {
+            subject,
+            namespace,
+            auth,
+        } => {
+            if subject.chars().count() < MIN_SUBJECT_LENGTH {
+                bail!("subject name must be at least {MIN_SUBJECT_LENGTH} characters");
+            }
+            let namespace = namespace.unwrap_or_else(|| subject.clone());
+            EntityName::parse(&namespace)
+                .map_err(|error| anyhow::anyhow!("invalid namespace '{namespace}': {error}"))?;
+            let key = match auth {
+                Some(text) => AuthKey::parse(&text).map_err(|error| {
+                    anyhow::anyhow!("--auth must be uuid:key with a 64-character key: {error}")
+                })?,
+                None => generate_key(),
+            };
+            if store.subjects.get_subject(&subject).await?.is_some() {
+                store
+                    .subjects
+                    .add_namespace(&subject, &namespace, &key)
+                    .await
+                    .with_context(|| format!("cannot add namespace '{namespace}' to '{subject}'"))?;
+            } else {
+                store
+                    .subjects
+                    .create_subject(&subject, &namespace, &key)
+                    .await
+                    .with_context(|| format!("cannot create subject '{subject}'"))?;
+            }
+            println!("{key}");
+        }
+        UserCommand::Get { subject } => {
+            let Some(found) = store.subjects.get_subject(&subject).await? else {
+                bail!("subject '{subject}' does not exist");
+            };
+            for namespace in &found.namespaces {
+                println!("{}\t{}", namespace.name, namespace.uuid);
+            }
+            if found.blocked {
+                println!("(blocked)");
+            }
+        }
+        UserCommand::Delete { subject } => {
+            store
+                .subjects
+                .delete_subject(&subject)
+                .await
+                .with_context(|| format!("cannot delete subject '{subject}'"))?;
+            println!("Subject deleted");
+        }
+        UserCommand::List => {
+            for subject in store.subjects.list_subjects().await? {
+                let namespaces: Vec<&str> = subject
+                    .namespaces
+                    .iter()
+                    .map(|namespace| namespace.name.as_str())
+                    .collect();
+                let blocked = if subject.blocked { "\tblocked" } else { "" };
+                println!("{}\t{}{blocked}", subject.subject, namespaces.join(","));
+            }
+        }
+        UserCommand::Block { subjects } => set_blocked(store, &subjects, true).await?,
+        UserCommand::Unblock { subjects } => set_blocked(store, &subjects, false).await?,
+    }
+    Ok(())
+}
+
+async fn set_blocked(store: &Store, subjects: &[String], blocked: bool) -> anyhow::Result<()> {
+    let verb = if blocked { "blocked" } else { "unblocked" };
+    for subject in subjects {
+        store
+            .subjects
+            .set_blocked(subject, blocked)
+            .await
+            .with_context(|| format!("cannot change subject '{subject}'"))?;
+        println!("'{subject}' {verb} successfully");
+    }
+    Ok(())
+}
+
+async fn limits(store: &Store, command: LimitsCommand) -> anyhow::Result<()> {
+    match command {
+        LimitsCommand::Set {
+            namespace,
+            invocations_per_minute,
+            concurrent_invocations,
+            fires_per_minute,
+            allowed_kinds,
+            store_activations,
+        } => {
+            let mut limits = store
+                .subjects
+                .get_limits(&namespace)
+                .await?
+                .unwrap_or_default();
+            if let Some(value) = invocations_per_minute {
+                limits.invocations_per_minute = Some(value);
+            }
+            if let Some(value) = concurrent_invocations {
+                limits.concurrent_invocations = Some(value);
+            }
+            if let Some(value) = fires_per_minute {
+                limits.fires_per_minute = Some(value);
+            }
+            if let Some(kinds) = allowed_kinds {
+                limits.allowed_kinds = Some(kinds);
+            }
+            if let Some(value) = store_activations {
+                limits.store_activations = Some(value);
+            }
+            store.subjects.set_limits(&namespace, &limits).await?;
+            println!("Limits successfully set for \"{namespace}\"");
+        }
+        LimitsCommand::Get { namespace } => {
+            let limits = store.subjects.get_limits(&namespace).await?;
+            if limits.as_ref().is_none_or(is_empty) {
+                println!("No limits found, default system limits apply");
+            } else if let Some(limits) = limits {
+                println!("{}", serde_json::to_string_pretty(&limits)?);
+            }
+        }
+        LimitsCommand::Delete { namespace } => {
+            store.subjects.delete_limits(&namespace).await?;
+            println!("Limits deleted");
+        }
+    }
+    Ok(())
+}
+
+fn is_empty(limits: &NamespaceLimits) -> bool {
+    *limits == NamespaceLimits::default()
+}
+
+/// A fresh uuid and 64 random alphanumerics, the shape of the keys OpenWhisk hands out.
+fn generate_key() -> AuthKey {
+    let key: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(KEY_LENGTH)
+        .map(char::from)
+        .collect();
+    AuthKey {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        key,
+    }
+}

@@ -1,0 +1,216 @@
+//! Starts the real `whisk` binary on a free port with a temporary data directory, for tests that
+//! drive it over HTTP exactly as a user would.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub const GUEST_AUTH: &str =
+    "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
+
+/// One running `whisk standalone`, stopped (SIGTERM) when dropped.
+pub struct Platform {
+    child: Option<Child>,
+    pub url: String,
+    data_dir: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl Platform {
+    pub fn start() -> Self {
+        let data_dir = tempfile::tempdir().expect("temp data dir");
+        let (child, url) = spawn(data_dir.path());
+        Self {
+            child: Some(child),
+            url,
+            data_dir,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, url) = spawn(self.data_dir.path());
+        self.child = Some(child);
+        self.url = url;
+    }
+
+    /// Sends SIGTERM and waits; panics if the server does not exit cleanly in time.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&child);
+            let status = wait_with_timeout(&mut child, Duration::from_secs(10));
+            assert!(status.success(), "whisk exited with {status}");
+        }
+    }
+
+    /// Runs `whisk admin …` on this platform's data directory.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_whisk"))
+            .arg("admin")
+            .args(args)
+            .env("WHISK_DATA_DIR", self.data_dir.path())
+            .output()
+            .expect("run whisk admin")
+    }
+
+    /// Creates a subject with `whisk admin user create` and returns its `uuid:key`.
+    pub fn create_user(&self, subject: &str) -> String {
+        let output = self.admin(&["user", "create", subject]);
+        assert!(
+            output.status.success(),
+            "user create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.url)
+    }
+
+    /// Sends a request as `auth` (`uuid:key`, or none) and returns the status, headers and JSON body
+    /// (`Value::Null` for an empty or non-JSON body).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, self.api(path));
+        if let Some(auth) = auth {
+            let (user, key) = auth.split_once(':').expect("uuid:key");
+            request = request.basic_auth(user, Some(key));
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::from(request.send().await.expect("request reaches the server")).await
+    }
+
+    pub async fn guest(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call(method, path, Some(GUEST_AUTH), body).await
+    }
+
+    pub fn raw(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("response body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// Asserts an OpenWhisk error reply: this status, this exact message, and the transaction id
+    /// in `code` matching the `X-Request-ID` header.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, message: &str) {
+        assert_eq!(self.status.as_u16(), status, "reply: {}", self.text);
+        assert_eq!(self.body["error"], message, "reply: {}", self.text);
+        let request_id = self
+            .headers
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok());
+        assert_eq!(self.body["code"].as_str(), request_id, "reply: {}", self.text);
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Value {
+        assert_eq!(self.status, StatusCode::OK, "reply: {}", self.text);
+        &self.body
+    }
+}
+
+fn spawn(data_dir: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_whisk"))
+        .args(["standalone", "--port", "0", "--data-dir"])
+        .arg(data_dir)
+        .env("WHISK_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start whisk standalone");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .expect("whisk printed nothing before exiting")
+        .expect("readable stdout");
+    let url = first
+        .rsplit(' ')
+        .next()
+        .filter(|url| url.starts_with("http://"))
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_string();
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM failed");
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for whisk") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("whisk did not stop within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
