@@ -1,0 +1,73 @@
+//! Storage of activation records.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::error::StoreResult;
+
+/// An activation record plus the columns its lists filter and sort on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivationEntry {
+    /// The namespace that invoked (and may read) the activation.
+    pub namespace: String,
+    /// 32 lowercase hex characters; unique within the namespace.
+    pub activation_id: String,
+    /// The bare action or trigger name.
+    pub name: String,
+    /// `pkg/action` when the action ran from a package (or was invoked through
+    /// a binding, then with the binding's name), so lists can filter on it.
+    pub path_name: Option<String>,
+    /// Epoch milliseconds the activation started; lists are ordered by it.
+    pub start: u64,
+    /// The record in the form the API returns it.
+    pub document: serde_json::Value,
+}
+
+/// A list or count request over one namespace's activations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivationQuery {
+    pub namespace: String,
+    /// A bare name matches `name`; a `pkg/action` name matches `path_name`.
+    pub name: Option<String>,
+    /// Inclusive lower bound on `start` (epoch ms).
+    pub since: Option<u64>,
+    /// Inclusive upper bound on `start` (epoch ms).
+    pub upto: Option<u64>,
+    pub skip: u64,
+    /// `None` lists everything after `skip`.
+    pub limit: Option<u64>,
+}
+
+impl ActivationQuery {
+    /// Every activation of a namespace, no filter, no paging.
+    pub fn new(namespace: impl Into<String>) -> ActivationQuery {
+        ActivationQuery {
+            namespace: namespace.into(),
+            ..ActivationQuery::default()
+        }
+    }
+}
+
+/// Activation records, readable only through the namespace that invoked them.
+#[async_trait]
+pub trait ActivationStore: Send + Sync + fmt::Debug {
+    /// Stores a record; `AlreadyExists` if the namespace already has that id.
+    async fn put(&self, entry: ActivationEntry) -> StoreResult<()>;
+
+    /// The record stored under this namespace and id, if any.
+    async fn get(
+        &self,
+        namespace: &str,
+        activation_id: &str,
+    ) -> StoreResult<Option<serde_json::Value>>;
+
+    /// Newest first by `start` (ties by ascending id), filtered, after `skip`, at most `limit`.
+    async fn list(&self, query: &ActivationQuery) -> StoreResult<Vec<serde_json::Value>>;
+
+    /// How many records `list` would return without a limit (skip is honoured).
+    async fn count(&self, query: &ActivationQuery) -> StoreResult<u64>;
+
+    /// Deletes every record that started before `epoch_ms` (retention); returns how many.
+    async fn delete_older_than(&self, epoch_ms: u64) -> StoreResult<u64>;
+}
