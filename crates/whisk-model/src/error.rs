@@ -44,6 +44,8 @@ pub enum ErrorClass {
 pub enum ModelError {
     #[error(transparent)]
     Name(#[from] NameError),
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
     /// A field (`exec`, `parameters`, `annotations`, `Request`) is over its size limit.
     #[error("{field} larger than allowed: {size} > {allowed} bytes.")]
     TooLarge {
@@ -57,6 +59,7 @@ impl ModelError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ModelError::Name(_) => ErrorClass::MalformedContent,
+            ModelError::Limit(error) => error.class(),
             ModelError::TooLarge { .. } => ErrorClass::PayloadTooLarge,
         }
     }

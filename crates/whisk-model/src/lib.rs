@@ -3,9 +3,15 @@
 pub mod entity_type;
 pub mod error;
 pub mod identity;
+pub mod limits;
 pub mod names;
+pub mod params;
 
 pub use entity_type::EntityType;
 pub use error::{ErrorBody, ErrorClass, ModelError, messages};
 pub use identity::{AuthKey, AuthKeyError, Identity, NamespaceKey, NamespaceLimits, Subject};
+pub use limits::{
+    ActionLimits, ActionLimitsPatch, EffectiveLimits, LimitBounds, LimitError, SystemLimits,
+};
 pub use names::{ActivationId, EntityName, EntityPath, FullyQualifiedEntityName, NameError};
+pub use params::{Annotations, Parameter, Parameters};
