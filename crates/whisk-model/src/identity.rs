@@ -41,17 +41,21 @@ impl AuthKey {
         }
         Ok(AuthKey { uuid, key })
     }
+
+    /// Parses `uuid:key`; the uuid itself is not format-checked (OpenWhisk does not either).
+    pub fn parse(credential: &str) -> Result<AuthKey, AuthKeyError> {
+        let (uuid, key) = credential
+            .split_once(':')
+            .ok_or(AuthKeyError::MissingSeparator)?;
+        AuthKey::new(uuid, key)
+    }
 }
 
 impl FromStr for AuthKey {
     type Err = AuthKeyError;
 
-    /// Parses `uuid:key`; the uuid itself is not format-checked (OpenWhisk does not either).
     fn from_str(credential: &str) -> Result<AuthKey, AuthKeyError> {
-        let (uuid, key) = credential
-            .split_once(':')
-            .ok_or(AuthKeyError::MissingSeparator)?;
-        AuthKey::new(uuid, key)
+        AuthKey::parse(credential)
     }
 }
 
@@ -162,6 +166,7 @@ mod tests {
     #[test]
     fn parses_and_displays_uuid_colon_key() {
         let auth: AuthKey = GUEST.parse().unwrap();
+        assert_eq!(AuthKey::parse(GUEST).unwrap(), auth);
         assert_eq!(auth.uuid, "23bc46b1-71f6-4ed5-8c54-816aa4f8c502");
         assert_eq!(auth.key.len(), AUTH_KEY_SECRET_LENGTH);
         assert_eq!(auth.to_string(), GUEST);
