@@ -31,6 +31,7 @@ macro_rules! store_conformance_tests {
             entity_update_of_missing_id_is_not_found,
             entity_delete_checks_revision,
             entity_revision_is_never_reused,
+            entity_concurrent_updates_one_wins,
             entity_rejects_inconsistent_ids,
             entity_list_order_skip_limit_count,
             entity_list_scopes,
@@ -317,6 +318,40 @@ pub async fn entity_revision_is_never_reused(store: Store) {
         matches!(stale, Err(StoreError::Conflict(_))),
         "the previous incarnation's revision must not match, got {stale:?}"
     );
+}
+
+pub async fn entity_concurrent_updates_one_wins(store: Store) {
+    let entities = store.entities;
+    let document = test_entity(EntityType::Action, "guest", "contended", 1);
+    let base = entities.put(document.clone(), None).await.expect("create");
+
+    let writers: Vec<_> = (0..8u64)
+        .map(|writer| {
+            let entities = std::sync::Arc::clone(&entities);
+            let mut attempt = document.clone();
+            attempt.updated = 100 + writer;
+            tokio::spawn(async move { entities.put(attempt, Some(base)).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for writer in writers {
+        match writer.await.expect("writer task completes") {
+            Ok(revision) => winners.push(revision),
+            Err(StoreError::Conflict(_)) => {}
+            Err(other) => panic!("a losing writer must see Conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one writer of the same revision wins"
+    );
+    let stored = entities
+        .get("guest/contended")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(Some(&stored.revision), winners.first());
 }
 
 pub async fn entity_rejects_inconsistent_ids(store: Store) {
