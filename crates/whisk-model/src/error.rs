@@ -45,6 +45,8 @@ pub enum ModelError {
     #[error(transparent)]
     Name(#[from] NameError),
     #[error(transparent)]
+    Exec(#[from] crate::exec::ExecError),
+    #[error(transparent)]
     Limit(#[from] crate::limits::LimitError),
     /// A field (`exec`, `parameters`, `annotations`, `Request`) is over its size limit.
     #[error("{field} larger than allowed: {size} > {allowed} bytes.")]
@@ -59,6 +61,7 @@ impl ModelError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ModelError::Name(_) => ErrorClass::MalformedContent,
+            ModelError::Exec(error) => error.class(),
             ModelError::Limit(error) => error.class(),
             ModelError::TooLarge { .. } => ErrorClass::PayloadTooLarge,
         }
