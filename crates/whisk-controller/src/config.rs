@@ -1,0 +1,46 @@
+//! Controller settings, built once by the binary and shared read-only by every request.
+
+use whisk_model::limits::SystemLimits;
+
+/// The largest HTTP request body the server accepts (OpenWhisk: 50 MB).
+pub const DEFAULT_MAX_REQUEST_BODY: u64 = 50 * 1024 * 1024;
+
+/// What `GET /api/v1` reports as the build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// Build date or label (`build`).
+    pub build: String,
+    /// Build number (`buildno`).
+    pub build_number: String,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        Self {
+            build: env!("CARGO_PKG_VERSION").to_owned(),
+            build_number: concat!("whisk-rs-", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// Everything the REST API needs to know about the deployment.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// System-wide limits and their defaults (namespace overrides are clamped to these).
+    pub limits: SystemLimits,
+    /// Largest accepted request body in bytes (413 above).
+    pub max_request_body: u64,
+    /// Reported by the API info endpoint.
+    pub build_info: BuildInfo,
+}
+
+impl Default for ControllerConfig {
+    /// OpenWhisk's default limits and request size.
+    fn default() -> Self {
+        Self {
+            limits: SystemLimits::default(),
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            build_info: BuildInfo::default(),
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Who may do what: OpenWhisk's implicit rights model (REFERENCE §3.4).
+//!
+//! The caller owns a resource when the resource's root namespace is the caller's namespace.
+//! Owners may do everything in their namespace. Other namespaces may only *read* (and
+//! activate the actions of) packages that are published and not bindings. Answers never leak
+//! whether something exists in another namespace: a missing package there is a 403, exactly
+//! like a private one, while an owner gets the honest 404.
+//!
+//! Entry points:
+//! * [`check`] — the general check for a [`Resource`] and [`Privilege`]; when the decision
+//!   needed a package it returns the [`PackageAccess`] it read, so handlers do not read it again;
+//! * [`check_package_read`] — READ on one package, following a binding to its target (what
+//!   the packages API and binding creation need directly);
+//! * [`require_owner`] — the plain ownership test.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::Deserialize;
+use whisk_model::{EntityName, EntityPath, EntityType, Identity};
+use whisk_store::{EntityStore, StoredEntity};
+
+use crate::error::{ApiError, ApiResult};
+use crate::names::is_owner;
+
+/// What the caller wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privilege {
+    /// GET of an entity or a list.
+    Read,
+    /// Create or update.
+    Put,
+    /// Delete.
+    Delete,
+    /// POST on an entity: invoke an action, fire a trigger, change a rule's status.
+    Activate,
+}
+
+/// The collections rights are decided for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collection {
+    /// Actions, in the default package or in a package.
+    Actions,
+    /// Packages and bindings.
+    Packages,
+    /// Triggers.
+    Triggers,
+    /// Rules.
+    Rules,
+    /// Activation records.
+    Activations,
+    /// The namespace's limits.
+    Limits,
+}
+
+impl Collection {
+    /// The collection's path segment, as used in list messages (`for actions.`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Collection::Actions => "actions",
+            Collection::Packages => "packages",
+            Collection::Triggers => "triggers",
+            Collection::Rules => "rules",
+            Collection::Activations => "activations",
+            Collection::Limits => "limits",
+        }
+    }
+}
+
+/// A resource of a request: a whole collection (`entity == None`) or one entity in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// Which collection.
+    pub collection: Collection,
+    /// `ns`, or `ns/pkg` for actions inside a package (namespace already resolved from `_`).
+    pub namespace: EntityPath,
+    /// The entity, if the request addresses one.
+    pub entity: Option<EntityName>,
+}
+
+impl Resource {
+    /// An entity of a collection.
+    pub fn entity(collection: Collection, namespace: EntityPath, entity: EntityName) -> Self {
+        Self {
+            collection,
+            namespace,
+            entity: Some(entity),
+        }
+    }
+
+    /// A whole collection.
+    pub fn collection(collection: Collection, namespace: EntityPath) -> Self {
+        Self {
+            collection,
+            namespace,
+            entity: None,
+        }
+    }
+
+    /// `ns[/pkg][/name]`, the form 403 messages name.
+    pub fn fqname(&self) -> String {
+        match &self.entity {
+            Some(entity) => format!("{}/{}", self.namespace, entity),
+            None => self.namespace.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.fqname())
+    }
+}
+
+/// A package the caller may read, as read from the store.
+#[derive(Debug, Clone)]
+pub struct PackageAccess {
+    /// The package or binding the request named.
+    pub package: StoredEntity,
+    /// For a binding, the package it is bound to (also readable by the caller).
+    pub bound: Option<StoredEntity>,
+}
+
+impl PackageAccess {
+    /// Whether the named package is a binding.
+    pub fn is_binding(&self) -> bool {
+        self.bound.is_some()
+    }
+
+    /// The package whose actions the named one exposes: the bound package for a binding,
+    /// the package itself otherwise.
+    pub fn actions_package(&self) -> &StoredEntity {
+        self.bound.as_ref().unwrap_or(&self.package)
+    }
+}
+
+/// Decides whether `caller` may exercise `privilege` on `resource`.
+///
+/// Returns the package consulted when the decision depended on one (READ/ACTIVATE of
+/// packaged actions, READ of a package), `None` otherwise. Errors are the answers to send:
+/// 403 naming the resource, 404 for an owner's missing package, 409 when the package name is
+/// taken by another entity type, 422 for a binding that refers to itself.
+pub async fn check(
+    store: &dyn EntityStore,
+    caller: &Identity,
+    privilege: Privilege,
+    resource: &Resource,
+) -> ApiResult<Option<PackageAccess>> {
+    let namespace = resource.namespace.root();
+    let owner = is_owner(caller, namespace);
+    let denied = || ApiError::not_authorized([resource.fqname()]);
+    let owner_only = |allowed: bool| {
+        if owner && allowed {
+            Ok(None)
+        } else {
+            Err(denied())
+        }
+    };
+    match resource.collection {
+        Collection::Actions => match (resource.namespace.package(), privilege) {
+            (Some(package), Privilege::Read | Privilege::Activate) => {
+                let access =
+                    check_package_read(store, caller, namespace, package, &resource.fqname())
+                        .await?;
+                Ok(Some(access))
+            }
+            (Some(_), Privilege::Put | Privilege::Delete) => owner_only(resource.entity.is_some()),
+            (None, Privilege::Read) => owner_only(true),
+            (None, _) => owner_only(resource.entity.is_some()),
+        },
+        Collection::Packages => match (&resource.entity, privilege) {
+            (Some(package), Privilege::Read) => {
+                let access =
+                    check_package_read(store, caller, namespace, package, &resource.fqname())
+                        .await?;
+                Ok(Some(access))
+            }
+            (Some(_), Privilege::Put | Privilege::Delete) => owner_only(true),
+            (Some(_), Privilege::Activate) => Err(denied()),
+            // Anyone may list packages; the handler filters other namespaces to public ones.
+            (None, Privilege::Read) => Ok(None),
+            (None, _) => Err(denied()),
+        },
+        Collection::Triggers | Collection::Rules => match privilege {
+            Privilege::Read => owner_only(true),
+            _ => owner_only(resource.entity.is_some()),
+        },
+        Collection::Activations | Collection::Limits => owner_only(privilege == Privilege::Read),
+    }
+}
+
+/// 403 naming `resource` unless the caller owns `namespace`.
+pub fn require_owner(
+    caller: &Identity,
+    namespace: &EntityName,
+    resource: impl fmt::Display,
+) -> ApiResult<()> {
+    if is_owner(caller, namespace) {
+        Ok(())
+    } else {
+        Err(ApiError::not_authorized([resource.to_string()]))
+    }
+}
+
+/// READ on package `namespace/package`, following a binding to its target.
+///
+/// `resource` is what the request is about (the package itself, or an action in it) and is
+/// what a 403 names. Owners may read their packages and bindings, provided a binding's target
+/// is readable too; others may read published packages that are not bindings.
+pub async fn check_package_read(
+    store: &dyn EntityStore,
+    caller: &Identity,
+    namespace: &EntityName,
+    package: &EntityName,
+    resource: &str,
+) -> ApiResult<PackageAccess> {
+    let denied = || ApiError::not_authorized([resource.to_owned()]);
+    let mut visited = HashSet::new();
+    let mut current = (namespace.clone(), package.clone());
+    let mut named: Option<StoredEntity> = None;
+    loop {
+        let (current_namespace, current_package) = &current;
+        let doc_id = format!("{current_namespace}/{current_package}");
+        let owner = is_owner(caller, current_namespace);
+        let Some(entity) = readable_package(store, &doc_id, owner).await? else {
+            return Err(denied());
+        };
+        let target = binding_target(&entity, owner)?;
+        match target {
+            None if !owner && !entity.publish => return Err(denied()),
+            None => {
+                return Ok(match named {
+                    None => PackageAccess {
+                        package: entity,
+                        bound: None,
+                    },
+                    Some(binding) => PackageAccess {
+                        package: binding,
+                        bound: Some(entity),
+                    },
+                });
+            }
+            // Another namespace's binding is never readable, even when published.
+            Some(_) if !owner => return Err(denied()),
+            Some(target) => {
+                visited.insert(doc_id.clone());
+                let target_doc_id = format!("{}/{}", target.0, target.1);
+                if visited.contains(&target_doc_id) {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                        whisk_model::messages::binding_circular_reference(&target_doc_id),
+                    ));
+                }
+                if named.is_none() {
+                    named = Some(entity);
+                }
+                current = target;
+            }
+        }
+    }
+}
+
+/// Reads a package for a READ check. `Ok(None)` means "deny without saying why" (non-owner
+/// asking about something missing, of another type, or unreadable).
+async fn readable_package(
+    store: &dyn EntityStore,
+    doc_id: &str,
+    owner: bool,
+) -> ApiResult<Option<StoredEntity>> {
+    let entity = match store.get(doc_id).await {
+        Ok(entity) => entity,
+        Err(error) if owner => return Err(error.into()),
+        Err(error) => {
+            tracing::warn!(%doc_id, %error, "package read failed during entitlement check");
+            return Ok(None);
+        }
+    };
+    match entity {
+        None if owner => Err(ApiError::not_found_named(doc_id)),
+        None => Ok(None),
+        Some(entity) if entity.entity_type != EntityType::Package => {
+            if owner {
+                Err(ApiError::conformance())
+            } else {
+                Ok(None)
+            }
+        }
+        Some(entity) => Ok(Some(entity)),
+    }
+}
+
+/// The `binding` field of a stored package document: `{}` for a package, or the bound
+/// package's namespace and name.
+#[derive(Debug, Deserialize)]
+struct StoredBinding {
+    namespace: Option<EntityName>,
+    name: Option<EntityName>,
+}
+
+/// The package a binding points to; `None` for a plain package.
+fn binding_target(
+    entity: &StoredEntity,
+    owner: bool,
+) -> ApiResult<Option<(EntityName, EntityName)>> {
+    if !entity.binding {
+        return Ok(None);
+    }
+    let parsed = entity
+        .document
+        .get("binding")
+        .cloned()
+        .map(serde_json::from_value::<StoredBinding>);
+    match parsed {
+        Some(Ok(StoredBinding {
+            namespace: Some(namespace),
+            name: Some(name),
+        })) => Ok(Some((namespace, name))),
+        _ => {
+            tracing::error!(doc_id = %entity.doc_id, "package binding document is corrupt");
+            if owner {
+                Err(ApiError::corrupted_entity())
+            } else {
+                Err(ApiError::not_authorized([entity.doc_id.clone()]))
+            }
+        }
+    }
+}
