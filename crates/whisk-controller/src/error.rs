@@ -9,7 +9,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use whisk_model::{ErrorClass, ModelError, NameError};
+use whisk_model::{ErrorClass, ExecError, ModelError, NameError};
 use whisk_store::StoreError;
 
 /// Exact message strings produced by the HTTP layer itself (routing, parsing, auth).
@@ -278,6 +278,12 @@ impl From<ModelError> for ApiError {
             ErrorClass::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         };
         ApiError::new(status, error.api_message())
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(error: ExecError) -> Self {
+        ApiError::from(ModelError::from(error))
     }
 }
 

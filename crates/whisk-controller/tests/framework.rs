@@ -55,7 +55,11 @@ async fn controller_info_reports_limits_in_bytes() {
     assert_eq!(limits["max_action_logs"], 10_485_760);
     assert_eq!(limits["max_action_duration"], 300_000);
     assert_eq!(limits["sequence_length"], 50);
-    assert!(body["runtimes"].is_object());
+    let nodejs = body["runtimes"]["nodejs"].as_array().unwrap();
+    let default_node = nodejs.iter().find(|k| k["default"] == true).unwrap();
+    assert_eq!(default_node["kind"], "nodejs:20");
+    assert!(default_node["image"].is_string());
+    assert!(default_node["requireMain"].is_boolean());
     assert_eq!(
         response.header("access-control-allow-methods"),
         Some("OPTIONS, GET, POST")

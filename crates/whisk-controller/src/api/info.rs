@@ -33,7 +33,7 @@ async fn controller_info(State(state): State<AppState>) -> Json<Value> {
         },
         "api_paths": ["/api/v1"],
         "limits": state.config.limits.info_json(),
-        "runtimes": {},
+        "runtimes": state.config.manifest.info_json(),
     }))
 }
 
