@@ -48,6 +48,8 @@ pub enum ModelError {
     Exec(#[from] crate::exec::ExecError),
     #[error(transparent)]
     Limit(#[from] crate::limits::LimitError),
+    #[error(transparent)]
+    Entity(#[from] crate::entities::EntityError),
     /// A field (`exec`, `parameters`, `annotations`, `Request`) is over its size limit.
     #[error("{field} larger than allowed: {size} > {allowed} bytes.")]
     TooLarge {
@@ -60,9 +62,10 @@ pub enum ModelError {
 impl ModelError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            ModelError::Name(_) => ErrorClass::MalformedContent,
+            ModelError::Name(error) => error.class(),
             ModelError::Exec(error) => error.class(),
             ModelError::Limit(error) => error.class(),
+            ModelError::Entity(error) => error.class(),
             ModelError::TooLarge { .. } => ErrorClass::PayloadTooLarge,
         }
     }

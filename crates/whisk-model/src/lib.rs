@@ -1,5 +1,6 @@
 //! Wire formats and entity types shared by every whisk-rs component. No I/O lives here.
 
+pub mod entities;
 pub mod entity_type;
 pub mod error;
 pub mod exec;
@@ -9,6 +10,10 @@ pub mod manifest;
 pub mod names;
 pub mod params;
 
+pub use entities::{
+    ActionPut, Binding, EntityError, PackagePut, ReducedRule, RulePut, RuleStatus,
+    RuleStatusChange, SemVer, TriggerPut, WhiskAction, WhiskPackage, WhiskRule, WhiskTrigger,
+};
 pub use entity_type::EntityType;
 pub use error::{ErrorBody, ErrorClass, ModelError, messages};
 pub use exec::{Exec, ExecError, ExecInput};

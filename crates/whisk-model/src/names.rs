@@ -57,6 +57,18 @@ pub enum NameError {
     ActivationIdIllegal,
 }
 
+impl NameError {
+    /// How the controller reports this error when it comes out of a request *body*: a reserved
+    /// package name is a plain bad request, everything else a malformed body. (For a bad URL
+    /// segment OpenWhisk answers a plain `400` with the bare message.)
+    pub fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            NameError::PackageNameReserved { .. } => crate::error::ErrorClass::BadRequest,
+            _ => crate::error::ErrorClass::MalformedContent,
+        }
+    }
+}
+
 /// Which set of messages a failed name check reports: a namespace segment and an entity name
 /// obey the same rule but OpenWhisk words the rejection differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
