@@ -1,5 +1,6 @@
 //! Wire formats and entity types shared by every whisk-rs component. No I/O lives here.
 
+pub mod activation;
 pub mod entities;
 pub mod entity_type;
 pub mod error;
@@ -10,6 +11,9 @@ pub mod manifest;
 pub mod names;
 pub mod params;
 
+pub use activation::{
+    ActivationResponse, ActivationResult, ActivationStatus, RuleFiring, WhiskActivation,
+};
 pub use entities::{
     ActionPut, Binding, EntityError, PackagePut, ReducedRule, RulePut, RuleStatus,
     RuleStatusChange, SemVer, TriggerPut, WhiskAction, WhiskPackage, WhiskRule, WhiskTrigger,
