@@ -16,10 +16,14 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::Deserialize;
-use whisk_model::{EntityName, EntityPath, EntityType, Identity};
-use whisk_store::{EntityStore, StoredEntity};
+use axum::http::StatusCode;
+use whisk_model::entities::Binding;
+use whisk_model::{
+    EntityName, EntityPath, EntityType, Identity, Parameters, WhiskPackage, messages,
+};
+use whisk_store::EntityStore;
 
+use crate::documents::{Stored, decode};
 use crate::error::{ApiError, ApiResult};
 use crate::names::is_owner;
 
@@ -116,9 +120,9 @@ impl fmt::Display for Resource {
 #[derive(Debug, Clone)]
 pub struct PackageAccess {
     /// The package or binding the request named.
-    pub package: StoredEntity,
+    pub package: Stored<WhiskPackage>,
     /// For a binding, the package it is bound to (also readable by the caller).
-    pub bound: Option<StoredEntity>,
+    pub bound: Option<Stored<WhiskPackage>>,
 }
 
 impl PackageAccess {
@@ -129,8 +133,27 @@ impl PackageAccess {
 
     /// The package whose actions the named one exposes: the bound package for a binding,
     /// the package itself otherwise.
-    pub fn actions_package(&self) -> &StoredEntity {
-        self.bound.as_ref().unwrap_or(&self.package)
+    pub fn actions_package(&self) -> &WhiskPackage {
+        &self.bound.as_ref().unwrap_or(&self.package).entity
+    }
+
+    /// Parameters an action inherits from its package: the bound package's overlaid by the
+    /// binding's (§9.2, lowest two levels).
+    pub fn inherited_parameters(&self) -> Parameters {
+        match &self.bound {
+            Some(bound) => bound
+                .entity
+                .parameters
+                .merge(&self.package.entity.parameters),
+            None => self.package.entity.parameters.clone(),
+        }
+    }
+
+    /// `ns/binding` when the named package is a binding.
+    pub fn binding_path(&self) -> Option<EntityPath> {
+        self.bound
+            .as_ref()
+            .map(|_| self.package.entity.contents_path())
     }
 }
 
@@ -215,44 +238,41 @@ pub async fn check_package_read(
     resource: &str,
 ) -> ApiResult<PackageAccess> {
     let denied = || ApiError::not_authorized([resource.to_owned()]);
-    let mut visited = HashSet::new();
-    let mut current = (namespace.clone(), package.clone());
-    let mut named: Option<StoredEntity> = None;
+    let mut visited: HashSet<String> = HashSet::new();
+    let mut current = Binding::new(namespace.clone(), package.clone());
+    let mut named: Option<Stored<WhiskPackage>> = None;
     loop {
-        let (current_namespace, current_package) = &current;
-        let doc_id = format!("{current_namespace}/{current_package}");
-        let owner = is_owner(caller, current_namespace);
-        let Some(entity) = readable_package(store, &doc_id, owner).await? else {
+        let doc_id = current.doc_id();
+        let owner = is_owner(caller, &current.namespace);
+        let Some(stored) = readable_package(store, &doc_id, owner).await? else {
             return Err(denied());
         };
-        let target = binding_target(&entity, owner)?;
-        match target {
-            None if !owner && !entity.publish => return Err(denied()),
+        match stored.entity.binding.clone() {
+            None if !owner && !stored.entity.publish => return Err(denied()),
             None => {
                 return Ok(match named {
                     None => PackageAccess {
-                        package: entity,
+                        package: stored,
                         bound: None,
                     },
                     Some(binding) => PackageAccess {
                         package: binding,
-                        bound: Some(entity),
+                        bound: Some(stored),
                     },
                 });
             }
             // Another namespace's binding is never readable, even when published.
             Some(_) if !owner => return Err(denied()),
             Some(target) => {
-                visited.insert(doc_id.clone());
-                let target_doc_id = format!("{}/{}", target.0, target.1);
-                if visited.contains(&target_doc_id) {
+                visited.insert(doc_id);
+                if visited.contains(&target.doc_id()) {
                     return Err(ApiError::new(
-                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                        whisk_model::messages::binding_circular_reference(&target_doc_id),
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        messages::binding_circular_reference(target.doc_id()),
                     ));
                 }
                 if named.is_none() {
-                    named = Some(entity);
+                    named = Some(stored);
                 }
                 current = target;
             }
@@ -260,68 +280,34 @@ pub async fn check_package_read(
     }
 }
 
-/// Reads a package for a READ check. `Ok(None)` means "deny without saying why" (non-owner
-/// asking about something missing, of another type, or unreadable).
+/// Reads a package for a READ check. `Ok(None)` means "deny without saying why": a
+/// non-owner asking about something missing, of another type, or unreadable.
 async fn readable_package(
     store: &dyn EntityStore,
     doc_id: &str,
     owner: bool,
-) -> ApiResult<Option<StoredEntity>> {
-    let entity = match store.get(doc_id).await {
-        Ok(entity) => entity,
+) -> ApiResult<Option<Stored<WhiskPackage>>> {
+    let found = match store.get(doc_id).await {
+        Ok(found) => found,
         Err(error) if owner => return Err(error.into()),
         Err(error) => {
             tracing::warn!(%doc_id, %error, "package read failed during entitlement check");
             return Ok(None);
         }
     };
-    match entity {
-        None if owner => Err(ApiError::not_found_named(doc_id)),
-        None => Ok(None),
-        Some(entity) if entity.entity_type != EntityType::Package => {
-            if owner {
-                Err(ApiError::conformance())
-            } else {
-                Ok(None)
-            }
-        }
-        Some(entity) => Ok(Some(entity)),
-    }
-}
-
-/// The `binding` field of a stored package document: `{}` for a package, or the bound
-/// package's namespace and name.
-#[derive(Debug, Deserialize)]
-struct StoredBinding {
-    namespace: Option<EntityName>,
-    name: Option<EntityName>,
-}
-
-/// The package a binding points to; `None` for a plain package.
-fn binding_target(
-    entity: &StoredEntity,
-    owner: bool,
-) -> ApiResult<Option<(EntityName, EntityName)>> {
-    if !entity.binding {
-        return Ok(None);
-    }
-    let parsed = entity
-        .document
-        .get("binding")
-        .cloned()
-        .map(serde_json::from_value::<StoredBinding>);
-    match parsed {
-        Some(Ok(StoredBinding {
-            namespace: Some(namespace),
-            name: Some(name),
-        })) => Ok(Some((namespace, name))),
-        _ => {
-            tracing::error!(doc_id = %entity.doc_id, "package binding document is corrupt");
-            if owner {
-                Err(ApiError::corrupted_entity())
-            } else {
-                Err(ApiError::not_authorized([entity.doc_id.clone()]))
-            }
+    let Some(found) = found else {
+        return if owner {
+            Err(ApiError::not_found_named(doc_id))
+        } else {
+            Ok(None)
+        };
+    };
+    match decode::<WhiskPackage>(found, EntityType::Package) {
+        Ok(stored) => Ok(Some(stored)),
+        Err(error) if owner => Err(error.into()),
+        Err(error) => {
+            tracing::debug!(%error, "foreign package not readable");
+            Ok(None)
         }
     }
 }

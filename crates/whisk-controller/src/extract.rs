@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// Default page size of list requests.
@@ -34,9 +34,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        require_json_content_type(request.headers())?;
-        let bytes = read_body(request, state.config.max_request_body).await?;
-        parse_json(&bytes).map(JsonBody)
+        read_json(request, state.config.max_request_body)
+            .await
+            .map(JsonBody)
     }
 }
 
@@ -44,18 +44,37 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let declared_empty = declared_length(request.headers()) == Some(0);
-        if declared_empty {
-            return Ok(OptionalJsonBody(None));
-        }
-        let content_type_check = require_json_content_type(request.headers());
-        let bytes = read_body(request, state.config.max_request_body).await?;
-        if bytes.is_empty() {
-            return Ok(OptionalJsonBody(None));
-        }
-        content_type_check?;
-        parse_json(&bytes).map(|value| OptionalJsonBody(Some(value)))
+        read_optional_json(request, state.config.max_request_body)
+            .await
+            .map(OptionalJsonBody)
     }
+}
+
+/// Reads a JSON body of type `T` with the rejections described on [`JsonBody`].
+///
+/// Handlers call this directly (taking the raw `Request` as their last extractor) when the
+/// body must be read only after rights were checked, as OpenWhisk does.
+pub async fn read_json<T: DeserializeOwned>(request: Request, max_bytes: u64) -> ApiResult<T> {
+    require_json_content_type(request.headers())?;
+    let bytes = read_body(request, max_bytes).await?;
+    parse_json(&bytes)
+}
+
+/// Like [`read_json`], but an empty body is `None` whatever its content type.
+pub async fn read_optional_json<T: DeserializeOwned>(
+    request: Request,
+    max_bytes: u64,
+) -> ApiResult<Option<T>> {
+    if declared_length(request.headers()) == Some(0) {
+        return Ok(None);
+    }
+    let content_type_check = require_json_content_type(request.headers());
+    let bytes = read_body(request, max_bytes).await?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    content_type_check?;
+    parse_json(&bytes).map(Some)
 }
 
 /// Accepts `application/json` with any parameters (e.g. `; charset=utf-8`).
@@ -72,7 +91,8 @@ fn require_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
+/// The `Content-Length` a request declares, if any.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())

@@ -13,6 +13,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod cors;
+pub mod documents;
 pub mod entitlement;
 pub mod error;
 pub mod extract;
