@@ -12,37 +12,35 @@ use serde_json::json;
 use whisk_model::{ErrorClass, ExecError, ModelError, NameError};
 use whisk_store::StoreError;
 
-/// Exact message strings produced by the HTTP layer itself (routing, parsing, auth).
+/// The exact message strings this crate sends. Those OpenWhisk defines are re-exported from
+/// `whisk_model::messages` (the single home of wire texts); the rest are the controller's own.
 pub mod messages {
+    use whisk_model::messages as model;
+
     /// Unknown route.
-    pub const RESOURCE_NOT_FOUND: &str = "The requested resource could not be found.";
+    pub const RESOURCE_NOT_FOUND: &str = model::NOT_FOUND_ROUTE;
     /// Entity missing (no name given).
-    pub const RESOURCE_DOES_NOT_EXIST: &str = "The requested resource does not exist.";
+    pub const RESOURCE_DOES_NOT_EXIST: &str = model::RESOURCE_DOES_NOT_EXIST;
     /// No `Authorization` header.
-    pub const AUTHENTICATION_MISSING: &str =
-        "The resource requires authentication, which was not supplied with the request";
+    pub const AUTHENTICATION_MISSING: &str = model::MISSING_AUTH;
     /// Unknown, blocked or malformed credentials.
-    pub const AUTHENTICATION_INVALID: &str = "The supplied authentication is invalid";
+    pub const AUTHENTICATION_INVALID: &str = model::INVALID_AUTH;
     /// Value of `WWW-Authenticate` on every 401.
-    pub const AUTHENTICATION_CHALLENGE: &str = "Basic realm=\"OpenWhisk secure realm\"";
+    pub const AUTHENTICATION_CHALLENGE: &str = model::AUTH_CHALLENGE;
     /// PUT without `overwrite=true` on an existing entity.
-    pub const ENTITY_EXISTS: &str = "resource already exists";
+    pub const ENTITY_EXISTS: &str = model::RESOURCE_EXISTS;
     /// Revision mismatch on write.
-    pub const CONCURRENT_MODIFICATION: &str = "Concurrent modification to resource detected.";
+    pub const CONCURRENT_MODIFICATION: &str = model::CONCURRENT_MODIFICATION;
     /// The document id belongs to another entity type.
-    pub const CONFORMANCE: &str = "Resource by this name exists but is not in this collection.";
+    pub const CONFORMANCE: &str = model::CONFLICTING_TYPE;
     /// A stored document that no longer parses.
-    pub const CORRUPTED_ENTITY: &str = "Resource is corrupted and cannot be read.";
-    /// Generic 500.
-    pub const INTERNAL_SERVER_ERROR: &str = "There was an internal server error.";
+    pub const CORRUPTED_ENTITY: &str = model::CORRUPTED_ENTITY;
     /// Generic 503.
-    pub const SERVICE_UNAVAILABLE: &str =
-        "The server is currently unavailable (because it is overloaded or down for maintenance).";
-    /// Prefix of a rejected body.
-    pub const MALFORMED_CONTENT_PREFIX: &str = "The request content was malformed:\n";
-    /// Actions cannot live in (or be listed through writes on) a binding.
-    pub const OPERATION_NOT_PERMITTED_ON_BINDING: &str =
-        "Operation not permitted on package binding.";
+    pub const SERVICE_UNAVAILABLE: &str = model::SERVICE_UNAVAILABLE;
+    /// Actions cannot be written into a binding.
+    pub const OPERATION_NOT_PERMITTED_ON_BINDING: &str = model::NOT_ALLOWED_ON_BINDING;
+    /// Generic 500; details stay in the log.
+    pub const INTERNAL_SERVER_ERROR: &str = "There was an internal server error.";
     /// Individual limits (`/limits/<x>`) are not addressable in OpenWhisk either.
     pub const LIMITS_ENTITY_NOT_IMPLEMENTED: &str =
         "Inner entity level routes for limits are not yet implemented.";
@@ -86,13 +84,14 @@ impl ApiError {
 
     /// 400 for a body that failed to parse or validate while being read.
     pub fn malformed_content(detail: impl std::fmt::Display) -> Self {
-        Self::bad_request(format!("{}{detail}", messages::MALFORMED_CONTENT_PREFIX))
+        Self::bad_request(whisk_model::messages::malformed_body(&detail.to_string()))
     }
 
     /// 400 for a query parameter whose value does not parse or is out of range.
     pub fn malformed_query_parameter(name: &str, detail: impl std::fmt::Display) -> Self {
-        Self::bad_request(format!(
-            "The query parameter '{name}' was malformed:\n{detail}"
+        Self::bad_request(whisk_model::messages::malformed_query(
+            name,
+            &detail.to_string(),
         ))
     }
 
@@ -113,15 +112,10 @@ impl ApiError {
         I: IntoIterator<Item = N>,
         N: Into<String>,
     {
-        let mut names: Vec<String> = fully_qualified_names.into_iter().map(Into::into).collect();
-        names.sort();
-        names.dedup();
+        let names: Vec<String> = fully_qualified_names.into_iter().map(Into::into).collect();
         Self::new(
             StatusCode::FORBIDDEN,
-            format!(
-                "The supplied authentication is not authorized to access '{}'.",
-                names.join(", ")
-            ),
+            whisk_model::messages::not_authorized(&names),
         )
     }
 
@@ -134,7 +128,7 @@ impl ApiError {
     pub fn not_found_named(fully_qualified_name: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            format!("The requested resource '{fully_qualified_name}' does not exist."),
+            whisk_model::messages::does_not_exist_named(fully_qualified_name),
         )
     }
 
@@ -147,10 +141,7 @@ impl ApiError {
     pub fn method_not_allowed(supported: &[&str]) -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!(
-                "HTTP method not allowed, supported methods: {}",
-                supported.join(", ")
-            ),
+            whisk_model::messages::method_not_allowed(supported),
         )
     }
 
@@ -173,19 +164,20 @@ impl ApiError {
     pub fn too_large(what: &str, actual: u64, allowed: u64) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{what} larger than allowed: {actual} > {allowed} bytes."),
+            whisk_model::messages::too_large(what, actual, allowed),
         )
     }
 
-    /// 415 for a body that is not JSON.
+    /// 415 for a body that is not JSON. Like OpenWhisk's HTTP layer, the message names the
+    /// content type that was received, when there was one.
     pub fn unsupported_content_type(received: Option<&str>) -> Self {
-        let received = received.map(|ct| format!(" [{ct}]")).unwrap_or_default();
-        Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "The request's Content-Type{received} is not supported. Expected:\napplication/json"
+        let message = match received {
+            None => whisk_model::messages::UNSUPPORTED_CONTENT_TYPE.to_owned(),
+            Some(content_type) => format!(
+                "The request's Content-Type [{content_type}] is not supported. Expected:\napplication/json"
             ),
-        )
+        };
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
     }
 
     /// 500 for a stored document that cannot be decoded.

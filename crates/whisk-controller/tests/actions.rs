@@ -717,6 +717,9 @@ async fn listing_covers_packages_newest_first_with_summaries() {
         assert!(third.get(key).is_some(), "{key}");
     }
 
+    let with_slash = app.get("/api/v1/namespaces/_/actions/", GUEST).await.json();
+    assert_eq!(with_slash, listed);
+
     let package_list = app
         .get("/api/v1/namespaces/_/actions/utils/", GUEST)
         .await

@@ -16,8 +16,9 @@ use whisk_model::{
     ActionPut, EntityName, EntityPath, EntityType, Exec, FullyQualifiedEntityName, Identity,
     WhiskAction, WhiskPackage, messages,
 };
-use whisk_store::{EntityQuery, EntityScope};
+use whisk_store::EntityScope;
 
+use crate::api::Listing;
 use crate::auth::Caller;
 use crate::documents::{self, Stored, action_document};
 use crate::entitlement::{self, Collection, PackageAccess, Privilege, Resource};
@@ -36,6 +37,7 @@ const MAX_NESTED_SEQUENCES: usize = 1_000;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/namespaces/{namespace}/actions", get(list_actions))
+        .route("/api/v1/namespaces/{namespace}/actions/", get(list_actions))
         .route(
             "/api/v1/namespaces/{namespace}/actions/{name}",
             get(get_action)
@@ -511,25 +513,17 @@ async fn list_package_actions(
 
 /// Newest first, paged, or just counted with `count=true`.
 async fn list(state: &AppState, query: &QueryParams, scope: EntityScope) -> ApiResult<Json<Value>> {
-    let collection = Collection::Actions.as_str();
-    let options = query.list_options(collection)?;
-    let store = state.store.entities.as_ref();
-    let mut entity_query = EntityQuery::new(EntityType::Action, scope);
-    entity_query.skip = u64::from(options.skip);
-    if options.count {
-        let count = store.count(&entity_query).await?;
-        return Ok(Json(json!({ collection: count })));
-    }
-    entity_query.limit = Some(u64::from(options.limit));
-    let mut summaries = Vec::new();
-    for stored in store.list(&entity_query).await? {
-        match documents::decode::<WhiskAction>(stored, EntityType::Action) {
-            Ok(action) => summaries.push(action.entity.to_summary_json()),
-            // One damaged document should not hide the rest of the namespace.
-            Err(error) => tracing::error!(%error, "skipping undecodable action in list"),
-        }
-    }
-    Ok(Json(Value::Array(summaries)))
+    let listing = Listing {
+        collection: Collection::Actions,
+        entity_type: EntityType::Action,
+        scope,
+        public_only: false,
+    };
+    listing
+        .respond(state, query, |action: &WhiskAction| {
+            action.to_summary_json()
+        })
+        .await
 }
 
 // ---- POST (invoke) ------------------------------------------------------------------------------
