@@ -311,3 +311,210 @@ async fn readable_package(
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use whisk_model::{NamespaceLimits, PackagePut};
+    use whisk_store::Store;
+
+    use super::*;
+    use crate::documents::package_document;
+
+    fn identity(namespace: &str) -> Identity {
+        Identity {
+            subject: namespace.into(),
+            namespace: namespace.into(),
+            uuid: format!("{namespace}-uuid"),
+            limits: NamespaceLimits::default(),
+        }
+    }
+
+    fn name(text: &str) -> EntityName {
+        EntityName::new(text).unwrap()
+    }
+
+    fn path(text: &str) -> EntityPath {
+        EntityPath::parse(text).unwrap()
+    }
+
+    async fn store_with_packages() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = whisk_store::open_sqlite(dir.path()).unwrap();
+        let packages = [
+            ("owner", "private", PackagePut::default()),
+            (
+                "owner",
+                "public",
+                PackagePut {
+                    publish: Some(true),
+                    ..PackagePut::default()
+                },
+            ),
+            (
+                "owner",
+                "public-binding",
+                PackagePut {
+                    publish: Some(true),
+                    binding: Some(Binding::new(name("owner"), name("public"))),
+                    ..PackagePut::default()
+                },
+            ),
+            (
+                "owner",
+                "dangling",
+                PackagePut {
+                    binding: Some(Binding::new(name("owner"), name("gone"))),
+                    ..PackagePut::default()
+                },
+            ),
+        ];
+        for (namespace, package, put) in packages {
+            let package = WhiskPackage::create(path(namespace), name(package), put, 1).unwrap();
+            store
+                .entities
+                .put(package_document(&package).unwrap(), None)
+                .await
+                .unwrap();
+        }
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn namespace_collections_are_owner_only() {
+        let (_dir, store) = store_with_packages().await;
+        let store = store.entities.as_ref();
+        for collection in [
+            Collection::Triggers,
+            Collection::Rules,
+            Collection::Activations,
+            Collection::Limits,
+            Collection::Actions,
+        ] {
+            let resource = Resource::collection(collection, path("owner"));
+            assert!(
+                check(store, &identity("owner"), Privilege::Read, &resource)
+                    .await
+                    .is_ok()
+            );
+            let error = check(store, &identity("stranger"), Privilege::Read, &resource)
+                .await
+                .unwrap_err();
+            assert_eq!(error.status(), StatusCode::FORBIDDEN);
+            assert_eq!(
+                error.message(),
+                "The supplied authentication is not authorized to access 'owner'."
+            );
+        }
+        let activation = Resource::entity(Collection::Activations, path("owner"), name("x"));
+        let error = check(store, &identity("owner"), Privilege::Put, &activation)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), StatusCode::FORBIDDEN);
+        let trigger = Resource::entity(Collection::Triggers, path("owner"), name("t"));
+        assert!(
+            check(store, &identity("owner"), Privilege::Activate, &trigger)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn anyone_may_list_packages_but_only_owners_write_them() {
+        let (_dir, store) = store_with_packages().await;
+        let store = store.entities.as_ref();
+        let listing = Resource::collection(Collection::Packages, path("owner"));
+        assert!(
+            check(store, &identity("stranger"), Privilege::Read, &listing)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let package = Resource::entity(Collection::Packages, path("owner"), name("public"));
+        for privilege in [Privilege::Put, Privilege::Delete] {
+            assert!(
+                check(store, &identity("owner"), privilege, &package)
+                    .await
+                    .is_ok()
+            );
+            assert!(
+                check(store, &identity("stranger"), privilege, &package)
+                    .await
+                    .is_err()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn package_reads_follow_publish_and_binding_rules() {
+        let (_dir, store) = store_with_packages().await;
+        let store = store.entities.as_ref();
+        let read = |caller: &'static str, package: &'static str| {
+            let resource = format!("owner/{package}");
+            async move {
+                check_package_read(
+                    store,
+                    &identity(caller),
+                    &name("owner"),
+                    &name(package),
+                    &resource,
+                )
+                .await
+            }
+        };
+        let access = read("stranger", "public").await.unwrap();
+        assert!(!access.is_binding());
+        assert_eq!(access.actions_package().name, "public");
+
+        let access = read("owner", "public-binding").await.unwrap();
+        assert!(access.is_binding());
+        assert_eq!(access.actions_package().name, "public");
+        assert_eq!(
+            access.binding_path().unwrap().to_string(),
+            "owner/public-binding"
+        );
+
+        for (caller, package, status) in [
+            ("stranger", "private", StatusCode::FORBIDDEN),
+            ("stranger", "public-binding", StatusCode::FORBIDDEN),
+            ("stranger", "missing", StatusCode::FORBIDDEN),
+            ("owner", "missing", StatusCode::NOT_FOUND),
+            ("owner", "dangling", StatusCode::NOT_FOUND),
+        ] {
+            let error = read(caller, package).await.unwrap_err();
+            assert_eq!(error.status(), status, "{caller} reading {package}");
+        }
+        let error = read("owner", "missing").await.unwrap_err();
+        assert_eq!(
+            error.message(),
+            "The requested resource 'owner/missing' does not exist."
+        );
+        let error = read("stranger", "private").await.unwrap_err();
+        assert_eq!(
+            error.message(),
+            "The supplied authentication is not authorized to access 'owner/private'."
+        );
+    }
+
+    #[test]
+    fn inherited_parameters_put_the_binding_over_the_package() {
+        let mut package =
+            WhiskPackage::create(path("o"), name("p"), PackagePut::default(), 1).unwrap();
+        package.parameters.insert("a", serde_json::json!("package"));
+        package.parameters.insert("b", serde_json::json!("package"));
+        let mut binding =
+            WhiskPackage::create(path("o"), name("b"), PackagePut::default(), 1).unwrap();
+        binding.parameters.insert("b", serde_json::json!("binding"));
+        let stored = |entity| Stored {
+            entity,
+            revision: "1".parse().unwrap(),
+        };
+        let access = PackageAccess {
+            package: stored(binding),
+            bound: Some(stored(package)),
+        };
+        let merged = access.inherited_parameters();
+        assert_eq!(merged.get("a"), Some(&serde_json::json!("package")));
+        assert_eq!(merged.get("b"), Some(&serde_json::json!("binding")));
+    }
+}
