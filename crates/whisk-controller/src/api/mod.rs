@@ -1,10 +1,16 @@
 //! The REST API routes, one module per collection.
 //!
 //! Each collection module exposes `pub(crate) fn routes() -> Router<AppState>` with its full
-//! paths (`/api/v1/namespaces/{ns}/<collection>...`); [`routes`] merges them. Handlers take
-//! [`crate::auth::Caller`] for the identity, resolve the `{ns}` segment with
-//! [`crate::names::resolve_namespace`], check rights through [`crate::entitlement`], and
-//! return [`crate::ApiError`] for every failure.
+//! paths (`/api/v1/namespaces/{ns}/<collection>...`); `routes` merges them. A handler:
+//! * takes [`crate::auth::Caller`] for the identity (authentication already happened),
+//!   [`crate::extract::PathSegments`] for path segments and [`crate::extract::QueryParams`];
+//! * resolves `{ns}` with [`crate::names::resolve_namespace`] and names with
+//!   [`crate::names::entity_name`];
+//! * checks rights with [`crate::entitlement::check`] *before* reading a body, then reads it
+//!   with [`crate::extract::read_json`] (taking the raw `Request` as its last argument);
+//! * reads and writes entities with [`crate::documents`] (`fetch`, `fetch_existing`,
+//!   `package_document`, ...), lists with `Listing`;
+//! * returns [`crate::ApiError`] for every failure; store and model errors convert with `?`.
 
 pub mod actions;
 pub mod info;
