@@ -13,8 +13,12 @@
 //! * returns [`crate::ApiError`] for every failure; store and model errors convert with `?`.
 
 pub mod actions;
+pub mod activations;
 pub mod info;
 pub mod namespaces;
+pub mod packages;
+pub mod rules;
+pub mod triggers;
 
 use axum::Json;
 use axum::Router;
@@ -35,6 +39,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(info::routes())
         .merge(namespaces::routes())
         .merge(actions::routes())
+        .merge(packages::routes())
+        .merge(triggers::routes())
+        .merge(rules::routes())
+        .merge(activations::routes())
 }
 
 /// Answer for paths no route matches.
