@@ -7,9 +7,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use whisk_model::identity::{AuthKey, NamespaceLimits};
+use whisk_model::identity::AuthKey;
 use whisk_model::names::EntityName;
-use whisk_store::Store;
+use whisk_store::{Store, StoreError};
 
 use crate::config;
 
@@ -117,7 +117,7 @@ async fn user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
                 bail!("subject name must be at least {MIN_SUBJECT_LENGTH} characters");
             }
             let namespace = namespace.unwrap_or_else(|| subject.clone());
-            EntityName::parse(&namespace)
+            EntityName::namespace(namespace.as_str())
                 .map_err(|error| anyhow::anyhow!("invalid namespace '{namespace}': {error}"))?;
             let key = match auth {
                 Some(text) => AuthKey::parse(&text).map_err(|error| {
@@ -130,7 +130,9 @@ async fn user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
                     .subjects
                     .add_namespace(&subject, &namespace, &key)
                     .await
-                    .with_context(|| format!("cannot add namespace '{namespace}' to '{subject}'"))?;
+                    .with_context(|| {
+                        format!("cannot add namespace '{namespace}' to '{subject}'")
+                    })?;
             } else {
                 store
                     .subjects
@@ -224,22 +226,22 @@ async fn limits(store: &Store, command: LimitsCommand) -> anyhow::Result<()> {
         }
         LimitsCommand::Get { namespace } => {
             let limits = store.subjects.get_limits(&namespace).await?;
-            if limits.as_ref().is_none_or(is_empty) {
-                println!("No limits found, default system limits apply");
-            } else if let Some(limits) = limits {
-                println!("{}", serde_json::to_string_pretty(&limits)?);
+            match limits.filter(|limits| !limits.is_empty()) {
+                Some(limits) => println!("{}", serde_json::to_string_pretty(&limits)?),
+                None => println!("No limits found, default system limits apply"),
             }
         }
         LimitsCommand::Delete { namespace } => {
-            store.subjects.delete_limits(&namespace).await?;
-            println!("Limits deleted");
+            match store.subjects.delete_limits(&namespace).await {
+                Ok(()) => println!("Limits deleted"),
+                Err(StoreError::NotFound(_)) => {
+                    println!("No limits found, default system limits apply");
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
     }
     Ok(())
-}
-
-fn is_empty(limits: &NamespaceLimits) -> bool {
-    *limits == NamespaceLimits::default()
 }
 
 /// A fresh uuid and 64 random alphanumerics, the shape of the keys OpenWhisk hands out.

@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 use crate::config::ServerFlags;
 
 #[derive(Debug, Parser)]
-#[command(name = "whisk", version, about = "A serverless platform that speaks OpenWhisk's API")]
+#[command(
+    name = "whisk",
+    version,
+    about = "A serverless platform that speaks OpenWhisk's API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -40,7 +40,12 @@ async fn info_endpoints_answer_without_credentials() {
         .collect();
     assert!(kinds.contains(&"nodejs:20"), "{kinds:?}");
 
-    let ping = platform.raw().get(format!("{}/ping", platform.url)).send().await.unwrap();
+    let ping = platform
+        .raw()
+        .get(format!("{}/ping", platform.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ping.status(), 200);
     assert!(ping.text().await.unwrap().contains("pong"));
 
@@ -67,7 +72,11 @@ impl Reply {
 async fn action_lifecycle_matches_openwhisk() {
     let platform = Platform::start();
     let created = platform
-        .guest(Method::PUT, "/namespaces/_/actions/hello", Some(hello_action()))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/actions/hello",
+            Some(hello_action()),
+        )
         .await;
     let action = created.assert_ok();
     assert_eq!(action["namespace"], "guest");
@@ -95,7 +104,11 @@ async fn action_lifecycle_matches_openwhisk() {
     );
 
     platform
-        .guest(Method::PUT, "/namespaces/_/actions/hello", Some(hello_action()))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/actions/hello",
+            Some(hello_action()),
+        )
         .await
         .assert_error(409, "resource already exists");
 
@@ -113,9 +126,15 @@ async fn action_lifecycle_matches_openwhisk() {
     let updated = updated.assert_ok();
     assert_eq!(updated["version"], "0.0.2");
     assert_eq!(updated["exec"]["code"], HELLO, "exec kept when not given");
-    assert_eq!(updated["parameters"], json!([{"key": "name", "value": "World"}]));
+    assert_eq!(
+        updated["parameters"],
+        json!([{"key": "name", "value": "World"}])
+    );
     assert_eq!(updated["limits"]["memory"], 128);
-    assert_eq!(updated["limits"]["timeout"], 60000, "limits merged per field");
+    assert_eq!(
+        updated["limits"]["timeout"], 60000,
+        "limits merged per field"
+    );
     let annotation_keys: Vec<&str> = updated["annotations"]
         .as_array()
         .unwrap()
@@ -123,7 +142,10 @@ async fn action_lifecycle_matches_openwhisk() {
         .map(|a| a["key"].as_str().unwrap())
         .collect();
     for key in ["provide-api-key", "exec", "description"] {
-        assert!(annotation_keys.contains(&key), "{annotation_keys:?} lacks {key}");
+        assert!(
+            annotation_keys.contains(&key),
+            "{annotation_keys:?} lacks {key}"
+        );
     }
 
     let fetched = platform
@@ -167,10 +189,15 @@ async fn lists_are_newest_first_with_paging_and_counts() {
         // `updated` has millisecond precision; keep the order unambiguous.
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
-    let all = platform.guest(Method::GET, "/namespaces/_/actions", None).await;
+    let all = platform
+        .guest(Method::GET, "/namespaces/_/actions", None)
+        .await;
     assert_eq!(names(all.assert_ok()), ["a5", "a4", "a3", "a2", "a1"]);
     assert_eq!(all.body[0]["exec"], json!({"binary": false}));
-    assert!(all.body[0].get("parameters").is_none(), "list items are summaries");
+    assert!(
+        all.body[0].get("parameters").is_none(),
+        "list items are summaries"
+    );
 
     let page = platform
         .guest(Method::GET, "/namespaces/_/actions?limit=2&skip=1", None)
@@ -218,11 +245,19 @@ async fn packages_bindings_and_packaged_actions() {
     assert_eq!(package.assert_ok()["binding"], json!({}));
 
     let packaged = platform
-        .guest(Method::PUT, "/namespaces/_/actions/utils/echo", Some(hello_action()))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/actions/utils/echo",
+            Some(hello_action()),
+        )
         .await;
     assert_eq!(packaged.assert_ok()["namespace"], "guest/utils");
     platform
-        .guest(Method::PUT, "/namespaces/_/actions/missing/echo", Some(hello_action()))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/actions/missing/echo",
+            Some(hello_action()),
+        )
         .await
         .assert_error(404, "The requested resource does not exist.");
 
@@ -241,7 +276,11 @@ async fn packages_bindings_and_packaged_actions() {
         json!({"namespace": "guest", "name": "utils"})
     );
     platform
-        .guest(Method::PUT, "/namespaces/_/actions/bound/new", Some(hello_action()))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/actions/bound/new",
+            Some(hello_action()),
+        )
         .await
         .assert_error(400, "Operation not permitted on package binding.");
     platform
@@ -276,13 +315,18 @@ async fn packages_bindings_and_packaged_actions() {
     let through_binding = through_binding.assert_ok();
     assert_eq!(through_binding["namespace"], "guest/utils");
     let merged = through_binding["parameters"].as_array().unwrap();
-    assert!(merged.contains(&json!({"key": "from", "value": "binding"})), "{merged:?}");
+    assert!(
+        merged.contains(&json!({"key": "from", "value": "binding"})),
+        "{merged:?}"
+    );
 
     let listed = platform
         .guest(Method::GET, "/namespaces/_/actions/bound/", None)
         .await;
     assert_eq!(names(listed.assert_ok()), ["echo"]);
-    let all_actions = platform.guest(Method::GET, "/namespaces/_/actions", None).await;
+    let all_actions = platform
+        .guest(Method::GET, "/namespaces/_/actions", None)
+        .await;
     assert_eq!(all_actions.assert_ok()[0]["namespace"], "guest/utils");
 
     let not_empty = platform
@@ -298,16 +342,24 @@ async fn packages_bindings_and_packaged_actions() {
         not_empty.text
     );
     platform
-        .guest(Method::DELETE, "/namespaces/_/packages/utils?force=true", None)
+        .guest(
+            Method::DELETE,
+            "/namespaces/_/packages/utils?force=true",
+            None,
+        )
         .await
         .assert_ok();
     platform
         .guest(Method::GET, "/namespaces/_/actions/utils/echo", None)
         .await
-        .assert_error(404, "The requested resource does not exist.");
+        .assert_error(404, "The requested resource 'guest/utils' does not exist.");
 
     let post = platform
-        .guest(Method::POST, "/namespaces/_/packages/bound", Some(json!({})))
+        .guest(
+            Method::POST,
+            "/namespaces/_/packages/bound",
+            Some(json!({})),
+        )
         .await;
     assert_eq!(post.status, 405, "{}", post.text);
 }
@@ -316,7 +368,11 @@ async fn packages_bindings_and_packaged_actions() {
 async fn triggers_and_rules() {
     let platform = Platform::start();
     platform
-        .guest(Method::PUT, "/namespaces/_/actions/hello", Some(hello_action()))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/actions/hello",
+            Some(hello_action()),
+        )
         .await
         .assert_ok();
     let trigger = platform
@@ -326,16 +382,18 @@ async fn triggers_and_rules() {
             Some(json!({"parameters": [{"key": "x", "value": 1}]})),
         )
         .await;
-    assert_eq!(trigger.assert_ok()["parameters"], json!([{"key": "x", "value": 1}]));
+    assert_eq!(
+        trigger.assert_ok()["parameters"],
+        json!([{"key": "x", "value": 1}])
+    );
 
     platform
-        .guest(
-            Method::PUT,
-            "/namespaces/_/triggers/hello",
-            Some(json!({})),
-        )
+        .guest(Method::PUT, "/namespaces/_/triggers/hello", Some(json!({})))
         .await
-        .assert_error(409, "Resource by this name exists but is not in this collection.");
+        .assert_error(
+            409,
+            "Resource by this name exists but is not in this collection.",
+        );
 
     let rule = platform
         .guest(
@@ -358,7 +416,11 @@ async fn triggers_and_rules() {
         .await
         .assert_error(400, "trigger /guest/nope does not exist");
     platform
-        .guest(Method::PUT, "/namespaces/_/rules/r3", Some(json!({"trigger": "/_/t"})))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/rules/r3",
+            Some(json!({"trigger": "/_/t"})),
+        )
         .await
         .assert_error(400, "rule requires a valid trigger and a valid action");
 
@@ -371,29 +433,42 @@ async fn triggers_and_rules() {
     );
 
     let disabled = platform
-        .guest(Method::POST, "/namespaces/_/rules/r", Some(json!({"status": "inactive"})))
+        .guest(
+            Method::POST,
+            "/namespaces/_/rules/r",
+            Some(json!({"status": "inactive"})),
+        )
         .await;
     assert_eq!(disabled.status, 200, "{}", disabled.text);
-    let fetched = platform.guest(Method::GET, "/namespaces/_/rules/r", None).await;
+    let fetched = platform
+        .guest(Method::GET, "/namespaces/_/rules/r", None)
+        .await;
     assert_eq!(fetched.assert_ok()["status"], "inactive");
     platform
         .guest(Method::POST, "/namespaces/_/rules/r", Some(json!({"status": "paused"})))
         .await
         .assert_error(
             400,
-            "'paused' is not a recognized rule state, must be one of ['active', 'inactive']",
+            "The request content was malformed:\n'paused' is not a recognized rule state, must be one of ['active', 'inactive']",
         );
 
-    let rules = platform.guest(Method::GET, "/namespaces/_/rules", None).await;
+    let rules = platform
+        .guest(Method::GET, "/namespaces/_/rules", None)
+        .await;
     assert_eq!(names(rules.assert_ok()), ["r"]);
 
-    let deleted = platform.guest(Method::DELETE, "/namespaces/_/rules/r", None).await;
+    let deleted = platform
+        .guest(Method::DELETE, "/namespaces/_/rules/r", None)
+        .await;
     assert_eq!(deleted.assert_ok()["status"], "inactive");
     let trigger_after = platform
         .guest(Method::GET, "/namespaces/_/triggers/t", None)
         .await;
     assert!(
-        trigger_after.assert_ok().get("rules").is_none_or(|rules| rules == &json!({})),
+        trigger_after
+            .assert_ok()
+            .get("rules")
+            .is_none_or(|rules| rules == &json!({})),
         "{}",
         trigger_after.text
     );
@@ -411,33 +486,61 @@ async fn second_user_is_isolated_but_reads_public_packages() {
     let alice = alice.as_str();
 
     platform
-        .guest(Method::PUT, "/namespaces/_/actions/secret", Some(hello_action()))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/actions/secret",
+            Some(hello_action()),
+        )
         .await
         .assert_ok();
     platform
-        .guest(Method::PUT, "/namespaces/_/packages/private", Some(json!({})))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/packages/private",
+            Some(json!({})),
+        )
         .await
         .assert_ok();
     platform
-        .guest(Method::PUT, "/namespaces/_/packages/shared", Some(json!({"publish": true})))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/packages/shared",
+            Some(json!({"publish": true})),
+        )
         .await
         .assert_ok();
     platform
-        .guest(Method::PUT, "/namespaces/_/actions/shared/tool", Some(hello_action()))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/actions/shared/tool",
+            Some(hello_action()),
+        )
         .await
         .assert_ok();
 
-    let namespaces = platform.call(Method::GET, "/namespaces", Some(alice), None).await;
+    let namespaces = platform
+        .call(Method::GET, "/namespaces", Some(alice), None)
+        .await;
     assert_eq!(namespaces.assert_ok(), &json!(["alice"]));
     platform
-        .call(Method::GET, "/namespaces/guest/actions/secret", Some(alice), None)
+        .call(
+            Method::GET,
+            "/namespaces/guest/actions/secret",
+            Some(alice),
+            None,
+        )
         .await
         .assert_error(
             403,
             "The supplied authentication is not authorized to access 'guest/secret'.",
         );
     platform
-        .call(Method::PUT, "/namespaces/guest/actions/mine", Some(alice), Some(hello_action()))
+        .call(
+            Method::PUT,
+            "/namespaces/guest/actions/mine",
+            Some(alice),
+            Some(hello_action()),
+        )
         .await
         .assert_error(
             403,
@@ -448,16 +551,31 @@ async fn second_user_is_isolated_but_reads_public_packages() {
         .await;
     assert_eq!(foreign_list.status, 403, "{}", foreign_list.text);
     let private_package = platform
-        .call(Method::GET, "/namespaces/guest/packages/private", Some(alice), None)
+        .call(
+            Method::GET,
+            "/namespaces/guest/packages/private",
+            Some(alice),
+            None,
+        )
         .await;
     assert_eq!(private_package.status, 403, "{}", private_package.text);
 
     let shared = platform
-        .call(Method::GET, "/namespaces/guest/packages/shared", Some(alice), None)
+        .call(
+            Method::GET,
+            "/namespaces/guest/packages/shared",
+            Some(alice),
+            None,
+        )
         .await;
     assert_eq!(names(&shared.assert_ok()["actions"]), ["tool"]);
     let tool = platform
-        .call(Method::GET, "/namespaces/guest/actions/shared/tool", Some(alice), None)
+        .call(
+            Method::GET,
+            "/namespaces/guest/actions/shared/tool",
+            Some(alice),
+            None,
+        )
         .await;
     assert_eq!(tool.assert_ok()["namespace"], "guest/shared");
     let visible = platform
@@ -470,7 +588,12 @@ async fn second_user_is_isolated_but_reads_public_packages() {
         .await;
     assert_eq!(limits.status, 403, "{}", limits.text);
     let activations = platform
-        .call(Method::GET, "/namespaces/guest/activations", Some(alice), None)
+        .call(
+            Method::GET,
+            "/namespaces/guest/activations",
+            Some(alice),
+            None,
+        )
         .await;
     assert_eq!(activations.status, 403, "{}", activations.text);
 
@@ -501,7 +624,9 @@ async fn second_user_is_isolated_but_reads_public_packages() {
 async fn admin_blocks_users_and_sets_limits() {
     let platform = Platform::start();
     let bobby = platform.create_user("bobby");
-    let ok = platform.call(Method::GET, "/namespaces", Some(&bobby), None).await;
+    let ok = platform
+        .call(Method::GET, "/namespaces", Some(&bobby), None)
+        .await;
     ok.assert_ok();
 
     let blocked = platform.admin(&["user", "block", "bobby"]);
@@ -510,7 +635,12 @@ async fn admin_blocks_users_and_sets_limits() {
         .call(Method::GET, "/namespaces", Some(&bobby), None)
         .await
         .assert_error(401, "The supplied authentication is invalid");
-    assert!(platform.admin(&["user", "unblock", "bobby"]).status.success());
+    assert!(
+        platform
+            .admin(&["user", "unblock", "bobby"])
+            .status
+            .success()
+    );
     platform
         .call(Method::GET, "/namespaces", Some(&bobby), None)
         .await
@@ -527,7 +657,11 @@ async fn admin_blocks_users_and_sets_limits() {
         "--fires-per-minute",
         "2",
     ]);
-    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
     let limits = platform
         .call(Method::GET, "/namespaces/_/limits", Some(&bobby), None)
         .await;
@@ -538,27 +672,45 @@ async fn admin_blocks_users_and_sets_limits() {
     assert_eq!(limits["maxActionMemory"], 512);
     assert_eq!(limits["maxParameterSize"], "1048576 B");
 
-    let guest_limits = platform.guest(Method::GET, "/namespaces/_/limits", None).await;
+    let guest_limits = platform
+        .guest(Method::GET, "/namespaces/_/limits", None)
+        .await;
     assert_eq!(guest_limits.assert_ok()["invocationsPerMinute"], 120);
     assert_eq!(guest_limits.body["concurrentInvocations"], 100);
 
-    assert!(platform.admin(&["limits", "delete", "bobby"]).status.success());
+    assert!(
+        platform
+            .admin(&["limits", "delete", "bobby"])
+            .status
+            .success()
+    );
     let reset = platform
         .call(Method::GET, "/namespaces/_/limits", Some(&bobby), None)
         .await;
     assert_eq!(reset.assert_ok()["invocationsPerMinute"], 120);
 
     let duplicate = platform.admin(&["user", "create", "bobby"]);
-    assert!(!duplicate.status.success(), "creating bobby twice must fail");
+    assert!(
+        !duplicate.status.success(),
+        "creating bobby twice must fail"
+    );
     let short = platform.admin(&["user", "create", "bob"]);
-    assert!(!short.status.success(), "a 3-character subject must be refused");
+    assert!(
+        !short.status.success(),
+        "a 3-character subject must be refused"
+    );
 
     let listed = platform.admin(&["user", "list"]);
     let listed = String::from_utf8_lossy(&listed.stdout);
     for subject in ["guest", "whisk.system", "bobby"] {
         assert!(listed.contains(subject), "{listed}");
     }
-    assert!(platform.admin(&["user", "delete", "bobby"]).status.success());
+    assert!(
+        platform
+            .admin(&["user", "delete", "bobby"])
+            .status
+            .success()
+    );
     platform
         .call(Method::GET, "/namespaces", Some(&bobby), None)
         .await
@@ -570,11 +722,19 @@ async fn everything_survives_a_restart() {
     let mut platform = Platform::start();
     let carol = platform.create_user("carol");
     platform
-        .guest(Method::PUT, "/namespaces/_/actions/kept", Some(hello_action()))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/actions/kept",
+            Some(hello_action()),
+        )
         .await
         .assert_ok();
     platform
-        .guest(Method::PUT, "/namespaces/_/packages/pkg", Some(json!({"publish": true})))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/packages/pkg",
+            Some(json!({"publish": true})),
+        )
         .await
         .assert_ok();
     platform
@@ -596,9 +756,13 @@ async fn everything_survives_a_restart() {
 
     platform.restart();
 
-    let after = platform.guest(Method::GET, "/namespaces/_/actions/kept", None).await;
+    let after = platform
+        .guest(Method::GET, "/namespaces/_/actions/kept", None)
+        .await;
     assert_eq!(after.assert_ok(), &before);
-    let rule = platform.guest(Method::GET, "/namespaces/_/rules/r", None).await;
+    let rule = platform
+        .guest(Method::GET, "/namespaces/_/rules/r", None)
+        .await;
     assert_eq!(rule.assert_ok()["status"], "active");
     platform
         .guest(Method::GET, "/namespaces/_/packages/pkg", None)
@@ -628,7 +792,11 @@ async fn bad_input_gets_openwhisk_errors() {
         anonymous.headers.get("www-authenticate").unwrap(),
         "Basic realm=\"OpenWhisk secure realm\""
     );
-    let wrong_key = format!("{}:{}", "23bc46b1-71f6-4ed5-8c54-816aa4f8c502", "x".repeat(64));
+    let wrong_key = format!(
+        "{}:{}",
+        "23bc46b1-71f6-4ed5-8c54-816aa4f8c502",
+        "x".repeat(64)
+    );
     platform
         .call(Method::GET, "/namespaces", Some(&wrong_key), None)
         .await
@@ -701,7 +869,10 @@ async fn bad_input_gets_openwhisk_errors() {
             Some(json!({"exec": {"kind": "nodejs:20", "code": HELLO}, "limits": {"memory": 4096}})),
         )
         .await
-        .assert_error(400, "memory size 4096 MB exceeds allowed threshold of 512 MB");
+        .assert_error(
+            400,
+            "memory size 4096 MB exceeds allowed threshold of 512 MB",
+        );
     platform
         .guest(
             Method::PUT,
@@ -711,7 +882,11 @@ async fn bad_input_gets_openwhisk_errors() {
         .await
         .assert_error(400, "The name of the entity contains illegal characters.");
     platform
-        .guest(Method::PUT, "/namespaces/_/packages/default", Some(json!({})))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/packages/default",
+            Some(json!({})),
+        )
         .await
         .assert_error(400, "Package name 'default' is reserved.");
     platform
@@ -730,7 +905,12 @@ async fn bad_input_gets_openwhisk_errors() {
             })),
         )
         .await;
-    assert_eq!(oversized.status, 413, "{}", &oversized.text[..200.min(oversized.text.len())]);
+    assert_eq!(
+        oversized.status,
+        413,
+        "{}",
+        &oversized.text[..200.min(oversized.text.len())]
+    );
     assert!(
         oversized.body["error"]
             .as_str()
@@ -741,7 +921,11 @@ async fn bad_input_gets_openwhisk_errors() {
     );
 
     let invoke = platform
-        .guest(Method::PUT, "/namespaces/_/actions/hello", Some(hello_action()))
+        .guest(
+            Method::PUT,
+            "/namespaces/_/actions/hello",
+            Some(hello_action()),
+        )
         .await;
     invoke.assert_ok();
     let not_yet = platform
@@ -750,11 +934,17 @@ async fn bad_input_gets_openwhisk_errors() {
     assert_eq!(not_yet.status, 503, "{}", not_yet.text);
     assert!(not_yet.body["error"].is_string() && not_yet.body["code"].is_string());
     let missing = platform
-        .guest(Method::POST, "/namespaces/_/actions/missing", Some(json!({})))
+        .guest(
+            Method::POST,
+            "/namespaces/_/actions/missing",
+            Some(json!({})),
+        )
         .await;
     missing.assert_error(404, "The requested resource does not exist.");
 
-    let nothing_lost = platform.guest(Method::GET, "/namespaces/_/actions", None).await;
+    let nothing_lost = platform
+        .guest(Method::GET, "/namespaces/_/actions", None)
+        .await;
     assert_eq!(names(nothing_lost.assert_ok()), ["hello"]);
 }
 
@@ -774,7 +964,10 @@ async fn cors_preflight_and_request_ids() {
         .unwrap()
         .to_str()
         .unwrap();
-    assert!(allowed.contains("PUT") && allowed.contains("DELETE"), "{allowed}");
+    assert!(
+        allowed.contains("PUT") && allowed.contains("DELETE"),
+        "{allowed}"
+    );
 
     let adopted = platform
         .raw()

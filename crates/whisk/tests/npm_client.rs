@@ -11,9 +11,15 @@ use support::{GUEST_AUTH, Platform, repo_path};
 /// Node.js is part of the machines this project targets; a developer machine without it skips
 /// this test loudly, but CI (CI=true) must have it and fails instead.
 fn node_available() -> bool {
-    let found = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let found = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must have Node.js for the npm client test");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have Node.js for the npm client test"
+        );
         eprintln!("SKIPPED: node is not installed, the npm client test did not run");
     }
     found
@@ -42,6 +48,9 @@ fn official_npm_client_manages_every_entity_type() {
         .expect("run node");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "npm client checks failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "npm client checks failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }

@@ -11,8 +11,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-pub const GUEST_AUTH: &str =
-    "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
+pub const GUEST_AUTH: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
 
 /// One running `whisk standalone`, stopped (SIGTERM) when dropped.
 pub struct Platform {
@@ -153,7 +152,12 @@ impl Reply {
             .headers
             .get("x-request-id")
             .and_then(|value| value.to_str().ok());
-        assert_eq!(self.body["code"].as_str(), request_id, "reply: {}", self.text);
+        assert_eq!(
+            self.body["code"].as_str(),
+            request_id,
+            "reply: {}",
+            self.text
+        );
     }
 
     #[track_caller]
