@@ -11,6 +11,8 @@
 //!   needed a package it returns the [`PackageAccess`] it read, so handlers do not read it again;
 //! * [`check_package_read`] — READ on one package, following a binding to its target (what
 //!   the packages API and binding creation need directly);
+//! * [`check_collection_read`] — READ on a whole collection of the namespace a path's `{ns}`
+//!   segment names (what the list handlers need);
 //! * [`require_owner`] — the plain ownership test.
 
 use std::collections::HashSet;
@@ -25,7 +27,7 @@ use whisk_store::EntityStore;
 
 use crate::documents::{Stored, decode};
 use crate::error::{ApiError, ApiResult};
-use crate::names::is_owner;
+use crate::names::{is_owner, resolve_namespace};
 
 /// What the caller wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +212,23 @@ pub async fn check(
         },
         Collection::Activations | Collection::Limits => owner_only(privilege == Privilege::Read),
     }
+}
+
+/// READ on the whole `collection` of the namespace named by the `{ns}` path segment.
+///
+/// Resolves the segment (`_` is the caller's own namespace; a bad name is a 400), then runs
+/// [`check`] on the collection resource, and returns the resolved namespace. This is the
+/// common prologue of the list handlers.
+pub async fn check_collection_read(
+    store: &dyn EntityStore,
+    caller: &Identity,
+    segment: &str,
+    collection: Collection,
+) -> ApiResult<EntityName> {
+    let namespace = resolve_namespace(caller, segment)?;
+    let resource = Resource::collection(collection, EntityPath::namespace(namespace.clone()));
+    check(store, caller, Privilege::Read, &resource).await?;
+    Ok(namespace)
 }
 
 /// 403 naming `resource` unless the caller owns `namespace`.

@@ -16,7 +16,7 @@ use whisk_model::{
     ActionPut, EntityName, EntityPath, EntityType, Exec, FullyQualifiedEntityName, Identity,
     WhiskAction, WhiskPackage, messages,
 };
-use whisk_store::EntityScope;
+use whisk_store::{EntityScope, EntityStore};
 
 use crate::api::Listing;
 use crate::auth::Caller;
@@ -110,6 +110,26 @@ struct ResolvedAction {
 }
 
 impl ResolvedAction {
+    /// Reads the action `address` names once its rights are checked: through the package
+    /// `access` when the check consulted one (a binding leads to the bound package's
+    /// contents), else at the address itself. A missing action is a 404.
+    async fn fetch(
+        store: &dyn EntityStore,
+        address: &ActionAddress,
+        access: Option<PackageAccess>,
+    ) -> ApiResult<Self> {
+        let doc_id = match &access {
+            Some(access) => format!(
+                "{}/{}",
+                access.actions_package().contents_path(),
+                address.name
+            ),
+            None => address.doc_id(),
+        };
+        let action = documents::fetch_existing(store, &doc_id, EntityType::Action).await?;
+        Ok(Self { action, access })
+    }
+
     /// The action with its package's (and binding's) parameters merged underneath its own.
     fn merged(&self) -> WhiskAction {
         let mut action = self.action.entity.clone();
@@ -142,16 +162,7 @@ async fn resolve_action(
 ) -> ApiResult<ResolvedAction> {
     let store = state.store.entities.as_ref();
     let access = entitlement::check(store, caller, privilege, &address.resource()).await?;
-    let doc_id = match &access {
-        Some(access) => format!(
-            "{}/{}",
-            access.actions_package().contents_path(),
-            address.name
-        ),
-        None => address.doc_id(),
-    };
-    let action = documents::fetch_existing(store, &doc_id, EntityType::Action).await?;
-    Ok(ResolvedAction { action, access })
+    ResolvedAction::fetch(store, address, access).await
 }
 
 /// Actions can only be written into an existing package that is not a binding.
@@ -466,16 +477,11 @@ async fn list_actions(
     query: QueryParams,
     PathSegments(namespace): PathSegments<String>,
 ) -> ApiResult<Json<Value>> {
-    let namespace = names::resolve_namespace(&caller, &namespace)?;
-    let resource = Resource::collection(
-        Collection::Actions,
-        EntityPath::namespace(namespace.clone()),
-    );
-    entitlement::check(
+    let namespace = entitlement::check_collection_read(
         state.store.entities.as_ref(),
         &caller,
-        Privilege::Read,
-        &resource,
+        &namespace,
+        Collection::Actions,
     )
     .await?;
     list(
@@ -567,16 +573,7 @@ async fn invoke(
         return Err(ApiError::too_large("Request", length, max_payload));
     }
     let payload = invocation_payload(request, max_payload).await?;
-    let doc_id = match &access {
-        Some(access) => format!(
-            "{}/{}",
-            access.actions_package().contents_path(),
-            address.name
-        ),
-        None => address.doc_id(),
-    };
-    let action = documents::fetch_existing(store, &doc_id, EntityType::Action).await?;
-    let resolved = ResolvedAction { action, access };
+    let resolved = ResolvedAction::fetch(store, address, access).await?;
     let merged = resolved.merged();
     if merged.exec.is_sequence() {
         check_components(state, caller, merged.exec.components(), Privilege::Activate).await?;

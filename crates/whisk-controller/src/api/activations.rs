@@ -209,16 +209,11 @@ async fn list_activations(
     query: QueryParams,
     PathSegments(namespace): PathSegments<String>,
 ) -> ApiResult<Json<Value>> {
-    let namespace = names::resolve_namespace(&caller, &namespace)?;
-    let resource = Resource::collection(
-        Collection::Activations,
-        EntityPath::namespace(namespace.clone()),
-    );
-    entitlement::check(
+    let namespace = entitlement::check_collection_read(
         state.store.entities.as_ref(),
         &caller,
-        Privilege::Read,
-        &resource,
+        &namespace,
+        Collection::Activations,
     )
     .await?;
     let options = query.list_options(COLLECTION)?;

@@ -249,16 +249,11 @@ async fn list_packages(
     query: QueryParams,
     PathSegments(namespace): PathSegments<String>,
 ) -> ApiResult<Json<Value>> {
-    let namespace = names::resolve_namespace(&caller, &namespace)?;
-    let resource = Resource::collection(
-        Collection::Packages,
-        EntityPath::namespace(namespace.clone()),
-    );
-    entitlement::check(
+    let namespace = entitlement::check_collection_read(
         state.store.entities.as_ref(),
         &caller,
-        Privilege::Read,
-        &resource,
+        &namespace,
+        Collection::Packages,
     )
     .await?;
     let listing = Listing {

@@ -474,14 +474,11 @@ async fn list_rules(
     query: QueryParams,
     PathSegments(namespace): PathSegments<String>,
 ) -> ApiResult<Json<Value>> {
-    let namespace = names::resolve_namespace(&caller, &namespace)?;
-    let resource =
-        Resource::collection(Collection::Rules, EntityPath::namespace(namespace.clone()));
-    entitlement::check(
+    let namespace = entitlement::check_collection_read(
         state.store.entities.as_ref(),
         &caller,
-        Privilege::Read,
-        &resource,
+        &namespace,
+        Collection::Rules,
     )
     .await?;
     let listing = Listing {

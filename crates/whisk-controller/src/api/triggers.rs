@@ -225,16 +225,11 @@ async fn list_triggers(
     query: QueryParams,
     PathSegments(namespace): PathSegments<String>,
 ) -> ApiResult<Json<Value>> {
-    let namespace = names::resolve_namespace(&caller, &namespace)?;
-    let resource = Resource::collection(
-        Collection::Triggers,
-        EntityPath::namespace(namespace.clone()),
-    );
-    entitlement::check(
+    let namespace = entitlement::check_collection_read(
         state.store.entities.as_ref(),
         &caller,
-        Privilege::Read,
-        &resource,
+        &namespace,
+        Collection::Triggers,
     )
     .await?;
     let listing = Listing {
