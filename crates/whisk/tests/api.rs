@@ -942,6 +942,15 @@ async fn bad_input_gets_openwhisk_errors() {
         .await;
     missing.assert_error(404, "The requested resource does not exist.");
 
+    let web = platform
+        .raw()
+        .get(platform.api("/web/guest/default/hello.json"))
+        .send()
+        .await
+        .unwrap();
+    let web = support::Reply::from(web).await;
+    web.assert_error(503, "Web actions are not available yet.");
+
     let nothing_lost = platform
         .guest(Method::GET, "/namespaces/_/actions", None)
         .await;

@@ -19,6 +19,7 @@ pub mod namespaces;
 pub mod packages;
 pub mod rules;
 pub mod triggers;
+pub mod web;
 
 use axum::Json;
 use axum::Router;
@@ -43,6 +44,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(triggers::routes())
         .merge(rules::routes())
         .merge(activations::routes())
+        .merge(web::routes())
 }
 
 /// Answer for paths no route matches.
