@@ -1037,6 +1037,51 @@ async fn invoke_checks_rights_and_existence_then_answers_503() {
 }
 
 #[tokio::test]
+async fn invoke_query_parameters_are_validated_before_the_action_is_looked_up() {
+    let app = TestApp::new().await;
+    create(
+        &app,
+        "/api/v1/namespaces/_/actions/hello",
+        GUEST,
+        nodejs(HELLO_CODE),
+    )
+    .await;
+    for path in [
+        "/api/v1/namespaces/_/actions/hello?blocking=true&timeout=60001",
+        "/api/v1/namespaces/_/actions/hello?timeout=0",
+        "/api/v1/namespaces/_/actions/ghost?blocking=true&timeout=0",
+    ] {
+        let response = app.post(path, GUEST, None).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(
+            response.error(),
+            "The query parameter 'timeout' was malformed:\nTimeout must be number of milliseconds up to 60000.",
+            "{path}"
+        );
+    }
+    let response = app
+        .post(
+            "/api/v1/namespaces/_/actions/hello?blocking=maybe",
+            GUEST,
+            None,
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.error(),
+        "The query parameter 'blocking' was malformed:\n'maybe' is not a valid Boolean value"
+    );
+    let response = app
+        .post(
+            "/api/v1/namespaces/_/actions/hello?blocking=true&result=true&timeout=60000",
+            GUEST,
+            None,
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
 async fn invoke_payload_over_the_limit_is_413() {
     let app = TestApp::new().await;
     create(

@@ -30,6 +30,10 @@ use crate::state::AppState;
 /// The answer to invocations until the invoker path exists.
 pub const INVOCATION_UNAVAILABLE: &str = "Action invocation is not available yet.";
 
+/// The longest a blocking invoke may wait, in ms (OpenWhisk's
+/// `controller.activation.max-wait-for-blocking-activation`, 60 s); also the default wait.
+pub const MAX_BLOCKING_WAIT_MS: u64 = 60_000;
+
 /// Guards the walk through nested sequences against pathological stored data: more nested
 /// sequences than this cannot be part of a valid sequence of at most 50 actions anyway.
 const MAX_NESTED_SEQUENCES: usize = 1_000;
@@ -572,6 +576,8 @@ async fn invoke(
     {
         return Err(ApiError::too_large("Request", length, max_payload));
     }
+    let query = QueryParams::parse(request.uri().query());
+    let options = InvokeOptions::parse(&query)?;
     let payload = invocation_payload(request, max_payload).await?;
     let resolved = ResolvedAction::fetch(store, address, access).await?;
     let merged = resolved.merged();
@@ -579,8 +585,49 @@ async fn invoke(
         check_components(state, caller, merged.exec.components(), Privilege::Activate).await?;
     }
     check_final_parameters(&merged, &payload)?;
-    tracing::warn!(action = %merged.doc_id(), "invocation requested but not available");
+    tracing::warn!(
+        action = %merged.doc_id(),
+        blocking = options.blocking,
+        result = options.result,
+        timeout_ms = options.timeout_ms,
+        "invocation requested but not available"
+    );
     Err(ApiError::unavailable(INVOCATION_UNAVAILABLE))
+}
+
+/// The query parameters of an invoke (§7.5), validated before the body is read and before the
+/// action is looked up, as OpenWhisk's `parameter(...)` directive does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InvokeOptions {
+    blocking: bool,
+    result: bool,
+    timeout_ms: u64,
+}
+
+impl InvokeOptions {
+    fn parse(query: &QueryParams) -> ApiResult<Self> {
+        let blocking = query.boolean("blocking", false)?;
+        let result = query.boolean("result", false)?;
+        let timeout_ms = match query.get("timeout") {
+            None => MAX_BLOCKING_WAIT_MS,
+            Some(raw) => raw
+                .parse::<i32>()
+                .ok()
+                .and_then(|value| u64::try_from(value).ok())
+                .filter(|value| (1..=MAX_BLOCKING_WAIT_MS).contains(value))
+                .ok_or_else(|| {
+                    ApiError::malformed_query_parameter(
+                        "timeout",
+                        messages::invalid_timeout(MAX_BLOCKING_WAIT_MS),
+                    )
+                })?,
+        };
+        Ok(InvokeOptions {
+            blocking,
+            result,
+            timeout_ms,
+        })
+    }
 }
 
 /// The invocation body: a JSON object, or nothing.
@@ -607,5 +654,55 @@ fn check_final_parameters(action: &WhiskAction, payload: &Map<String, Value>) ->
         Err(ApiError::bad_request(messages::PARAMETERS_NOT_ALLOWED))
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn options(query: &str) -> ApiResult<InvokeOptions> {
+        InvokeOptions::parse(&QueryParams::parse(Some(query)))
+    }
+
+    #[test]
+    fn invoke_options_default_to_non_blocking_with_the_maximum_wait() {
+        assert_eq!(
+            options("").unwrap(),
+            InvokeOptions {
+                blocking: false,
+                result: false,
+                timeout_ms: 60_000
+            }
+        );
+        let parsed = options("blocking=true&result=yes&timeout=1").unwrap();
+        assert!(parsed.blocking && parsed.result);
+        assert_eq!(parsed.timeout_ms, 1);
+        assert_eq!(options("timeout=60000").unwrap().timeout_ms, 60_000);
+    }
+
+    #[test]
+    fn invoke_timeout_outside_1_to_60000_ms_is_rejected_with_openwhisk_message() {
+        for bad in ["0", "-5", "60001", "abc", "1.5", "99999999999"] {
+            let error = options(&format!("timeout={bad}")).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "timeout={bad}");
+            assert_eq!(
+                error.message(),
+                "The query parameter 'timeout' was malformed:\nTimeout must be number of milliseconds up to 60000."
+            );
+        }
+    }
+
+    #[test]
+    fn invoke_booleans_are_validated() {
+        assert_eq!(
+            options("blocking=maybe").unwrap_err().message(),
+            "The query parameter 'blocking' was malformed:\n'maybe' is not a valid Boolean value"
+        );
+        assert_eq!(
+            options("result=2").unwrap_err().message(),
+            "The query parameter 'result' was malformed:\n'2' is not a valid Boolean value"
+        );
     }
 }
