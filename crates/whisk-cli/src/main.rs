@@ -1,0 +1,551 @@
+//! `wsk`: the OpenWhisk command-line client. It talks only HTTP to the REST API, so it drives
+//! whisk-rs and Apache OpenWhisk alike.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::{ArgAction, Args, Parser, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+use whisk_cli::client::{Auth, Client, ClientError};
+use whisk_cli::config::{self, Props};
+use whisk_cli::names::QualifiedName;
+
+#[derive(Debug, Parser)]
+#[command(name = "wsk", version, about = "OpenWhisk command-line client")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags accepted anywhere on the command line. `--auth`, `--apihost` and `--apiversion` may
+/// appear without a value because `wsk property get --auth` uses them as selectors.
+#[derive(Debug, Args)]
+struct GlobalFlags {
+    /// Authorization key (`uuid:key`).
+    #[arg(short = 'u', long, global = true, num_args = 0..=1, default_missing_value = "")]
+    auth: Option<String>,
+    /// Host of the API, `host[:port]` (HTTPS) or `http://host:port`.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "")]
+    apihost: Option<String>,
+    /// API version.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "")]
+    apiversion: Option<String>,
+    /// Skip TLS certificate verification (accepted; this build speaks plain HTTP only).
+    #[arg(short = 'i', long, global = true)]
+    insecure: bool,
+    /// Print HTTP requests and responses on stderr.
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
+    /// Print debugging output on stderr.
+    #[arg(short = 'd', long, global = true)]
+    debug: bool,
+}
+
+/// Parsed once per process, so the size gap between variants costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with actions.
+    #[command(subcommand)]
+    Action(ActionCommand),
+    /// Work with the local properties file.
+    #[command(subcommand)]
+    Property(PropertyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PropertyCommand {
+    /// Set properties (`--auth`, `--apihost`, `--apiversion`, `--namespace`).
+    Set {
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+    /// Remove properties named by the selector flags.
+    Unset {
+        #[arg(long)]
+        namespace: bool,
+    },
+    /// Show properties; all of them unless selector flags are given.
+    Get {
+        #[arg(long)]
+        namespace: bool,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ActionCommand {
+    /// Create an action.
+    Create(ActionPut),
+    /// Update an action.
+    Update(ActionPut),
+    /// Show an action.
+    Get { name: String },
+    /// List actions of a namespace or package.
+    List {
+        namespace: Option<String>,
+        #[arg(short = 's', long, default_value_t = 0)]
+        skip: u64,
+        #[arg(short = 'l', long, default_value_t = 30)]
+        limit: u64,
+    },
+    /// Delete an action.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+struct ActionPut {
+    name: String,
+    file: Option<PathBuf>,
+    /// Runtime kind, e.g. `nodejs:20`; inferred from the file extension when absent.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Entry point of the action.
+    #[arg(long)]
+    main: Option<String>,
+    /// Comma-separated action names making up a sequence.
+    #[arg(long)]
+    sequence: Option<String>,
+    #[arg(short = 't', long)]
+    timeout: Option<u64>,
+    #[arg(short = 'm', long)]
+    memory: Option<u64>,
+    #[arg(short = 'l', long)]
+    logsize: Option<u64>,
+    #[arg(short = 'c', long)]
+    concurrency: Option<u64>,
+    /// Parameter `KEY VALUE`; the value is JSON when it parses as JSON, else a string.
+    #[arg(short = 'p', long = "param", num_args = 2, value_names = ["KEY", "VALUE"], action = ArgAction::Append)]
+    param: Vec<String>,
+    /// Annotation `KEY VALUE`; the value is JSON when it parses as JSON, else a string.
+    #[arg(short = 'a', long = "annotation", num_args = 2, value_names = ["KEY", "VALUE"], action = ArgAction::Append)]
+    annotation: Vec<String>,
+    /// Make the action a web action: true|yes, false|no or raw.
+    #[arg(long)]
+    web: Option<String>,
+}
+
+/// The effective settings after layering flags over environment over the properties file.
+#[derive(Debug)]
+struct Settings {
+    apihost: Option<String>,
+    auth: Option<String>,
+    apiversion: String,
+    namespace: String,
+    verbose: bool,
+}
+
+impl Settings {
+    fn resolve(global: &GlobalFlags, props: &Props) -> Self {
+        let pick = |flag: &Option<String>, env: &str, key: &str| {
+            flag.clone()
+                .filter(|v| !v.is_empty())
+                .or_else(|| std::env::var(env).ok().filter(|v| !v.is_empty()))
+                .or_else(|| props.get(key).map(str::to_string))
+        };
+        Self {
+            apihost: pick(&global.apihost, "WHISK_APIHOST", "APIHOST"),
+            auth: pick(&global.auth, "WHISK_AUTH", "AUTH"),
+            apiversion: pick(&global.apiversion, "WHISK_APIVERSION", "APIVERSION")
+                .unwrap_or_else(|| "v1".to_string()),
+            namespace: props
+                .get("NAMESPACE")
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or("_")
+                .to_string(),
+            verbose: global.verbose || global.debug,
+        }
+    }
+
+    fn client(&self) -> anyhow::Result<Client> {
+        let base = config::api_base(self.apihost.as_deref().unwrap_or(""), &self.apiversion)?;
+        let auth = self.auth.as_deref().map(Auth::parse);
+        Ok(Client::new(base, auth, self.verbose)?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+/// Exit statuses follow `wsk`: an HTTP error status modulo 256 (404 → 148, 409 → 153), 3 when the
+/// API is unreachable, 1 otherwise.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    match err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ClientError>())
+    {
+        Some(ClientError::Api { status, .. }) => u8::try_from(status % 256).unwrap_or(1),
+        Some(ClientError::Transport(_)) => 3,
+        _ => 1,
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let path = Props::location()?;
+    let props = Props::load(&path)?;
+    match cli.command {
+        Command::Property(command) => property(command, &cli.global, props, &path),
+        Command::Action(command) => {
+            let settings = Settings::resolve(&cli.global, &props);
+            action(command, &settings).await
+        }
+    }
+}
+
+fn property(
+    command: PropertyCommand,
+    global: &GlobalFlags,
+    mut props: Props,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let given = |flag: &Option<String>| flag.clone().filter(|v| !v.is_empty());
+    match command {
+        PropertyCommand::Set { namespace } => {
+            let mut messages = Vec::new();
+            if let Some(auth) = given(&global.auth) {
+                props.set("AUTH", &auth);
+                messages.push(
+                    "ok: whisk auth set. Run 'wsk property get --auth' to see the new value."
+                        .to_string(),
+                );
+            }
+            if let Some(host) = given(&global.apihost) {
+                props.set("APIHOST", &host);
+                messages.push(format!("ok: whisk API host set to {host}"));
+            }
+            if let Some(version) = given(&global.apiversion) {
+                props.set("APIVERSION", &version);
+                messages.push(format!("ok: whisk API version set to {version}"));
+            }
+            if let Some(ns) = namespace {
+                props.set("NAMESPACE", &ns);
+                messages.push(format!("ok: whisk namespace set to {ns}"));
+            }
+            if messages.is_empty() {
+                bail!("no properties given; use --auth, --apihost, --apiversion or --namespace");
+            }
+            props.save(path)?;
+            messages.iter().for_each(|m| println!("{m}"));
+        }
+        PropertyCommand::Unset { namespace } => {
+            let selected = [
+                (global.auth.is_some(), "AUTH", "whisk auth"),
+                (global.apihost.is_some(), "APIHOST", "whisk API host"),
+                (
+                    global.apiversion.is_some(),
+                    "APIVERSION",
+                    "whisk API version",
+                ),
+                (namespace, "NAMESPACE", "whisk namespace"),
+            ];
+            if !selected.iter().any(|(on, _, _)| *on) {
+                bail!("no properties given; use --auth, --apihost, --apiversion or --namespace");
+            }
+            for (_, key, label) in selected.iter().filter(|(on, _, _)| *on) {
+                props.unset(key);
+                println!("ok: {label} unset.");
+            }
+            props.save(path)?;
+        }
+        PropertyCommand::Get { namespace, all } => {
+            let selectors = [
+                global.auth.is_some(),
+                global.apihost.is_some(),
+                global.apiversion.is_some(),
+                namespace,
+            ];
+            let everything = all || !selectors.iter().any(|on| *on);
+            let rows = [
+                (selectors[0], "whisk auth", props.get("AUTH").unwrap_or("")),
+                (
+                    selectors[1],
+                    "whisk API host",
+                    props.get("APIHOST").unwrap_or(""),
+                ),
+                (
+                    selectors[2],
+                    "whisk API version",
+                    props.get("APIVERSION").unwrap_or("v1"),
+                ),
+                (
+                    selectors[3],
+                    "whisk namespace",
+                    props.get("NAMESPACE").unwrap_or("_"),
+                ),
+            ];
+            for (_, label, value) in rows.iter().filter(|(on, _, _)| everything || *on) {
+                println!("{label:<20}{value}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn action(command: ActionCommand, settings: &Settings) -> anyhow::Result<()> {
+    let client = settings.client()?;
+    match command {
+        ActionCommand::Create(put) => put_action(&client, settings, put, false).await,
+        ActionCommand::Update(put) => put_action(&client, settings, put, true).await,
+        ActionCommand::Get { name } => {
+            let qualified = QualifiedName::parse(&name, &settings.namespace)?;
+            let body = client
+                .send(Method::GET, &entity_path(&qualified, "actions"), &[], None)
+                .await
+                .with_context(|| format!("Unable to get action '{name}'"))?;
+            println!("ok: got action {name}");
+            println!("{}", pretty(&body)?);
+            Ok(())
+        }
+        ActionCommand::Delete { name } => {
+            let qualified = QualifiedName::parse(&name, &settings.namespace)?;
+            client
+                .send(
+                    Method::DELETE,
+                    &entity_path(&qualified, "actions"),
+                    &[],
+                    None,
+                )
+                .await
+                .with_context(|| format!("Unable to delete action '{name}'"))?;
+            println!("ok: deleted action {name}");
+            Ok(())
+        }
+        ActionCommand::List {
+            namespace,
+            skip,
+            limit,
+        } => {
+            let (ns, package) = match namespace.as_deref() {
+                None => (settings.namespace.clone(), None),
+                Some(scope) => match scope.strip_prefix('/') {
+                    Some(rest) => match rest.split_once('/') {
+                        Some((ns, pkg)) if !pkg.is_empty() => {
+                            (ns.to_string(), Some(pkg.to_string()))
+                        }
+                        _ => (rest.trim_end_matches('/').to_string(), None),
+                    },
+                    None => (settings.namespace.clone(), Some(scope.to_string())),
+                },
+            };
+            let mut segments = vec!["namespaces", ns.as_str(), "actions"];
+            if let Some(package) = &package {
+                segments.push(package);
+                segments.push("");
+            }
+            let query = [("limit", limit.to_string()), ("skip", skip.to_string())];
+            let body = client
+                .send(Method::GET, &segments, &query, None)
+                .await
+                .context("Unable to obtain the list of actions")?;
+            println!("actions");
+            for item in body.as_array().map(Vec::as_slice).unwrap_or_default() {
+                println!("{}", list_row(item));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One row of `wsk action list`: the fully qualified name padded to 70 columns, the publish
+/// state and the runtime kind (from `exec.kind`, or the `exec` annotation list results carry).
+fn list_row(item: &Value) -> String {
+    let namespace = item["namespace"].as_str().unwrap_or("");
+    let name = item["name"].as_str().unwrap_or("");
+    let shared = if item["publish"].as_bool().unwrap_or(false) {
+        "shared"
+    } else {
+        "private"
+    };
+    let kind = item["exec"]["kind"].as_str().or_else(|| {
+        item["annotations"]
+            .as_array()?
+            .iter()
+            .find(|a| a["key"] == "exec")?["value"]
+            .as_str()
+    });
+    format!(
+        "{:<70} {shared} {}",
+        format!("/{namespace}/{name}"),
+        kind.unwrap_or("")
+    )
+    .trim_end()
+    .to_string()
+}
+
+fn entity_path<'a>(name: &'a QualifiedName, collection: &'a str) -> Vec<&'a str> {
+    let mut segments = vec!["namespaces", name.namespace.as_str(), collection];
+    segments.extend(name.segments());
+    segments
+}
+
+/// JSON indented by four spaces, the layout `wsk` users and scripts are used to.
+fn pretty(value: &Value) -> anyhow::Result<String> {
+    use serde::Serialize;
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    value.serialize(&mut serializer)?;
+    Ok(String::from_utf8(out)?)
+}
+
+/// `-p`/`-a` pairs as `[{key, value}]`; values are JSON when they parse, strings otherwise.
+fn key_values(flat: &[String]) -> Vec<Value> {
+    flat.chunks(2)
+        .filter_map(|pair| match pair {
+            [key, value] => Some(json!({
+                "key": key,
+                "value": serde_json::from_str::<Value>(value)
+                    .unwrap_or_else(|_| Value::String(value.clone())),
+            })),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Kind from the file extension when `--kind` is absent; `None` means the user must say.
+fn infer_kind(file: &Path) -> Option<&'static str> {
+    match file.extension()?.to_str()? {
+        "js" => Some("nodejs:default"),
+        "py" => Some("python:default"),
+        "java" | "jar" => Some("java:default"),
+        "swift" => Some("swift:default"),
+        "php" => Some("php:default"),
+        "rb" => Some("ruby:default"),
+        "go" => Some("go:default"),
+        "rs" => Some("rust:default"),
+        "balx" => Some("ballerina:default"),
+        _ => None,
+    }
+}
+
+/// Archives travel base64-encoded with `binary: true`; source files as text.
+fn is_binary(file: &Path) -> bool {
+    matches!(
+        file.extension().and_then(|e| e.to_str()),
+        Some("zip" | "jar" | "balx")
+    )
+}
+
+fn web_annotations(web: &str) -> anyhow::Result<Vec<Value>> {
+    let (export, raw) = match web {
+        "true" | "yes" => (true, false),
+        "raw" => (true, true),
+        "false" | "no" => (false, false),
+        other => bail!("invalid --web value '{other}': use true, false, yes, no or raw"),
+    };
+    Ok(vec![
+        json!({"key": "web-export", "value": export}),
+        json!({"key": "raw-http", "value": raw}),
+        json!({"key": "final", "value": export}),
+    ])
+}
+
+async fn put_action(
+    client: &Client,
+    settings: &Settings,
+    put: ActionPut,
+    overwrite: bool,
+) -> anyhow::Result<()> {
+    let verb = if overwrite { "update" } else { "create" };
+    let name = put.name.clone();
+    let body = action_body(put, settings, overwrite)
+        .with_context(|| format!("Unable to {verb} action '{name}'"))?;
+    let qualified = QualifiedName::parse(&name, &settings.namespace)?;
+    client
+        .send(
+            Method::PUT,
+            &entity_path(&qualified, "actions"),
+            &[("overwrite", overwrite.to_string())],
+            Some(&body),
+        )
+        .await
+        .with_context(|| format!("Unable to {verb} action '{name}'"))?;
+    println!("ok: {verb}d action {name}");
+    Ok(())
+}
+
+fn action_body(put: ActionPut, settings: &Settings, overwrite: bool) -> anyhow::Result<Value> {
+    let mut body = serde_json::Map::new();
+    let exec = match (&put.sequence, &put.file) {
+        (Some(_), Some(_)) => bail!("a sequence takes no file"),
+        (Some(list), None) => {
+            let components = list
+                .split(',')
+                .map(|c| QualifiedName::parse(c.trim(), &settings.namespace))
+                .map(|q| q.map(|q| Value::String(q.fully_qualified())))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(json!({"kind": "sequence", "components": components}))
+        }
+        (None, Some(file)) => {
+            let kind = match &put.kind {
+                Some(kind) => kind.clone(),
+                None => infer_kind(file).map(str::to_string).with_context(|| {
+                    format!("cannot infer a kind from '{}'; use --kind", file.display())
+                })?,
+            };
+            let bytes =
+                std::fs::read(file).with_context(|| format!("cannot read '{}'", file.display()))?;
+            let mut exec = serde_json::Map::new();
+            exec.insert("kind".into(), Value::String(kind));
+            if is_binary(file) {
+                let code = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                exec.insert("code".into(), Value::String(code));
+                exec.insert("binary".into(), Value::Bool(true));
+            } else {
+                let code = String::from_utf8(bytes)
+                    .with_context(|| format!("'{}' is not UTF-8 text", file.display()))?;
+                exec.insert("code".into(), Value::String(code));
+            }
+            if let Some(main) = &put.main {
+                exec.insert("main".into(), Value::String(main.clone()));
+            }
+            Some(Value::Object(exec))
+        }
+        (None, None) if !overwrite => bail!("an action file or --sequence is required"),
+        (None, None) => None,
+    };
+    if let Some(exec) = exec {
+        body.insert("exec".into(), exec);
+    }
+    let parameters = key_values(&put.param);
+    if !parameters.is_empty() {
+        body.insert("parameters".into(), Value::Array(parameters));
+    }
+    let mut annotations = key_values(&put.annotation);
+    if let Some(web) = &put.web {
+        annotations.extend(web_annotations(web)?);
+    }
+    if !annotations.is_empty() {
+        body.insert("annotations".into(), Value::Array(annotations));
+    }
+    let mut limits = serde_json::Map::new();
+    for (key, value) in [
+        ("timeout", put.timeout),
+        ("memory", put.memory),
+        ("logs", put.logsize),
+        ("concurrency", put.concurrency),
+    ] {
+        if let Some(value) = value {
+            limits.insert(key.into(), json!(value));
+        }
+    }
+    if !limits.is_empty() {
+        body.insert("limits".into(), Value::Object(limits));
+    }
+    Ok(Value::Object(body))
+}

@@ -1,0 +1,155 @@
+//! Starts the real `whisk standalone` server on a free port and runs the `wsk` binary against it,
+//! so the CLI is tested only through HTTP, the way it meets Apache OpenWhisk.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const GUEST_AUTH: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
+
+/// The server binary lives next to `wsk` in the same target directory. A bin of another crate
+/// cannot be a dev-dependency, so when it is missing it is built once with the same target dir.
+fn server_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let wsk = PathBuf::from(env!("CARGO_BIN_EXE_wsk"));
+        let profile_dir = wsk.parent().expect("wsk has a parent dir");
+        let binary = profile_dir.join(format!("whisk{}", std::env::consts::EXE_SUFFIX));
+        if !binary.exists() {
+            let target_dir = profile_dir.parent().expect("profile dir has a parent");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "whisk", "--bin", "whisk"])
+                .env("CARGO_TARGET_DIR", target_dir)
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+                .status()
+                .expect("run cargo build for the whisk server");
+            assert!(status.success(), "building whisk failed");
+        }
+        binary
+    })
+}
+
+/// One running server plus a private properties file; the server is killed when dropped.
+pub struct Platform {
+    child: Child,
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Platform {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(server_binary())
+            .args(["standalone", "--port", "0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("WHISK_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start whisk standalone");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next()
+            .expect("whisk printed nothing before exiting")
+            .expect("readable stdout");
+        let url = first
+            .strip_prefix("whisk-rs standalone listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_string();
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, url, dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn props_file(&self) -> PathBuf {
+        self.dir.path().join("wskprops")
+    }
+
+    /// Writes `name` in the temp dir and returns its path.
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    /// Runs `wsk` with only the private props file configured (no host, no key).
+    pub fn wsk_bare(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_wsk"))
+            .args(args)
+            .env("WSK_CONFIG_FILE", self.props_file())
+            .env_remove("WHISK_APIHOST")
+            .env_remove("WHISK_AUTH")
+            .env_remove("WHISK_APIVERSION")
+            .output()
+            .expect("run wsk");
+        Run::from(output)
+    }
+
+    /// Runs `wsk --apihost URL -u GUEST …`.
+    pub fn wsk(&self, args: &[&str]) -> Run {
+        let mut all = vec!["--apihost", self.url.as_str(), "-u", GUEST_AUTH];
+        all.extend_from_slice(args);
+        self.wsk_bare(&all)
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success with exactly these stdout lines.
+    #[track_caller]
+    pub fn assert_ok(&self, lines: &[&str]) {
+        assert_eq!(self.code, 0, "stderr: {}", self.stderr);
+        assert_eq!(self.stdout.lines().collect::<Vec<_>>(), lines);
+    }
+
+    /// Asserts failure with `exit`, nothing on stdout and one stderr line `prefix (code <id>)`.
+    #[track_caller]
+    pub fn assert_api_error(&self, exit: i32, prefix: &str) {
+        assert_eq!(
+            self.code, exit,
+            "stdout: {} stderr: {}",
+            self.stdout, self.stderr
+        );
+        assert_eq!(self.stdout, "");
+        let line = self.stderr.trim_end();
+        assert!(!line.contains('\n'), "one line expected: {line}");
+        let rest = line
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix(" (code "))
+            .and_then(|rest| rest.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("unexpected stderr: {line}"));
+        assert!(
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric()),
+            "transaction id: {rest}"
+        );
+    }
+}
