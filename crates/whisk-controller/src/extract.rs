@@ -124,7 +124,25 @@ pub async fn read_body(request: Request, max_bytes: u64) -> Result<Bytes, ApiErr
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(ApiError::malformed_content)
+    serde_json::from_slice(bytes).map_err(|error| {
+        if error.is_data() {
+            ApiError::malformed_content(without_location(&error))
+        } else {
+            ApiError::malformed_content(error)
+        }
+    })
+}
+
+/// The text of a data error without serde's " at line L column C" suffix, so that messages
+/// the model raises while deserializing (OpenWhisk's exact wording, e.g. the "requirement
+/// failed: ..." of a rule's unqualified trigger) reach the client unchanged.
+fn without_location(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    match text.strip_suffix(&suffix) {
+        Some(message) => message.to_owned(),
+        None => text,
+    }
 }
 
 /// Decoded query parameters (the last occurrence of a repeated name wins).
@@ -359,6 +377,18 @@ mod tests {
             options("count=maybe").unwrap_err().message(),
             "The query parameter 'count' was malformed:\n'maybe' is not a valid Boolean value"
         );
+    }
+
+    #[test]
+    fn model_messages_raised_while_deserializing_carry_no_serde_location() {
+        let error =
+            parse_json::<whisk_model::RulePut>(br#"{"trigger":"t","action":"/_/a"}"#).unwrap_err();
+        assert_eq!(
+            error.message(),
+            "The request content was malformed:\nrequirement failed: The fully qualified name of the entity must contain at least the namespace and the name of the entity."
+        );
+        let syntax = parse_json::<serde_json::Value>(b"{bad").unwrap_err();
+        assert!(syntax.message().ends_with(" at line 1 column 2"));
     }
 
     #[test]

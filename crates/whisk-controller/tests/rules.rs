@@ -207,10 +207,9 @@ async fn trigger_and_action_are_required_and_must_exist() {
         )
         .await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
-    assert!(
-        malformed
-            .error()
-            .starts_with("The request content was malformed:\n")
+    assert_eq!(
+        malformed.error(),
+        "The request content was malformed:\nrequirement failed: The fully qualified name of the entity must contain at least the namespace and the name of the entity."
     );
     let none = app.get("/api/v1/namespaces/_/rules/r", GUEST).await;
     assert_eq!(none.status, StatusCode::NOT_FOUND);
