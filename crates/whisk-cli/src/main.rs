@@ -13,6 +13,17 @@ use whisk_cli::client::{Auth, Client, ClientError};
 use whisk_cli::config::{self, Props};
 use whisk_cli::names::QualifiedName;
 
+/// Writes a line to stdout. Unlike `println!` it does not panic when the reader went away
+/// (`wsk action get x | head`); there is nobody left to tell, so the write error is dropped.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+mod entities;
+
 #[derive(Debug, Parser)]
 #[command(name = "wsk", version, about = "OpenWhisk command-line client")]
 struct Cli {
@@ -53,6 +64,18 @@ enum Command {
     /// Work with actions.
     #[command(subcommand)]
     Action(ActionCommand),
+    /// Work with packages.
+    #[command(subcommand)]
+    Package(entities::PackageCommand),
+    /// Work with triggers.
+    #[command(subcommand)]
+    Trigger(entities::TriggerCommand),
+    /// Work with rules.
+    #[command(subcommand)]
+    Rule(entities::RuleCommand),
+    /// Work with namespaces.
+    #[command(subcommand)]
+    Namespace(entities::NamespaceCommand),
     /// Work with the local properties file.
     #[command(subcommand)]
     Property(PropertyCommand),
@@ -200,9 +223,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let props = Props::load(&path)?;
     match cli.command {
         Command::Property(command) => property(command, &cli.global, props, &path),
-        Command::Action(command) => {
-            let settings = Settings::resolve(&cli.global, &props);
-            action(command, &settings).await
+        Command::Action(command) => action(command, &Settings::resolve(&cli.global, &props)).await,
+        Command::Package(command) => {
+            entities::package(command, &Settings::resolve(&cli.global, &props)).await
+        }
+        Command::Trigger(command) => {
+            entities::trigger(command, &Settings::resolve(&cli.global, &props)).await
+        }
+        Command::Rule(command) => {
+            entities::rule(command, &Settings::resolve(&cli.global, &props)).await
+        }
+        Command::Namespace(command) => {
+            entities::namespace(command, &Settings::resolve(&cli.global, &props)).await
         }
     }
 }
@@ -240,7 +272,7 @@ fn property(
                 bail!("no properties given; use --auth, --apihost, --apiversion or --namespace");
             }
             props.save(path)?;
-            messages.iter().for_each(|m| println!("{m}"));
+            messages.iter().for_each(|m| out!("{m}"));
         }
         PropertyCommand::Unset { namespace } => {
             let selected = [
@@ -258,7 +290,7 @@ fn property(
             }
             for (_, key, label) in selected.iter().filter(|(on, _, _)| *on) {
                 props.unset(key);
-                println!("ok: {label} unset.");
+                out!("ok: {label} unset.");
             }
             props.save(path)?;
         }
@@ -289,7 +321,7 @@ fn property(
                 ),
             ];
             for (_, label, value) in rows.iter().filter(|(on, _, _)| everything || *on) {
-                println!("{label:<20}{value}");
+                out!("{label:<20}{value}");
             }
         }
     }
@@ -307,8 +339,8 @@ async fn action(command: ActionCommand, settings: &Settings) -> anyhow::Result<(
                 .send(Method::GET, &entity_path(&qualified, "actions"), &[], None)
                 .await
                 .with_context(|| format!("Unable to get action '{name}'"))?;
-            println!("ok: got action {name}");
-            println!("{}", pretty(&body)?);
+            out!("ok: got action {name}");
+            out!("{}", pretty(&body)?);
             Ok(())
         }
         ActionCommand::Delete { name } => {
@@ -322,7 +354,7 @@ async fn action(command: ActionCommand, settings: &Settings) -> anyhow::Result<(
                 )
                 .await
                 .with_context(|| format!("Unable to delete action '{name}'"))?;
-            println!("ok: deleted action {name}");
+            out!("ok: deleted action {name}");
             Ok(())
         }
         ActionCommand::List {
@@ -352,9 +384,9 @@ async fn action(command: ActionCommand, settings: &Settings) -> anyhow::Result<(
                 .send(Method::GET, &segments, &query, None)
                 .await
                 .context("Unable to obtain the list of actions")?;
-            println!("actions");
+            out!("actions");
             for item in body.as_array().map(Vec::as_slice).unwrap_or_default() {
-                println!("{}", list_row(item));
+                out!("{}", list_row(item));
             }
             Ok(())
         }
@@ -475,7 +507,7 @@ async fn put_action(
         )
         .await
         .with_context(|| format!("Unable to {verb} action '{name}'"))?;
-    println!("ok: {verb}d action {name}");
+    out!("ok: {verb}d action {name}");
     Ok(())
 }
 

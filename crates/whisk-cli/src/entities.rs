@@ -1,0 +1,423 @@
+//! `wsk package|trigger|rule|namespace`: the entity commands other than actions. They share one
+//! shape (PUT to create/update, GET, DELETE, list), so the HTTP and printing steps are shared too.
+
+use anyhow::Context;
+use clap::{ArgAction, Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+use whisk_cli::client::Client;
+use whisk_cli::names::QualifiedName;
+
+use crate::{Settings, entity_path, key_values, pretty};
+
+/// `-p`/`-a` pairs shared by every entity that carries parameters and annotations.
+#[derive(Debug, Args)]
+pub struct Attributes {
+    /// Parameter `KEY VALUE`; the value is JSON when it parses as JSON, else a string.
+    #[arg(short = 'p', long = "param", num_args = 2, value_names = ["KEY", "VALUE"], action = ArgAction::Append)]
+    param: Vec<String>,
+    /// Annotation `KEY VALUE`; the value is JSON when it parses as JSON, else a string.
+    #[arg(short = 'a', long = "annotation", num_args = 2, value_names = ["KEY", "VALUE"], action = ArgAction::Append)]
+    annotation: Vec<String>,
+}
+
+impl Attributes {
+    /// Only the attributes given go into the body, so an update leaves the others untouched.
+    fn fill(&self, body: &mut serde_json::Map<String, Value>) {
+        for (key, flat) in [
+            ("parameters", &self.param),
+            ("annotations", &self.annotation),
+        ] {
+            let pairs = key_values(flat);
+            if !pairs.is_empty() {
+                body.insert(key.into(), Value::Array(pairs));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Namespace to list (default: the configured one).
+    namespace: Option<String>,
+    #[arg(short = 's', long, default_value_t = 0)]
+    skip: u64,
+    #[arg(short = 'l', long, default_value_t = 30)]
+    limit: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// Create a package.
+    Create(PackagePut),
+    /// Update a package.
+    Update(PackagePut),
+    /// Bind a package: `bind PACKAGE BINDING`.
+    Bind {
+        package: String,
+        binding: String,
+        #[command(flatten)]
+        attributes: Attributes,
+        /// Replace an existing binding.
+        #[arg(short = 'o', long)]
+        overwrite: bool,
+    },
+    /// Show a package.
+    Get { name: String },
+    /// Delete a package.
+    Delete { name: String },
+    /// List packages.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PackagePut {
+    name: String,
+    #[command(flatten)]
+    attributes: Attributes,
+    /// Share the package with other namespaces: yes|no.
+    #[arg(long)]
+    shared: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TriggerCommand {
+    /// Create a trigger.
+    Create(TriggerPut),
+    /// Update a trigger.
+    Update(TriggerPut),
+    /// Show a trigger.
+    Get { name: String },
+    /// Delete a trigger.
+    Delete { name: String },
+    /// List triggers.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerPut {
+    name: String,
+    #[command(flatten)]
+    attributes: Attributes,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Create a rule: `create NAME TRIGGER ACTION`.
+    Create(RulePut),
+    /// Update a rule: `update NAME TRIGGER ACTION`.
+    Update(RulePut),
+    /// Activate a rule.
+    Enable { name: String },
+    /// Deactivate a rule.
+    Disable { name: String },
+    /// Show a rule.
+    Get { name: String },
+    /// Delete a rule.
+    Delete { name: String },
+    /// List rules.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RulePut {
+    name: String,
+    trigger: String,
+    action: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamespaceCommand {
+    /// List the namespaces the key may use.
+    List,
+}
+
+/// The noun printed in messages and the URL collection it lives in.
+#[derive(Debug, Clone, Copy)]
+struct Kind {
+    noun: &'static str,
+    collection: &'static str,
+}
+
+const PACKAGE: Kind = Kind {
+    noun: "package",
+    collection: "packages",
+};
+const TRIGGER: Kind = Kind {
+    noun: "trigger",
+    collection: "triggers",
+};
+const RULE: Kind = Kind {
+    noun: "rule",
+    collection: "rules",
+};
+
+/// Names of packages, triggers and rules have no package part, so `/ns/x` and `x` are the only forms.
+fn resolve(name: &str, settings: &Settings) -> anyhow::Result<QualifiedName> {
+    let qualified = QualifiedName::parse(name, &settings.namespace)?;
+    if qualified.package.is_some() {
+        anyhow::bail!("'{name}' is not a valid entity name");
+    }
+    Ok(qualified)
+}
+
+async fn put(
+    client: &Client,
+    settings: &Settings,
+    kind: Kind,
+    name: &str,
+    overwrite: bool,
+    body: Value,
+) -> anyhow::Result<()> {
+    let verb = if overwrite { "update" } else { "create" };
+    let qualified = resolve(name, settings)
+        .with_context(|| format!("Unable to {verb} {} '{name}'", kind.noun))?;
+    client
+        .send(
+            Method::PUT,
+            &entity_path(&qualified, kind.collection),
+            &[("overwrite", overwrite.to_string())],
+            Some(&body),
+        )
+        .await
+        .with_context(|| format!("Unable to {verb} {} '{name}'", kind.noun))?;
+    out!("ok: {verb}d {} {name}", kind.noun);
+    Ok(())
+}
+
+async fn get(client: &Client, settings: &Settings, kind: Kind, name: &str) -> anyhow::Result<()> {
+    let context = || format!("Unable to get {} '{name}'", kind.noun);
+    let qualified = resolve(name, settings).with_context(context)?;
+    let body = client
+        .send(
+            Method::GET,
+            &entity_path(&qualified, kind.collection),
+            &[],
+            None,
+        )
+        .await
+        .with_context(context)?;
+    out!("ok: got {} {name}", kind.noun);
+    out!("{}", pretty(&body)?);
+    Ok(())
+}
+
+async fn delete(
+    client: &Client,
+    settings: &Settings,
+    kind: Kind,
+    name: &str,
+) -> anyhow::Result<()> {
+    let context = || format!("Unable to delete {} '{name}'", kind.noun);
+    let qualified = resolve(name, settings).with_context(context)?;
+    client
+        .send(
+            Method::DELETE,
+            &entity_path(&qualified, kind.collection),
+            &[],
+            None,
+        )
+        .await
+        .with_context(context)?;
+    out!("ok: deleted {} {name}", kind.noun);
+    Ok(())
+}
+
+/// Prints the collection header and one row per entity: the fully qualified name padded to 70
+/// columns, then `private`/`shared`, then (for rules) the status.
+async fn list(
+    client: &Client,
+    settings: &Settings,
+    kind: Kind,
+    args: ListArgs,
+) -> anyhow::Result<()> {
+    let namespace = args
+        .namespace
+        .as_deref()
+        .map(|ns| ns.trim_matches('/').to_string())
+        .unwrap_or_else(|| settings.namespace.clone());
+    let query = [
+        ("limit", args.limit.to_string()),
+        ("skip", args.skip.to_string()),
+    ];
+    let body = client
+        .send(
+            Method::GET,
+            &["namespaces", &namespace, kind.collection],
+            &query,
+            None,
+        )
+        .await
+        .with_context(|| format!("Unable to obtain the list of {}", kind.collection))?;
+    out!("{}", kind.collection);
+    for item in body.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let name = format!(
+            "/{}/{}",
+            item["namespace"].as_str().unwrap_or(""),
+            item["name"].as_str().unwrap_or("")
+        );
+        let shared = if item["publish"].as_bool().unwrap_or(false) {
+            "shared"
+        } else {
+            "private"
+        };
+        let status = item["status"].as_str().unwrap_or("");
+        out!("{}", format!("{name:<70} {shared} {status}").trim_end());
+    }
+    Ok(())
+}
+
+fn attributes_body(attributes: &Attributes) -> serde_json::Map<String, Value> {
+    let mut body = serde_json::Map::new();
+    attributes.fill(&mut body);
+    body
+}
+
+fn package_body(put: &PackagePut) -> anyhow::Result<Value> {
+    let mut body = attributes_body(&put.attributes);
+    match put.shared.as_deref() {
+        None => {}
+        Some("yes" | "true") => {
+            body.insert("publish".into(), Value::Bool(true));
+        }
+        Some("no" | "false") => {
+            body.insert("publish".into(), Value::Bool(false));
+        }
+        Some(other) => anyhow::bail!("invalid --shared value '{other}': use yes or no"),
+    }
+    Ok(Value::Object(body))
+}
+
+pub async fn package(command: PackageCommand, settings: &Settings) -> anyhow::Result<()> {
+    let client = settings.client()?;
+    match command {
+        PackageCommand::Create(p) => {
+            let body = package_body(&p)
+                .with_context(|| format!("Unable to create package '{}'", p.name))?;
+            put(&client, settings, PACKAGE, &p.name, false, body).await
+        }
+        PackageCommand::Update(p) => {
+            let body = package_body(&p)
+                .with_context(|| format!("Unable to update package '{}'", p.name))?;
+            put(&client, settings, PACKAGE, &p.name, true, body).await
+        }
+        PackageCommand::Bind {
+            package,
+            binding,
+            attributes,
+            overwrite,
+        } => {
+            let context = || format!("Binding creation failed for '{binding}'");
+            let source = resolve(&package, settings).with_context(context)?;
+            let target = resolve(&binding, settings).with_context(context)?;
+            let mut body = attributes_body(&attributes);
+            body.insert(
+                "binding".into(),
+                json!({"namespace": source.namespace, "name": source.name}),
+            );
+            client
+                .send(
+                    Method::PUT,
+                    &entity_path(&target, PACKAGE.collection),
+                    &[("overwrite", overwrite.to_string())],
+                    Some(&Value::Object(body)),
+                )
+                .await
+                .with_context(context)?;
+            out!("ok: created binding {binding}");
+            Ok(())
+        }
+        PackageCommand::Get { name } => get(&client, settings, PACKAGE, &name).await,
+        PackageCommand::Delete { name } => delete(&client, settings, PACKAGE, &name).await,
+        PackageCommand::List(args) => list(&client, settings, PACKAGE, args).await,
+    }
+}
+
+pub async fn trigger(command: TriggerCommand, settings: &Settings) -> anyhow::Result<()> {
+    let client = settings.client()?;
+    match command {
+        TriggerCommand::Create(t) => {
+            let body = Value::Object(attributes_body(&t.attributes));
+            put(&client, settings, TRIGGER, &t.name, false, body).await
+        }
+        TriggerCommand::Update(t) => {
+            let body = Value::Object(attributes_body(&t.attributes));
+            put(&client, settings, TRIGGER, &t.name, true, body).await
+        }
+        TriggerCommand::Get { name } => get(&client, settings, TRIGGER, &name).await,
+        TriggerCommand::Delete { name } => delete(&client, settings, TRIGGER, &name).await,
+        TriggerCommand::List(args) => list(&client, settings, TRIGGER, args).await,
+    }
+}
+
+/// Rules reference their trigger and action by fully qualified name; the action may sit in a
+/// package, the trigger may not.
+fn rule_body(r: &RulePut, settings: &Settings) -> anyhow::Result<Value> {
+    let trigger = resolve(&r.trigger, settings)?;
+    let action = QualifiedName::parse(&r.action, &settings.namespace)?;
+    Ok(json!({"trigger": trigger.fully_qualified(), "action": action.fully_qualified()}))
+}
+
+async fn set_rule_status(
+    client: &Client,
+    settings: &Settings,
+    name: &str,
+    active: bool,
+) -> anyhow::Result<()> {
+    let (verb, status) = if active {
+        ("enable", "active")
+    } else {
+        ("disable", "inactive")
+    };
+    let context = || format!("Unable to {verb} rule '{name}'");
+    let qualified = resolve(name, settings).with_context(context)?;
+    client
+        .send(
+            Method::POST,
+            &entity_path(&qualified, RULE.collection),
+            &[],
+            Some(&json!({"status": status})),
+        )
+        .await
+        .with_context(context)?;
+    out!("ok: {verb}d rule {name}");
+    Ok(())
+}
+
+pub async fn rule(command: RuleCommand, settings: &Settings) -> anyhow::Result<()> {
+    let client = settings.client()?;
+    match command {
+        RuleCommand::Create(r) => {
+            let body = rule_body(&r, settings)
+                .with_context(|| format!("Unable to create rule '{}'", r.name))?;
+            put(&client, settings, RULE, &r.name, false, body).await
+        }
+        RuleCommand::Update(r) => {
+            let body = rule_body(&r, settings)
+                .with_context(|| format!("Unable to update rule '{}'", r.name))?;
+            put(&client, settings, RULE, &r.name, true, body).await
+        }
+        RuleCommand::Enable { name } => set_rule_status(&client, settings, &name, true).await,
+        RuleCommand::Disable { name } => set_rule_status(&client, settings, &name, false).await,
+        RuleCommand::Get { name } => get(&client, settings, RULE, &name).await,
+        RuleCommand::Delete { name } => delete(&client, settings, RULE, &name).await,
+        RuleCommand::List(args) => list(&client, settings, RULE, args).await,
+    }
+}
+
+pub async fn namespace(command: NamespaceCommand, settings: &Settings) -> anyhow::Result<()> {
+    let client = settings.client()?;
+    match command {
+        NamespaceCommand::List => {
+            let body = client
+                .send(Method::GET, &["namespaces"], &[], None)
+                .await
+                .context("Unable to obtain the list of available namespaces")?;
+            out!("namespaces");
+            for ns in body.as_array().map(Vec::as_slice).unwrap_or_default() {
+                out!("{}", ns.as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
+    }
+}
