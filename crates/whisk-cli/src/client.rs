@@ -15,8 +15,15 @@ pub enum ClientError {
         error: String,
         code: Option<String>,
     },
-    #[error("cannot reach the API: {0}")]
+    /// The reqwest error is the `source`, so `{:#}` prints its chain once, after this line.
+    #[error("cannot reach the API")]
     Transport(#[from] reqwest::Error),
+    /// This build links no TLS stack (the workspace's reqwest has no TLS feature), so an HTTPS
+    /// host is refused up front with a hint instead of failing inside the connector.
+    #[error(
+        "HTTPS API hosts are not supported by this build; give APIHOST as http://host:port (was {0})"
+    )]
+    HttpsUnsupported(String),
     #[error("cannot build a request URL from '{0}'")]
     BadUrl(String),
     #[error("the API answered with a body that is not JSON: {0}")]
@@ -61,6 +68,9 @@ pub struct Client {
 impl Client {
     /// `base` ends in `/api/v1/`. `verbose` echoes requests and responses on stderr for debugging.
     pub fn new(base: Url, auth: Option<Auth>, verbose: bool) -> Result<Self, ClientError> {
+        if base.scheme() != "http" {
+            return Err(ClientError::HttpsUnsupported(base.to_string()));
+        }
         let http = reqwest::Client::builder()
             .user_agent(concat!(
                 "OpenWhisk-CLI/1.0 (whisk-rs ",

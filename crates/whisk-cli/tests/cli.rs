@@ -244,3 +244,18 @@ fn kind_comes_from_the_extension_or_the_flag() {
         "error: Unable to create action 'nofile': an action file or --sequence is required\n"
     );
 }
+
+#[test]
+fn a_host_without_scheme_means_https_which_this_build_refuses_clearly() {
+    let platform = Platform::start();
+    let host = platform.url.trim_start_matches("http://").to_string();
+    let run = platform.wsk_bare(&["--apihost", &host, "-u", GUEST_AUTH, "action", "list"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: HTTPS API hosts are not supported by this build; give APIHOST as http://host:port (was https://{host}/api/v1/)\n"
+        )
+    );
+}
