@@ -259,3 +259,19 @@ fn a_host_without_scheme_means_https_which_this_build_refuses_clearly() {
         )
     );
 }
+
+#[test]
+fn verbose_echoes_the_request_and_response_on_stderr() {
+    let platform = Platform::start();
+    let run = platform.wsk(&["-v", "namespace", "list"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "namespaces\nguest\n");
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            format!("REQUEST: [GET] {}/api/v1/namespaces", platform.url).as_str(),
+            "RESPONSE: 200 OK",
+            r#"Response body: ["guest"]"#,
+        ]
+    );
+}
