@@ -1,11 +1,14 @@
 //! `wsk package|trigger|rule|namespace`: the entity commands other than actions. They share one
 //! shape (PUT to create/update, GET, DELETE, list), so the HTTP and printing steps are shared too.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
 use clap::{ArgAction, Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 use whisk_cli::client::Client;
+use whisk_cli::input::{InputError, key_values_from_file, merge_pairs};
 use whisk_cli::names::QualifiedName;
 
 use crate::{Settings, entity_path, key_values, pretty};
@@ -19,21 +22,37 @@ pub struct Attributes {
     /// Annotation `KEY VALUE`; the value is JSON when it parses as JSON, else a string.
     #[arg(short = 'a', long = "annotation", num_args = 2, value_names = ["KEY", "VALUE"], action = ArgAction::Append)]
     annotation: Vec<String>,
+    /// JSON file whose top-level keys become parameters (`-p` wins on the same key).
+    #[arg(short = 'P', long = "param-file", value_name = "FILE")]
+    param_file: Option<PathBuf>,
+    /// JSON file whose top-level keys become annotations (`-a` wins on the same key).
+    #[arg(short = 'A', long = "annotation-file", value_name = "FILE")]
+    annotation_file: Option<PathBuf>,
 }
 
 impl Attributes {
     /// Only the attributes given go into the body, so an update leaves the others untouched.
-    fn fill(&self, body: &mut serde_json::Map<String, Value>) {
-        for (key, flat) in [
-            ("parameters", &self.param),
-            ("annotations", &self.annotation),
+    fn fill(&self, body: &mut serde_json::Map<String, Value>) -> Result<(), InputError> {
+        for (key, flat, file) in [
+            ("parameters", &self.param, &self.param_file),
+            ("annotations", &self.annotation, &self.annotation_file),
         ] {
-            let pairs = key_values(flat);
+            let pairs = pairs_from(flat, file.as_deref())?;
             if !pairs.is_empty() {
                 body.insert(key.into(), Value::Array(pairs));
             }
         }
+        Ok(())
     }
+}
+
+/// The pairs of a `-P`/`-A` file (if any) with the `-p`/`-a` flags laid over them.
+pub fn pairs_from(flat: &[String], file: Option<&Path>) -> Result<Vec<Value>, InputError> {
+    let base = match file {
+        Some(path) => key_values_from_file(path)?,
+        None => Vec::new(),
+    };
+    Ok(merge_pairs(base, key_values(flat)))
 }
 
 #[derive(Debug, Args)]
@@ -267,14 +286,14 @@ async fn list(
     Ok(())
 }
 
-fn attributes_body(attributes: &Attributes) -> serde_json::Map<String, Value> {
+fn attributes_body(attributes: &Attributes) -> Result<serde_json::Map<String, Value>, InputError> {
     let mut body = serde_json::Map::new();
-    attributes.fill(&mut body);
-    body
+    attributes.fill(&mut body)?;
+    Ok(body)
 }
 
 fn package_body(put: &PackagePut) -> anyhow::Result<Value> {
-    let mut body = attributes_body(&put.attributes);
+    let mut body = attributes_body(&put.attributes)?;
     match put.shared.as_deref() {
         None => {}
         Some("yes" | "true") => {
@@ -310,7 +329,7 @@ pub async fn package(command: PackageCommand, settings: &Settings) -> anyhow::Re
             let context = || format!("Binding creation failed for '{binding}'");
             let source = resolve(&package, settings).with_context(context)?;
             let target = resolve(&binding, settings).with_context(context)?;
-            let mut body = attributes_body(&attributes);
+            let mut body = attributes_body(&attributes).with_context(context)?;
             body.insert(
                 "binding".into(),
                 json!({"namespace": source.namespace, "name": source.name}),
@@ -337,11 +356,15 @@ pub async fn trigger(command: TriggerCommand, settings: &Settings) -> anyhow::Re
     let client = settings.client()?;
     match command {
         TriggerCommand::Create(t) => {
-            let body = Value::Object(attributes_body(&t.attributes));
+            let body = attributes_body(&t.attributes)
+                .map(Value::Object)
+                .with_context(|| format!("Unable to create trigger '{}'", t.name))?;
             put(&client, settings, TRIGGER, &t.name, false, body).await
         }
         TriggerCommand::Update(t) => {
-            let body = Value::Object(attributes_body(&t.attributes));
+            let body = attributes_body(&t.attributes)
+                .map(Value::Object)
+                .with_context(|| format!("Unable to update trigger '{}'", t.name))?;
             put(&client, settings, TRIGGER, &t.name, true, body).await
         }
         TriggerCommand::Get { name } => get(&client, settings, TRIGGER, &name).await,

@@ -1,6 +1,7 @@
 //! `wsk`: the OpenWhisk command-line client. It talks only HTTP to the REST API, so it drives
 //! whisk-rs and Apache OpenWhisk alike.
 
+use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,7 +12,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use whisk_cli::client::{Auth, Client, ClientError};
 use whisk_cli::config::{self, Props};
+use whisk_cli::input::merge_pairs;
 use whisk_cli::names::QualifiedName;
+
+use crate::action_get::get_action;
 
 /// Writes a line to stdout. Unlike `println!` it does not panic when the reader went away
 /// (`wsk action get x | head`); there is nobody left to tell, so the write error is dropped.
@@ -22,6 +26,7 @@ macro_rules! out {
     }};
 }
 
+mod action_get;
 mod entities;
 
 #[derive(Debug, Parser)]
@@ -108,8 +113,8 @@ enum ActionCommand {
     Create(ActionPut),
     /// Update an action.
     Update(ActionPut),
-    /// Show an action.
-    Get { name: String },
+    /// Show an action, one field of it, its summary, its web URL, or save its code.
+    Get(ActionGet),
     /// List actions of a namespace or package.
     List {
         namespace: Option<String>,
@@ -123,8 +128,28 @@ enum ActionCommand {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct ActionGet {
+    pub(crate) name: String,
+    /// Print only this top-level field of the action (e.g. `exec`, `parameters`).
+    pub(crate) field: Option<String>,
+    /// Print a summary: name, description and parameter names.
+    #[arg(short = 's', long)]
+    pub(crate) summary: bool,
+    /// Print the URL the action answers on as a web action.
+    #[arg(short = 'r', long)]
+    pub(crate) url: bool,
+    /// Save the code to `NAME.<extension of its kind>` in the current directory.
+    #[arg(long)]
+    pub(crate) save: bool,
+    /// Save the code to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) save_as: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct ActionPut {
     name: String,
+    /// The code file, or with `--copy` the name of the action to copy.
     file: Option<PathBuf>,
     /// Runtime kind, e.g. `nodejs:20`; inferred from the file extension when absent.
     #[arg(long)]
@@ -149,9 +174,31 @@ struct ActionPut {
     /// Annotation `KEY VALUE`; the value is JSON when it parses as JSON, else a string.
     #[arg(short = 'a', long = "annotation", num_args = 2, value_names = ["KEY", "VALUE"], action = ArgAction::Append)]
     annotation: Vec<String>,
+    /// JSON file whose top-level keys become parameters (`-p` wins on the same key).
+    #[arg(short = 'P', long = "param-file", value_name = "FILE")]
+    param_file: Option<PathBuf>,
+    /// JSON file whose top-level keys become annotations (`-a` wins on the same key).
+    #[arg(short = 'A', long = "annotation-file", value_name = "FILE")]
+    annotation_file: Option<PathBuf>,
     /// Make the action a web action: true|yes, false|no or raw.
     #[arg(long)]
     web: Option<String>,
+    /// Protect a web action: a secret callers send in `X-Require-Whisk-Auth`, `true` for a
+    /// generated one, `false` to remove the protection.
+    #[arg(long, value_name = "SECRET")]
+    web_secure: Option<String>,
+    /// Run the action in this Docker image (a blackbox action); the file, if any, is its code.
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["native", "sequence", "kind"])]
+    docker: Option<String>,
+    /// Run the file (a native binary or zip with `exec`) in the stock `openwhisk/dockerskeleton`.
+    #[arg(long, conflicts_with_all = ["sequence", "kind"])]
+    native: bool,
+    /// Treat FILE as the name of an existing action and copy it.
+    #[arg(long, conflicts_with_all = ["docker", "native", "sequence", "kind"])]
+    copy: bool,
+    /// Remove these annotations (update).
+    #[arg(long = "del-annotation", value_name = "KEY", action = ArgAction::Append)]
+    del_annotation: Vec<String>,
 }
 
 /// The effective settings after layering flags over environment over the properties file.
@@ -333,16 +380,7 @@ async fn action(command: ActionCommand, settings: &Settings) -> anyhow::Result<(
     match command {
         ActionCommand::Create(put) => put_action(&client, settings, put, false).await,
         ActionCommand::Update(put) => put_action(&client, settings, put, true).await,
-        ActionCommand::Get { name } => {
-            let qualified = QualifiedName::parse(&name, &settings.namespace)?;
-            let body = client
-                .send(Method::GET, &entity_path(&qualified, "actions"), &[], None)
-                .await
-                .with_context(|| format!("Unable to get action '{name}'"))?;
-            out!("ok: got action {name}");
-            out!("{}", pretty(&body)?);
-            Ok(())
-        }
+        ActionCommand::Get(get) => get_action(&client, settings, get).await,
         ActionCommand::Delete { name } => {
             let qualified = QualifiedName::parse(&name, &settings.namespace)?;
             client
@@ -495,7 +533,20 @@ async fn put_action(
 ) -> anyhow::Result<()> {
     let verb = if overwrite { "update" } else { "create" };
     let name = put.name.clone();
-    let body = action_body(put, settings, overwrite)
+    let copied = match (put.copy, &put.file) {
+        (false, _) => None,
+        (true, None) => bail!("Unable to {verb} action '{name}': --copy needs the action to copy"),
+        (true, Some(source)) => {
+            let source = source.to_string_lossy().into_owned();
+            let qualified = QualifiedName::parse(&source, &settings.namespace)?;
+            let found = client
+                .send(Method::GET, &entity_path(&qualified, "actions"), &[], None)
+                .await
+                .with_context(|| format!("Unable to {verb} action '{name}'"))?;
+            Some(found)
+        }
+    };
+    let body = action_body(put, settings, overwrite, copied)
         .with_context(|| format!("Unable to {verb} action '{name}'"))?;
     let qualified = QualifiedName::parse(&name, &settings.namespace)?;
     client
@@ -511,9 +562,64 @@ async fn put_action(
     Ok(())
 }
 
-fn action_body(put: ActionPut, settings: &Settings, overwrite: bool) -> anyhow::Result<Value> {
+/// The image `--native` runs in: OpenWhisk's stock skeleton, which executes the `exec` binary
+/// it is given as code.
+const NATIVE_IMAGE: &str = "openwhisk/dockerskeleton";
+
+/// The `exec` of a blackbox action: the image, plus the file as code when one is given.
+fn blackbox_exec(image: &str, file: Option<&Path>, main: Option<&str>) -> anyhow::Result<Value> {
+    let mut exec = serde_json::Map::new();
+    exec.insert("kind".into(), json!("blackbox"));
+    exec.insert("image".into(), json!(image));
+    if let Some(file) = file {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read '{}'", file.display()))?;
+        if is_binary(file) {
+            let code = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            exec.insert("code".into(), Value::String(code));
+            exec.insert("binary".into(), Value::Bool(true));
+        } else {
+            let code = String::from_utf8(bytes)
+                .with_context(|| format!("'{}' is not UTF-8 text", file.display()))?;
+            exec.insert("code".into(), Value::String(code));
+        }
+    }
+    if let Some(main) = main {
+        exec.insert("main".into(), json!(main));
+    }
+    Ok(Value::Object(exec))
+}
+
+/// A secret for `--web-secure true`. It only has to be unguessable enough for a shared-secret
+/// header, and the standard library's randomly keyed hasher gives that without another
+/// dependency; it is kept below 2^53 so JavaScript clients read it exactly.
+fn generated_secret() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.finish() & ((1 << 53) - 1)
+}
+
+fn action_body(
+    put: ActionPut,
+    settings: &Settings,
+    overwrite: bool,
+    copied: Option<Value>,
+) -> anyhow::Result<Value> {
     let mut body = serde_json::Map::new();
     let exec = match (&put.sequence, &put.file) {
+        _ if copied.is_some() => copied.as_ref().map(|source| source["exec"].clone()),
+        (None, file) if put.docker.is_some() || put.native => {
+            let image = put.docker.as_deref().unwrap_or(NATIVE_IMAGE);
+            if put.native && file.is_none() {
+                bail!("--native needs the executable or zip file");
+            }
+            Some(blackbox_exec(image, file.as_deref(), put.main.as_deref())?)
+        }
         (Some(_), Some(_)) => bail!("a sequence takes no file"),
         (Some(list), None) => {
             let components = list
@@ -554,18 +660,62 @@ fn action_body(put: ActionPut, settings: &Settings, overwrite: bool) -> anyhow::
     if let Some(exec) = exec {
         body.insert("exec".into(), exec);
     }
-    let parameters = key_values(&put.param);
+    // A copy starts from the source's parameters, annotations (less the `exec` one the server
+    // sets itself) and limits; flags given with `--copy` are laid over them.
+    let source_pairs = |field: &str| -> Vec<Value> {
+        copied
+            .as_ref()
+            .and_then(|source| source[field].as_array())
+            .map(|pairs| {
+                pairs
+                    .iter()
+                    .filter(|p| field != "annotations" || p["key"] != "exec")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let parameters = merge_pairs(
+        source_pairs("parameters"),
+        entities::pairs_from(&put.param, put.param_file.as_deref())?,
+    );
     if !parameters.is_empty() {
         body.insert("parameters".into(), Value::Array(parameters));
     }
-    let mut annotations = key_values(&put.annotation);
+    let mut annotations = merge_pairs(
+        source_pairs("annotations"),
+        entities::pairs_from(&put.annotation, put.annotation_file.as_deref())?,
+    );
     if let Some(web) = &put.web {
-        annotations.extend(web_annotations(web)?);
+        annotations = merge_pairs(annotations, web_annotations(web)?);
+    }
+    let mut deleted = put.del_annotation.clone();
+    match put.web_secure.as_deref() {
+        None => {}
+        Some("false") => deleted.push("require-whisk-auth".to_string()),
+        Some("true") => {
+            annotations = merge_pairs(
+                annotations,
+                vec![json!({"key": "require-whisk-auth", "value": generated_secret()})],
+            )
+        }
+        Some(secret) => {
+            annotations = merge_pairs(
+                annotations,
+                vec![json!({"key": "require-whisk-auth", "value": secret})],
+            )
+        }
     }
     if !annotations.is_empty() {
         body.insert("annotations".into(), Value::Array(annotations));
     }
-    let mut limits = serde_json::Map::new();
+    if !deleted.is_empty() {
+        body.insert("delAnnotations".into(), json!(deleted));
+    }
+    let mut limits = copied
+        .as_ref()
+        .and_then(|source| source["limits"].as_object().cloned())
+        .unwrap_or_default();
     for (key, value) in [
         ("timeout", put.timeout),
         ("memory", put.memory),
