@@ -11,7 +11,7 @@ use whisk_cli::client::Client;
 use whisk_cli::input::{InputError, key_values_from_file, merge_pairs};
 use whisk_cli::names::QualifiedName;
 
-use crate::{Settings, entity_path, key_values, pretty};
+use crate::{Settings, entity_path, key_values, list_row, pretty};
 
 /// `-p`/`-a` pairs shared by every entity that carries parameters and annotations.
 #[derive(Debug, Args)]
@@ -133,7 +133,12 @@ pub enum RuleCommand {
     /// Show a rule.
     Get { name: String },
     /// Delete a rule.
-    Delete { name: String },
+    Delete {
+        name: String,
+        /// Disable the rule before deleting it.
+        #[arg(long)]
+        disable: bool,
+    },
     /// List rules.
     List(ListArgs),
 }
@@ -149,6 +154,8 @@ pub struct RulePut {
 pub enum NamespaceCommand {
     /// List the namespaces the key may use.
     List,
+    /// List every entity of a namespace (default: the configured one).
+    Get { namespace: Option<String> },
 }
 
 /// The noun printed in messages and the URL collection it lives in.
@@ -165,6 +172,10 @@ const PACKAGE: Kind = Kind {
 const TRIGGER: Kind = Kind {
     noun: "trigger",
     collection: "triggers",
+};
+const ACTION: Kind = Kind {
+    noun: "action",
+    collection: "actions",
 };
 const RULE: Kind = Kind {
     noun: "rule",
@@ -268,6 +279,46 @@ async fn list(
         )
         .await
         .with_context(|| format!("Unable to obtain the list of {}", kind.collection))?;
+    let body = with_rule_status(client, kind, body).await?;
+    print_rows(kind, &body);
+    Ok(())
+}
+
+/// Rule lists carry no `status` (the API keeps it on the trigger), yet it is what users scan a
+/// rule list for, so each listed rule is read once more to fill it in, as `wsk` does.
+async fn with_rule_status(client: &Client, kind: Kind, mut body: Value) -> anyhow::Result<Value> {
+    if kind.collection != RULE.collection {
+        return Ok(body);
+    }
+    for item in body
+        .as_array_mut()
+        .map(Vec::as_mut_slice)
+        .unwrap_or_default()
+    {
+        if item.get("status").is_some() {
+            continue;
+        }
+        let namespace = item["namespace"].as_str().unwrap_or("_").to_string();
+        let name = item["name"].as_str().unwrap_or("").to_string();
+        let rule = client
+            .send(
+                Method::GET,
+                &["namespaces", &namespace, RULE.collection, &name],
+                &[],
+                None,
+            )
+            .await
+            .with_context(|| format!("Unable to get status of rule '{name}'"))?;
+        if let (Some(fields), Some(status)) = (item.as_object_mut(), rule.get("status")) {
+            fields.insert("status".into(), status.clone());
+        }
+    }
+    Ok(body)
+}
+
+/// The header line and one row per listed entity, shared by the per-collection lists and the
+/// namespace-wide one.
+fn print_rows(kind: Kind, body: &Value) {
     out!("{}", kind.collection);
     for item in body.as_array().map(Vec::as_slice).unwrap_or_default() {
         let name = format!(
@@ -282,6 +333,47 @@ async fn list(
         };
         let status = item["status"].as_str().unwrap_or("");
         out!("{}", format!("{name:<70} {shared} {status}").trim_end());
+    }
+}
+
+/// `wsk list` and `wsk namespace get`: every collection of one namespace, in `wsk`'s order
+/// (packages, actions, triggers, rules), under a line naming the namespace (`default` for `_`).
+pub async fn list_all(settings: &Settings, namespace: Option<String>) -> anyhow::Result<()> {
+    let client = settings.client()?;
+    let namespace = namespace
+        .map(|ns| ns.trim_matches('/').to_string())
+        .unwrap_or_else(|| settings.namespace.clone());
+    let query = [("limit", "0".to_string())];
+    let mut bodies = Vec::new();
+    for kind in [PACKAGE, ACTION, TRIGGER, RULE] {
+        let body = client
+            .send(
+                Method::GET,
+                &["namespaces", &namespace, kind.collection],
+                &query,
+                None,
+            )
+            .await
+            .with_context(|| {
+                format!("Unable to obtain the list of entities for namespace '{namespace}'")
+            })?;
+        bodies.push((kind, with_rule_status(&client, kind, body).await?));
+    }
+    let shown = if namespace == "_" {
+        "default"
+    } else {
+        &namespace
+    };
+    out!("Entities in namespace: {shown}");
+    for (kind, body) in bodies {
+        if kind.collection == ACTION.collection {
+            out!("actions");
+            for item in body.as_array().map(Vec::as_slice).unwrap_or_default() {
+                out!("{}", list_row(item));
+            }
+        } else {
+            print_rows(kind, &body);
+        }
     }
     Ok(())
 }
@@ -386,6 +478,7 @@ async fn set_rule_status(
     settings: &Settings,
     name: &str,
     active: bool,
+    report: bool,
 ) -> anyhow::Result<()> {
     let (verb, status) = if active {
         ("enable", "active")
@@ -403,7 +496,9 @@ async fn set_rule_status(
         )
         .await
         .with_context(context)?;
-    out!("ok: {verb}d rule {name}");
+    if report {
+        out!("ok: {verb}d rule {name}");
+    }
     Ok(())
 }
 
@@ -420,10 +515,17 @@ pub async fn rule(command: RuleCommand, settings: &Settings) -> anyhow::Result<(
                 .with_context(|| format!("Unable to update rule '{}'", r.name))?;
             put(&client, settings, RULE, &r.name, true, body).await
         }
-        RuleCommand::Enable { name } => set_rule_status(&client, settings, &name, true).await,
-        RuleCommand::Disable { name } => set_rule_status(&client, settings, &name, false).await,
+        RuleCommand::Enable { name } => set_rule_status(&client, settings, &name, true, true).await,
+        RuleCommand::Disable { name } => {
+            set_rule_status(&client, settings, &name, false, true).await
+        }
         RuleCommand::Get { name } => get(&client, settings, RULE, &name).await,
-        RuleCommand::Delete { name } => delete(&client, settings, RULE, &name).await,
+        RuleCommand::Delete { name, disable } => {
+            if disable {
+                set_rule_status(&client, settings, &name, false, false).await?;
+            }
+            delete(&client, settings, RULE, &name).await
+        }
         RuleCommand::List(args) => list(&client, settings, RULE, args).await,
     }
 }
@@ -442,5 +544,6 @@ pub async fn namespace(command: NamespaceCommand, settings: &Settings) -> anyhow
             }
             Ok(())
         }
+        NamespaceCommand::Get { namespace } => list_all(settings, namespace).await,
     }
 }

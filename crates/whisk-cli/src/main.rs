@@ -84,6 +84,8 @@ enum Command {
     /// Work with the local properties file.
     #[command(subcommand)]
     Property(PropertyCommand),
+    /// List every entity of a namespace (default: the configured one).
+    List { namespace: Option<String> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +284,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Namespace(command) => {
             entities::namespace(command, &Settings::resolve(&cli.global, &props)).await
+        }
+        Command::List { namespace } => {
+            entities::list_all(&Settings::resolve(&cli.global, &props), namespace).await
         }
     }
 }

@@ -139,17 +139,9 @@ fn triggers_and_rules_round_trip() {
     platform
         .wsk(&["rule", "enable", "on-tick"])
         .assert_ok(&["ok: enabled rule on-tick"]);
-    let run = platform.wsk(&["rule", "list"]);
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.stdout.lines().next(), Some("rules"));
-    assert!(
-        run.stdout
-            .lines()
-            .nth(1)
-            .unwrap()
-            .starts_with(&row("/guest/on-tick", "private")),
-        "{run:?}"
-    );
+    platform
+        .wsk(&["rule", "list"])
+        .assert_ok(&["rules", &row("/guest/on-tick", "private active")]);
     platform
         .wsk(&["rule", "create", "r2", "nope", "act"])
         .assert_api_error(
@@ -173,4 +165,62 @@ fn namespace_list_names_the_callers_namespace() {
     platform
         .wsk(&["namespace", "list"])
         .assert_ok(&["namespaces", "guest"]);
+}
+
+#[test]
+fn list_and_namespace_get_show_every_collection_and_rule_delete_can_disable_first() {
+    let platform = Platform::start();
+    platform.wsk(&["list"]).assert_ok(&[
+        "Entities in namespace: default",
+        "packages",
+        "actions",
+        "triggers",
+        "rules",
+    ]);
+    let js = platform.file("a.js", "function main() { return {} }");
+    platform
+        .wsk(&["package", "create", "pk"])
+        .assert_ok(&["ok: created package pk"]);
+    platform
+        .wsk(&["action", "create", "act", js.to_str().unwrap()])
+        .assert_ok(&["ok: created action act"]);
+    platform
+        .wsk(&["trigger", "create", "tick"])
+        .assert_ok(&["ok: created trigger tick"]);
+    platform
+        .wsk(&["rule", "create", "r", "tick", "act"])
+        .assert_ok(&["ok: created rule r"]);
+    let everything = |namespace: &str| {
+        vec![
+            format!("Entities in namespace: {namespace}"),
+            "packages".to_string(),
+            row("/guest/pk", "private"),
+            "actions".to_string(),
+            row("/guest/act", "private nodejs:20"),
+            "triggers".to_string(),
+            row("/guest/tick", "private"),
+            "rules".to_string(),
+            row("/guest/r", "private active"),
+        ]
+    };
+    let lines = everything("default");
+    platform
+        .wsk(&["list"])
+        .assert_ok(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let lines = everything("guest");
+    platform
+        .wsk(&["namespace", "get", "/guest"])
+        .assert_ok(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+    platform
+        .wsk(&["list", "guest"])
+        .assert_ok(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+    platform.wsk(&["list", "someone-else"]).assert_api_error(
+        147,
+        "error: Unable to obtain the list of entities for namespace 'someone-else': The supplied authentication is not authorized to access 'someone-else'.",
+    );
+
+    platform
+        .wsk(&["rule", "delete", "r", "--disable"])
+        .assert_ok(&["ok: deleted rule r"]);
+    platform.wsk(&["rule", "list"]).assert_ok(&["rules"]);
 }
