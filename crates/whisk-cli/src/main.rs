@@ -86,6 +86,11 @@ enum Command {
     Property(PropertyCommand),
     /// List every entity of a namespace (default: the configured one).
     List { namespace: Option<String> },
+    /// Print a shell completion script: `source <(wsk completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +273,15 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Completion needs no configuration, so it works before `wsk property set` was ever run.
+    if let Command::Completion { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "wsk", &mut script);
+        use std::io::Write as _;
+        let _ = std::io::stdout().lock().write_all(&script);
+        return Ok(());
+    }
     let path = Props::location()?;
     let props = Props::load(&path)?;
     match cli.command {
@@ -288,6 +302,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List { namespace } => {
             entities::list_all(&Settings::resolve(&cli.global, &props), namespace).await
         }
+        // Answered above, before the configuration is read.
+        Command::Completion { .. } => Ok(()),
     }
 }
 

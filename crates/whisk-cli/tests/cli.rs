@@ -275,3 +275,37 @@ fn verbose_echoes_the_request_and_response_on_stderr() {
         ]
     );
 }
+
+#[test]
+fn completion_scripts_need_no_configuration() {
+    let platform = Platform::start();
+    let bash = platform.wsk_bare(&["completion", "bash"]);
+    assert_eq!(bash.code, 0, "{bash:?}");
+    assert_eq!(bash.stdout.lines().next(), Some("_wsk() {"));
+    assert!(
+        bash.stdout
+            .lines()
+            .any(|l| l.trim() == "complete -F _wsk -o nosort -o bashdefault -o default wsk"),
+        "{}",
+        bash.stdout
+    );
+    assert!(bash.stdout.contains("--param-file"));
+    let zsh = platform.wsk_bare(&["completion", "zsh"]);
+    assert_eq!(zsh.code, 0, "{zsh:?}");
+    assert_eq!(zsh.stdout.lines().next(), Some("#compdef wsk"));
+    let fish = platform.wsk_bare(&["completion", "fish"]);
+    assert_eq!(fish.code, 0, "{fish:?}");
+    assert!(
+        fish.stdout
+            .contains("complete -c wsk -n \"__fish_wsk_needs_command\" -f -a \"action\""),
+        "{}",
+        fish.stdout
+    );
+    let bad = platform.wsk_bare(&["completion", "tcsh"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert_eq!(bad.stdout, "");
+    assert!(
+        bad.stderr
+            .starts_with("error: invalid value 'tcsh' for '<SHELL>'")
+    );
+}
