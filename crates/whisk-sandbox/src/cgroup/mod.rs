@@ -34,6 +34,8 @@ pub enum CgroupError {
     InvalidContainerId { id: String, reason: &'static str },
     #[error("invalid cgroup parent {parent:?}: it must be a relative path of plain names")]
     InvalidParent { parent: String },
+    #[error("pid 0 cannot be moved into a cgroup (writing it would move the caller itself)")]
+    InvalidPid,
     #[error("invalid cgroup limits: {reason}")]
     InvalidLimits { reason: &'static str },
     #[error("unexpected contents in {path}: {contents:?}")]
@@ -257,6 +259,9 @@ impl<F: CgroupFs> CgroupManager<F> {
 
     /// Moves a process (and the threads and children it has from then on) into the cgroup.
     pub fn add_process(&self, cgroup: &ContainerCgroup, pid: u32) -> Result<(), CgroupError> {
+        if pid == 0 {
+            return Err(CgroupError::InvalidPid);
+        }
         for dir in cgroup.dirs() {
             self.write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
@@ -472,9 +477,13 @@ impl<F: CgroupFs> CgroupManager<F> {
                 }
             }
             if froze {
-                // Thaw so the frozen processes can act on SIGKILL, then freeze any survivor.
+                // Thaw so the frozen processes can act on SIGKILL, then freeze any survivor. A
+                // process stuck in the kernel can keep the cgroup FREEZING; the kill rounds and
+                // the final wait still apply, so that is not an error here.
                 self.set_frozen(cgroup, false)?;
-                self.set_frozen(cgroup, true)?;
+                if let Err(error) = self.set_frozen(cgroup, true) {
+                    warn!(container_id = cgroup.id(), %error, "cannot re-freeze while killing");
+                }
             }
         }
         if froze {

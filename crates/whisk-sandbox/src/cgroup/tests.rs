@@ -177,6 +177,18 @@ fn add_process_writes_the_pid_into_every_hierarchy() {
 }
 
 #[test]
+fn pid_zero_is_refused_because_it_would_move_the_caller() {
+    let manager = v1_manager(true);
+    let cgroup = create(&manager, 256);
+    let before = manager.fs().ops().len();
+    assert!(matches!(
+        manager.add_process(&cgroup, 0),
+        Err(CgroupError::InvalidPid)
+    ));
+    assert_eq!(manager.fs().ops().len(), before);
+}
+
+#[test]
 fn freeze_and_thaw_use_freezer_state_on_v1_and_cgroup_freeze_on_v2() {
     let manager = v1_manager(true);
     let cgroup = create(&manager, 256);
