@@ -18,12 +18,6 @@ pub enum ClientError {
     /// The reqwest error is the `source`, so `{:#}` prints its chain once, after this line.
     #[error("cannot reach the API")]
     Transport(#[from] reqwest::Error),
-    /// This build links no TLS stack (the workspace's reqwest has no TLS feature), so an HTTPS
-    /// host is refused up front with a hint instead of failing inside the connector.
-    #[error(
-        "HTTPS API hosts are not supported by this build; give APIHOST as http://host:port (was {0})"
-    )]
-    HttpsUnsupported(String),
     #[error("cannot build a request URL from '{0}'")]
     BadUrl(String),
     #[error("the API answered with a body that is not JSON: {0}")]
@@ -67,11 +61,18 @@ pub struct Client {
 
 impl Client {
     /// `base` ends in `/api/v1/`. `verbose` echoes requests and responses on stderr for debugging.
-    pub fn new(base: Url, auth: Option<Auth>, verbose: bool) -> Result<Self, ClientError> {
-        if base.scheme() != "http" {
-            return Err(ClientError::HttpsUnsupported(base.to_string()));
-        }
+    /// `insecure` (`wsk -i`) accepts any server certificate: local and test deployments of
+    /// OpenWhisk commonly serve self-signed ones, and users expect `-i` to get past them.
+    /// TLS is rustls with the ring provider and the Mozilla roots compiled in, so the binary
+    /// needs no system OpenSSL or certificate store.
+    pub fn new(
+        base: Url,
+        auth: Option<Auth>,
+        verbose: bool,
+        insecure: bool,
+    ) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(insecure)
             .user_agent(concat!(
                 "OpenWhisk-CLI/1.0 (whisk-rs ",
                 env!("CARGO_PKG_VERSION"),

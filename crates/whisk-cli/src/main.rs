@@ -51,7 +51,7 @@ struct GlobalFlags {
     /// API version.
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "")]
     apiversion: Option<String>,
-    /// Skip TLS certificate verification (accepted; this build speaks plain HTTP only).
+    /// Skip TLS certificate verification (for self-signed deployments).
     #[arg(short = 'i', long, global = true)]
     insecure: bool,
     /// Print HTTP requests and responses on stderr.
@@ -216,6 +216,7 @@ struct Settings {
     apiversion: String,
     namespace: String,
     verbose: bool,
+    insecure: bool,
 }
 
 impl Settings {
@@ -237,13 +238,14 @@ impl Settings {
                 .unwrap_or("_")
                 .to_string(),
             verbose: global.verbose || global.debug,
+            insecure: global.insecure,
         }
     }
 
     fn client(&self) -> anyhow::Result<Client> {
         let base = config::api_base(self.apihost.as_deref().unwrap_or(""), &self.apiversion)?;
         let auth = self.auth.as_deref().map(Auth::parse);
-        Ok(Client::new(base, auth, self.verbose)?)
+        Ok(Client::new(base, auth, self.verbose, self.insecure)?)
     }
 }
 
