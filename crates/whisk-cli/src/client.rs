@@ -18,6 +18,17 @@ pub enum ClientError {
     /// The reqwest error is the `source`, so `{:#}` prints its chain once, after this line.
     #[error("cannot reach the API")]
     Transport(#[from] reqwest::Error),
+    #[error("cannot read the client {what} file '{path}': {source}")]
+    ReadCredential {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// `--cert` without `--key` or the reverse: a client certificate needs both halves.
+    #[error("a client certificate needs both --cert and --key (or CERT and KEY in the properties)")]
+    HalfIdentity,
+    #[error("the client certificate and key do not form a usable identity")]
+    BadIdentity(#[source] reqwest::Error),
     #[error("cannot build a request URL from '{0}'")]
     BadUrl(String),
     #[error("the API answered with a body that is not JSON: {0}")]
@@ -50,6 +61,42 @@ impl Auth {
     }
 }
 
+/// How the client presents itself over TLS.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// `wsk -i`: accept any server certificate. Local and test deployments of OpenWhisk commonly
+    /// serve self-signed ones, and users expect `-i` to get past them.
+    pub insecure: bool,
+    /// `--cert`/`--key` (or `CERT`/`KEY`): PEM files of a client certificate, for deployments
+    /// whose edge authenticates clients by certificate.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl TlsOptions {
+    fn identity(&self) -> Result<Option<reqwest::Identity>, ClientError> {
+        let (cert, key) = match (&self.cert, &self.key) {
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (cert, key),
+            _ => return Err(ClientError::HalfIdentity),
+        };
+        let read = |what, path: &std::path::PathBuf| {
+            std::fs::read(path).map_err(|source| ClientError::ReadCredential {
+                what,
+                path: path.clone(),
+                source,
+            })
+        };
+        // rustls wants one PEM buffer holding the key and the certificate chain.
+        let mut pem = read("key", key)?;
+        pem.push(b'\n');
+        pem.extend(read("certificate", cert)?);
+        reqwest::Identity::from_pem(&pem)
+            .map(Some)
+            .map_err(ClientError::BadIdentity)
+    }
+}
+
 /// One configured connection to an API host.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -61,18 +108,19 @@ pub struct Client {
 
 impl Client {
     /// `base` ends in `/api/v1/`. `verbose` echoes requests and responses on stderr for debugging.
-    /// `insecure` (`wsk -i`) accepts any server certificate: local and test deployments of
-    /// OpenWhisk commonly serve self-signed ones, and users expect `-i` to get past them.
     /// TLS is rustls with the ring provider and the Mozilla roots compiled in, so the binary
     /// needs no system OpenSSL or certificate store.
     pub fn new(
         base: Url,
         auth: Option<Auth>,
         verbose: bool,
-        insecure: bool,
+        tls: &TlsOptions,
     ) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .danger_accept_invalid_certs(insecure)
+        let mut builder = reqwest::Client::builder().danger_accept_invalid_certs(tls.insecure);
+        if let Some(identity) = tls.identity()? {
+            builder = builder.identity(identity);
+        }
+        let http = builder
             .user_agent(concat!(
                 "OpenWhisk-CLI/1.0 (whisk-rs ",
                 env!("CARGO_PKG_VERSION"),

@@ -10,7 +10,7 @@ use base64::Engine;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
-use whisk_cli::client::{Auth, Client, ClientError};
+use whisk_cli::client::{Auth, Client, ClientError, TlsOptions};
 use whisk_cli::config::{self, Props};
 use whisk_cli::input::merge_pairs;
 use whisk_cli::names::QualifiedName;
@@ -54,6 +54,12 @@ struct GlobalFlags {
     /// Skip TLS certificate verification (for self-signed deployments).
     #[arg(short = 'i', long, global = true)]
     insecure: bool,
+    /// Client certificate (PEM) for APIs that authenticate clients by certificate.
+    #[arg(long, global = true, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate.
+    #[arg(long, global = true, value_name = "FILE")]
+    key: Option<PathBuf>,
     /// Print HTTP requests and responses on stderr.
     #[arg(short = 'v', long, global = true)]
     verbose: bool,
@@ -216,7 +222,7 @@ struct Settings {
     apiversion: String,
     namespace: String,
     verbose: bool,
-    insecure: bool,
+    tls: TlsOptions,
 }
 
 impl Settings {
@@ -238,14 +244,28 @@ impl Settings {
                 .unwrap_or("_")
                 .to_string(),
             verbose: global.verbose || global.debug,
-            insecure: global.insecure,
+            tls: TlsOptions {
+                insecure: global.insecure,
+                cert: global.cert.clone().or_else(|| {
+                    props
+                        .get("CERT")
+                        .filter(|v| !v.is_empty())
+                        .map(PathBuf::from)
+                }),
+                key: global.key.clone().or_else(|| {
+                    props
+                        .get("KEY")
+                        .filter(|v| !v.is_empty())
+                        .map(PathBuf::from)
+                }),
+            },
         }
     }
 
     fn client(&self) -> anyhow::Result<Client> {
         let base = config::api_base(self.apihost.as_deref().unwrap_or(""), &self.apiversion)?;
         let auth = self.auth.as_deref().map(Auth::parse);
-        Ok(Client::new(base, auth, self.verbose, self.insecure)?)
+        Ok(Client::new(base, auth, self.verbose, &self.tls)?)
     }
 }
 

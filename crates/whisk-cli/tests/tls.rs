@@ -16,23 +16,38 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 const CERT: &[u8] = include_bytes!("fixtures/localhost.crt");
 const KEY: &[u8] = include_bytes!("fixtures/localhost.key");
+const CLIENT_CA: &[u8] = include_bytes!("fixtures/client-ca.crt");
 const BODY: &str = r#"["guest","team"]"#;
 
-/// Serves TLS on a free port on a background thread and returns `127.0.0.1:PORT`. Failed
-/// handshakes (the client refusing the certificate) just move on to the next connection.
-fn serve_tls() -> String {
+/// Serves TLS on a free port on a background thread and returns `127.0.0.1:PORT`; with
+/// `client_ca`, clients must present a certificate that CA signed. Failed handshakes just move
+/// on to the next connection.
+fn serve_tls(client_ca: Option<&[u8]>) -> String {
     let certs = CertificateDer::pem_slice_iter(CERT)
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let key = PrivateKeyDer::from_pem_slice(KEY).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                roots.add(cert.unwrap()).unwrap();
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key).unwrap();
     let config = Arc::new(config);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
@@ -66,7 +81,13 @@ fn serve_tls() -> String {
 }
 
 fn wsk(args: &[&str]) -> (i32, String, String) {
+    wsk_with_props("", args)
+}
+
+/// Runs `wsk` with a private properties file holding `props`.
+fn wsk_with_props(props: &str, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wskprops"), props).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_wsk"))
         .args(args)
         .env("WSK_CONFIG_FILE", dir.path().join("wskprops"))
@@ -83,7 +104,7 @@ fn wsk(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn self_signed_certificates_are_refused_unless_insecure() {
-    let host = serve_tls();
+    let host = serve_tls(None);
     let (code, stdout, stderr) = wsk(&["--apihost", &host, "-u", "a:b", "namespace", "list"]);
     assert_eq!(code, 3, "{stderr}");
     assert_eq!(stdout, "");
@@ -97,4 +118,53 @@ fn self_signed_certificates_are_refused_unless_insecure() {
     let (code, stdout, stderr) = wsk(&["-i", "--apihost", &host, "-u", "a:b", "namespace", "list"]);
     assert_eq!((code, stderr.as_str()), (0, ""));
     assert_eq!(stdout, "namespaces\nguest\nteam\n");
+}
+
+#[test]
+fn client_certificates_come_from_flags_or_the_properties_file() {
+    let host = serve_tls(Some(CLIENT_CA));
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let cert = format!("{fixtures}/client.crt");
+    let key = format!("{fixtures}/client.key");
+
+    let (code, stdout, stderr) = wsk(&["-i", "--apihost", &host, "-u", "a:b", "namespace", "list"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with(
+            "error: Unable to obtain the list of available namespaces: cannot reach the API: "
+        ),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = wsk(&[
+        "-i",
+        "--apihost",
+        &host,
+        "-u",
+        "a:b",
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "namespace",
+        "list",
+    ]);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert_eq!(stdout, "namespaces\nguest\nteam\n");
+
+    let (code, stdout, stderr) = wsk(&[
+        "-i",
+        "--apihost",
+        &host,
+        "--cert",
+        &cert,
+        "namespace",
+        "list",
+    ]);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert_eq!(
+        stderr,
+        "error: a client certificate needs both --cert and --key (or CERT and KEY in the properties)\n"
+    );
 }
