@@ -55,11 +55,11 @@ struct GlobalFlags {
     #[arg(short = 'i', long, global = true)]
     insecure: bool,
     /// Client certificate (PEM) for APIs that authenticate clients by certificate.
-    #[arg(long, global = true, value_name = "FILE")]
-    cert: Option<PathBuf>,
+    #[arg(long, global = true, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    cert: Option<String>,
     /// Private key (PEM) of the client certificate.
-    #[arg(long, global = true, value_name = "FILE")]
-    key: Option<PathBuf>,
+    #[arg(long, global = true, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    key: Option<String>,
     /// Print HTTP requests and responses on stderr.
     #[arg(short = 'v', long, global = true)]
     verbose: bool,
@@ -246,18 +246,28 @@ impl Settings {
             verbose: global.verbose || global.debug,
             tls: TlsOptions {
                 insecure: global.insecure,
-                cert: global.cert.clone().or_else(|| {
-                    props
-                        .get("CERT")
-                        .filter(|v| !v.is_empty())
-                        .map(PathBuf::from)
-                }),
-                key: global.key.clone().or_else(|| {
-                    props
-                        .get("KEY")
-                        .filter(|v| !v.is_empty())
-                        .map(PathBuf::from)
-                }),
+                cert: global
+                    .cert
+                    .clone()
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        props
+                            .get("CERT")
+                            .filter(|v| !v.is_empty())
+                            .map(PathBuf::from)
+                    }),
+                key: global
+                    .key
+                    .clone()
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        props
+                            .get("KEY")
+                            .filter(|v| !v.is_empty())
+                            .map(PathBuf::from)
+                    }),
             },
         }
     }
@@ -358,8 +368,20 @@ fn property(
                 props.set("NAMESPACE", &ns);
                 messages.push(format!("ok: whisk namespace set to {ns}"));
             }
+            // Stored as given: a relative path keeps meaning "relative to where wsk runs", as
+            // it would on the command line.
+            if let Some(cert) = given(&global.cert) {
+                props.set("CERT", &cert);
+                messages.push(format!("ok: client cert set to {cert}"));
+            }
+            if let Some(key) = given(&global.key) {
+                props.set("KEY", &key);
+                messages.push(format!("ok: client key set to {key}"));
+            }
             if messages.is_empty() {
-                bail!("no properties given; use --auth, --apihost, --apiversion or --namespace");
+                bail!(
+                    "no properties given; use --auth, --apihost, --apiversion, --namespace, --cert or --key"
+                );
             }
             props.save(path)?;
             messages.iter().for_each(|m| out!("{m}"));
@@ -374,9 +396,13 @@ fn property(
                     "whisk API version",
                 ),
                 (namespace, "NAMESPACE", "whisk namespace"),
+                (global.cert.is_some(), "CERT", "client cert"),
+                (global.key.is_some(), "KEY", "client key"),
             ];
             if !selected.iter().any(|(on, _, _)| *on) {
-                bail!("no properties given; use --auth, --apihost, --apiversion or --namespace");
+                bail!(
+                    "no properties given; use --auth, --apihost, --apiversion, --namespace, --cert or --key"
+                );
             }
             for (_, key, label) in selected.iter().filter(|(on, _, _)| *on) {
                 props.unset(key);
@@ -390,9 +416,13 @@ fn property(
                 global.apihost.is_some(),
                 global.apiversion.is_some(),
                 namespace,
+                global.cert.is_some(),
+                global.key.is_some(),
             ];
             let everything = all || !selectors.iter().any(|on| *on);
             let rows = [
+                (selectors[4], "client cert", props.get("CERT").unwrap_or("")),
+                (selectors[5], "client key", props.get("KEY").unwrap_or("")),
                 (selectors[0], "whisk auth", props.get("AUTH").unwrap_or("")),
                 (
                     selectors[1],

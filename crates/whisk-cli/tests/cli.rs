@@ -38,7 +38,21 @@ fn property_set_get_unset_round_trip_through_the_props_file() {
     platform
         .wsk_bare(&["property", "set", "--namespace", "guest"])
         .assert_ok(&["ok: whisk namespace set to guest"]);
+    platform
+        .wsk_bare(&["property", "set", "--cert", "c.pem", "--key", "k.pem"])
+        .assert_ok(&[
+            "ok: client cert set to c.pem",
+            "ok: client key set to k.pem",
+        ]);
+    platform
+        .wsk_bare(&["property", "get", "--cert", "--key"])
+        .assert_ok(&["client cert         c.pem", "client key          k.pem"]);
+    platform
+        .wsk_bare(&["property", "unset", "--cert", "--key"])
+        .assert_ok(&["ok: client cert unset.", "ok: client key unset."]);
     platform.wsk_bare(&["property", "get"]).assert_ok(&[
+        "client cert         ",
+        "client key          ",
         &format!("whisk auth          {GUEST_AUTH}"),
         &format!("whisk API host      {}", platform.url),
         "whisk API version   v1",
