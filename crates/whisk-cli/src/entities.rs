@@ -63,6 +63,9 @@ pub struct ListArgs {
     skip: u64,
     #[arg(short = 'l', long, default_value_t = 30)]
     limit: u64,
+    /// Sort by name instead of the server's order (most recently updated first).
+    #[arg(short = 'n', long)]
+    name_sort: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,7 +158,12 @@ pub enum NamespaceCommand {
     /// List the namespaces the key may use.
     List,
     /// List every entity of a namespace (default: the configured one).
-    Get { namespace: Option<String> },
+    Get {
+        namespace: Option<String>,
+        /// Sort each collection by name.
+        #[arg(short = 'n', long)]
+        name_sort: bool,
+    },
 }
 
 /// The noun printed in messages and the URL collection it lives in.
@@ -280,6 +288,11 @@ async fn list(
         .await
         .with_context(|| format!("Unable to obtain the list of {}", kind.collection))?;
     let body = with_rule_status(client, kind, body).await?;
+    let body = if args.name_sort {
+        sorted_by_name(body)
+    } else {
+        body
+    };
     print_rows(kind, &body);
     Ok(())
 }
@@ -338,7 +351,27 @@ fn print_rows(kind: Kind, body: &Value) {
 
 /// `wsk list` and `wsk namespace get`: every collection of one namespace, in `wsk`'s order
 /// (packages, actions, triggers, rules), under a line naming the namespace (`default` for `_`).
-pub async fn list_all(settings: &Settings, namespace: Option<String>) -> anyhow::Result<()> {
+/// The listed entities ordered by their fully qualified name (`-n`). The server lists most
+/// recently updated first, which is right for "what did I just change" but not for finding one.
+pub fn sorted_by_name(mut body: Value) -> Value {
+    if let Some(items) = body.as_array_mut() {
+        let key = |item: &Value| {
+            format!(
+                "{}/{}",
+                item["namespace"].as_str().unwrap_or(""),
+                item["name"].as_str().unwrap_or("")
+            )
+        };
+        items.sort_by_key(key);
+    }
+    body
+}
+
+pub async fn list_all(
+    settings: &Settings,
+    namespace: Option<String>,
+    name_sort: bool,
+) -> anyhow::Result<()> {
     let client = settings.client()?;
     let namespace = namespace
         .map(|ns| ns.trim_matches('/').to_string())
@@ -357,7 +390,15 @@ pub async fn list_all(settings: &Settings, namespace: Option<String>) -> anyhow:
             .with_context(|| {
                 format!("Unable to obtain the list of entities for namespace '{namespace}'")
             })?;
-        bodies.push((kind, with_rule_status(&client, kind, body).await?));
+        let body = with_rule_status(&client, kind, body).await?;
+        bodies.push((
+            kind,
+            if name_sort {
+                sorted_by_name(body)
+            } else {
+                body
+            },
+        ));
     }
     let shown = if namespace == "_" {
         "default"
@@ -544,6 +585,9 @@ pub async fn namespace(command: NamespaceCommand, settings: &Settings) -> anyhow
             }
             Ok(())
         }
-        NamespaceCommand::Get { namespace } => list_all(settings, namespace).await,
+        NamespaceCommand::Get {
+            namespace,
+            name_sort,
+        } => list_all(settings, namespace, name_sort).await,
     }
 }

@@ -91,7 +91,12 @@ enum Command {
     #[command(subcommand)]
     Property(PropertyCommand),
     /// List every entity of a namespace (default: the configured one).
-    List { namespace: Option<String> },
+    List {
+        namespace: Option<String>,
+        /// Sort each collection by name.
+        #[arg(short = 'n', long)]
+        name_sort: bool,
+    },
     /// Print a shell completion script: `source <(wsk completion bash)`.
     Completion {
         #[arg(value_enum)]
@@ -135,6 +140,9 @@ enum ActionCommand {
         skip: u64,
         #[arg(short = 'l', long, default_value_t = 30)]
         limit: u64,
+        /// Sort by name instead of the server's order (most recently updated first).
+        #[arg(short = 'n', long)]
+        name_sort: bool,
     },
     /// Delete an action.
     Delete { name: String },
@@ -331,8 +339,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Namespace(command) => {
             entities::namespace(command, &Settings::resolve(&cli.global, &props)).await
         }
-        Command::List { namespace } => {
-            entities::list_all(&Settings::resolve(&cli.global, &props), namespace).await
+        Command::List {
+            namespace,
+            name_sort,
+        } => {
+            entities::list_all(
+                &Settings::resolve(&cli.global, &props),
+                namespace,
+                name_sort,
+            )
+            .await
         }
         // Answered above, before the configuration is read.
         Command::Completion { .. } => Ok(()),
@@ -472,6 +488,7 @@ async fn action(command: ActionCommand, settings: &Settings) -> anyhow::Result<(
             namespace,
             skip,
             limit,
+            name_sort,
         } => {
             let (ns, package) = match namespace.as_deref() {
                 None => (settings.namespace.clone(), None),
@@ -495,6 +512,11 @@ async fn action(command: ActionCommand, settings: &Settings) -> anyhow::Result<(
                 .send(Method::GET, &segments, &query, None)
                 .await
                 .context("Unable to obtain the list of actions")?;
+            let body = if name_sort {
+                entities::sorted_by_name(body)
+            } else {
+                body
+            };
             out!("actions");
             for item in body.as_array().map(Vec::as_slice).unwrap_or_default() {
                 out!("{}", list_row(item));

@@ -224,3 +224,44 @@ fn list_and_namespace_get_show_every_collection_and_rule_delete_can_disable_firs
         .assert_ok(&["ok: deleted rule r"]);
     platform.wsk(&["rule", "list"]).assert_ok(&["rules"]);
 }
+
+#[test]
+fn name_sort_orders_every_list_by_name() {
+    let platform = Platform::start();
+    let js = platform.file("a.js", "function main() { return {} }");
+    for name in ["zeta", "alpha", "mid"] {
+        platform
+            .wsk(&["action", "create", name, js.to_str().unwrap()])
+            .assert_ok(&[&format!("ok: created action {name}")]);
+        platform
+            .wsk(&["trigger", "create", &format!("t-{name}")])
+            .assert_ok(&[&format!("ok: created trigger t-{name}")]);
+    }
+    platform.wsk(&["action", "list", "-n"]).assert_ok(&[
+        "actions",
+        &row("/guest/alpha", "private nodejs:20"),
+        &row("/guest/mid", "private nodejs:20"),
+        &row("/guest/zeta", "private nodejs:20"),
+    ]);
+    platform
+        .wsk(&["trigger", "list", "--name-sort"])
+        .assert_ok(&[
+            "triggers",
+            &row("/guest/t-alpha", "private"),
+            &row("/guest/t-mid", "private"),
+            &row("/guest/t-zeta", "private"),
+        ]);
+    platform.wsk(&["list", "-n"]).assert_ok(&[
+        "Entities in namespace: default",
+        "packages",
+        "actions",
+        &row("/guest/alpha", "private nodejs:20"),
+        &row("/guest/mid", "private nodejs:20"),
+        &row("/guest/zeta", "private nodejs:20"),
+        "triggers",
+        &row("/guest/t-alpha", "private"),
+        &row("/guest/t-mid", "private"),
+        &row("/guest/t-zeta", "private"),
+        "rules",
+    ]);
+}
