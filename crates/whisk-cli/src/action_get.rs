@@ -28,7 +28,9 @@ pub async fn get_action(
         out!("ok: got action {name}");
         out!("{}", web_url(client, &action).with_context(context)?);
     } else if get.summary {
-        summary(&action).iter().for_each(|line| out!("{line}"));
+        summary("action", &action)
+            .iter()
+            .for_each(|line| out!("{line}"));
     } else if get.save || get.save_as.is_some() {
         let path = save(&action, get.save_as)
             .with_context(|| format!("Unable to save action '{name}'"))?;
@@ -57,9 +59,10 @@ fn web_url(client: &Client, action: &Value) -> anyhow::Result<String> {
     Ok(client.url(&["web", ns, package, name], &[])?.to_string())
 }
 
-/// Two lines: `action /ns/name` with the `description` annotation if any, then the parameter
-/// names (those the `parameters` annotation documents, else the bound ones).
-fn summary(action: &Value) -> Vec<String> {
+/// Two lines: `NOUN /ns/name` with the `description` annotation if any, then the parameter
+/// names (those the `parameters` annotation documents, else the bound ones). Shared by every
+/// `get --summary`, since actions, packages and triggers document themselves the same way.
+pub(crate) fn summary(noun: &str, action: &Value) -> Vec<String> {
     let annotation = |key: &str| {
         action["annotations"]
             .as_array()
@@ -67,7 +70,7 @@ fn summary(action: &Value) -> Vec<String> {
             .map(|a| a["value"].clone())
     };
     let mut first = format!(
-        "action /{}/{}",
+        "{noun} /{}/{}",
         action["namespace"].as_str().unwrap_or(""),
         action["name"].as_str().unwrap_or("")
     );

@@ -11,6 +11,7 @@ use whisk_cli::client::Client;
 use whisk_cli::input::{InputError, key_values_from_file, merge_pairs};
 use whisk_cli::names::QualifiedName;
 
+use crate::action_get::summary;
 use crate::{Settings, entity_path, key_values, list_row, pretty};
 
 /// `-p`/`-a` pairs shared by every entity that carries parameters and annotations.
@@ -85,7 +86,12 @@ pub enum PackageCommand {
         overwrite: bool,
     },
     /// Show a package.
-    Get { name: String },
+    Get {
+        name: String,
+        /// Print a summary instead of the JSON.
+        #[arg(short = 's', long)]
+        summary: bool,
+    },
     /// Delete a package.
     Delete { name: String },
     /// List packages.
@@ -109,7 +115,12 @@ pub enum TriggerCommand {
     /// Update a trigger.
     Update(TriggerPut),
     /// Show a trigger.
-    Get { name: String },
+    Get {
+        name: String,
+        /// Print a summary instead of the JSON.
+        #[arg(short = 's', long)]
+        summary: bool,
+    },
     /// Delete a trigger.
     Delete { name: String },
     /// List triggers.
@@ -134,7 +145,12 @@ pub enum RuleCommand {
     /// Deactivate a rule.
     Disable { name: String },
     /// Show a rule.
-    Get { name: String },
+    Get {
+        name: String,
+        /// Print a summary instead of the JSON.
+        #[arg(short = 's', long)]
+        summary: bool,
+    },
     /// Delete a rule.
     Delete {
         name: String,
@@ -223,7 +239,13 @@ async fn put(
     Ok(())
 }
 
-async fn get(client: &Client, settings: &Settings, kind: Kind, name: &str) -> anyhow::Result<()> {
+async fn get(
+    client: &Client,
+    settings: &Settings,
+    kind: Kind,
+    name: &str,
+    summary: bool,
+) -> anyhow::Result<()> {
     let context = || format!("Unable to get {} '{name}'", kind.noun);
     let qualified = resolve(name, settings).with_context(context)?;
     let body = client
@@ -235,9 +257,51 @@ async fn get(client: &Client, settings: &Settings, kind: Kind, name: &str) -> an
         )
         .await
         .with_context(context)?;
+    if summary {
+        summary_lines(kind, &body)
+            .iter()
+            .for_each(|line| out!("{line}"));
+        return Ok(());
+    }
     out!("ok: got {} {name}", kind.noun);
     out!("{}", pretty(&body)?);
     Ok(())
+}
+
+/// `get --summary`: packages add one indented entry per action they contain; rules, which
+/// take no parameters, show their status instead.
+fn summary_lines(kind: Kind, entity: &Value) -> Vec<String> {
+    let mut lines = summary(kind.noun, entity);
+    if kind.collection == RULE.collection {
+        lines.truncate(1);
+        lines.push(format!(
+            "   (status: {})",
+            entity["status"].as_str().unwrap_or("unknown")
+        ));
+    }
+    if kind.collection == PACKAGE.collection {
+        let package = format!(
+            "{}/{}",
+            entity["namespace"].as_str().unwrap_or(""),
+            entity["name"].as_str().unwrap_or("")
+        );
+        for action in entity["actions"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let mut action = action.clone();
+            if let Some(fields) = action.as_object_mut() {
+                fields.insert("namespace".into(), Value::String(package.clone()));
+            }
+            lines.extend(
+                summary("action", &action)
+                    .into_iter()
+                    .map(|l| format!(" {l}")),
+            );
+        }
+    }
+    lines
 }
 
 async fn delete(
@@ -479,7 +543,9 @@ pub async fn package(command: PackageCommand, settings: &Settings) -> anyhow::Re
             out!("ok: created binding {binding}");
             Ok(())
         }
-        PackageCommand::Get { name } => get(&client, settings, PACKAGE, &name).await,
+        PackageCommand::Get { name, summary } => {
+            get(&client, settings, PACKAGE, &name, summary).await
+        }
         PackageCommand::Delete { name } => delete(&client, settings, PACKAGE, &name).await,
         PackageCommand::List(args) => list(&client, settings, PACKAGE, args).await,
     }
@@ -500,7 +566,9 @@ pub async fn trigger(command: TriggerCommand, settings: &Settings) -> anyhow::Re
                 .with_context(|| format!("Unable to update trigger '{}'", t.name))?;
             put(&client, settings, TRIGGER, &t.name, true, body).await
         }
-        TriggerCommand::Get { name } => get(&client, settings, TRIGGER, &name).await,
+        TriggerCommand::Get { name, summary } => {
+            get(&client, settings, TRIGGER, &name, summary).await
+        }
         TriggerCommand::Delete { name } => delete(&client, settings, TRIGGER, &name).await,
         TriggerCommand::List(args) => list(&client, settings, TRIGGER, args).await,
     }
@@ -560,7 +628,7 @@ pub async fn rule(command: RuleCommand, settings: &Settings) -> anyhow::Result<(
         RuleCommand::Disable { name } => {
             set_rule_status(&client, settings, &name, false, true).await
         }
-        RuleCommand::Get { name } => get(&client, settings, RULE, &name).await,
+        RuleCommand::Get { name, summary } => get(&client, settings, RULE, &name, summary).await,
         RuleCommand::Delete { name, disable } => {
             if disable {
                 set_rule_status(&client, settings, &name, false, false).await?;

@@ -265,3 +265,53 @@ fn name_sort_orders_every_list_by_name() {
         "rules",
     ]);
 }
+
+#[test]
+fn summaries_of_packages_triggers_and_rules() {
+    let platform = Platform::start();
+    platform
+        .wsk(&[
+            "package",
+            "create",
+            "tools",
+            "-p",
+            "region",
+            "eu",
+            "-a",
+            "description",
+            "Handy tools",
+        ])
+        .assert_ok(&["ok: created package tools"]);
+    let js = platform.file("a.js", "function main() { return {} }");
+    platform
+        .wsk(&[
+            "action",
+            "create",
+            "tools/fmt",
+            js.to_str().unwrap(),
+            "-p",
+            "width",
+            "80",
+        ])
+        .assert_ok(&["ok: created action tools/fmt"]);
+    platform
+        .wsk(&["package", "get", "tools", "-s"])
+        .assert_ok(&[
+            "package /guest/tools: Handy tools",
+            "   (parameters: region)",
+            " action /guest/tools/fmt",
+            "    (parameters: none defined)",
+        ]);
+    platform
+        .wsk(&["trigger", "create", "tick", "-p", "every", "60"])
+        .assert_ok(&["ok: created trigger tick"]);
+    platform
+        .wsk(&["trigger", "get", "tick", "--summary"])
+        .assert_ok(&["trigger /guest/tick", "   (parameters: every)"]);
+    platform
+        .wsk(&["rule", "create", "r", "tick", "tools/fmt"])
+        .assert_ok(&["ok: created rule r"]);
+    platform
+        .wsk(&["rule", "get", "r", "-s"])
+        .assert_ok(&["rule /guest/r", "   (status: active)"]);
+}
