@@ -125,6 +125,8 @@ pub enum TriggerCommand {
     Delete { name: String },
     /// List triggers.
     List(ListArgs),
+    /// Fire a trigger, starting the actions of its active rules.
+    Fire(crate::invoke::Fire),
 }
 
 #[derive(Debug, Args)]
@@ -571,6 +573,7 @@ pub async fn trigger(command: TriggerCommand, settings: &Settings) -> anyhow::Re
         }
         TriggerCommand::Delete { name } => delete(&client, settings, TRIGGER, &name).await,
         TriggerCommand::List(args) => list(&client, settings, TRIGGER, args).await,
+        TriggerCommand::Fire(fire) => crate::invoke::fire(fire, settings).await,
     }
 }
 

@@ -28,6 +28,7 @@ macro_rules! out {
 
 mod action_get;
 mod entities;
+mod invoke;
 
 #[derive(Debug, Parser)]
 #[command(name = "wsk", version, about = "OpenWhisk command-line client")]
@@ -146,6 +147,8 @@ enum ActionCommand {
     },
     /// Delete an action.
     Delete { name: String },
+    /// Invoke an action.
+    Invoke(invoke::Invoke),
 }
 
 #[derive(Debug, Args)]
@@ -470,6 +473,7 @@ async fn action(command: ActionCommand, settings: &Settings) -> anyhow::Result<(
         ActionCommand::Create(put) => put_action(&client, settings, put, false).await,
         ActionCommand::Update(put) => put_action(&client, settings, put, true).await,
         ActionCommand::Get(get) => get_action(&client, settings, get).await,
+        ActionCommand::Invoke(call) => invoke::invoke(call, settings).await,
         ActionCommand::Delete { name } => {
             let qualified = QualifiedName::parse(&name, &settings.namespace)?;
             client

@@ -1,0 +1,62 @@
+//! End-to-end tests of `wsk action invoke` and `wsk trigger fire` against the real server. The
+//! invocation engine has not landed, so the server answers 503 wherever an action would run;
+//! these tests pin what `wsk` shows in the meantime and the fire of a trigger without active
+//! rules, which is complete today.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::Platform;
+
+#[test]
+fn fire_without_active_rules_runs_nothing_and_invoke_reports_the_server_error() {
+    let platform = Platform::start();
+    platform
+        .wsk(&["trigger", "create", "tick"])
+        .assert_ok(&["ok: created trigger tick"]);
+    let payload = platform.file("p.json", r#"{"n": 1}"#);
+    platform
+        .wsk(&[
+            "trigger",
+            "fire",
+            "tick",
+            "-p",
+            "a",
+            "b",
+            "-P",
+            payload.to_str().unwrap(),
+        ])
+        .assert_ok(&["ok: triggered /_/tick"]);
+    platform.wsk(&["trigger", "fire", "nope"]).assert_api_error(
+        148,
+        "error: Unable to fire trigger 'nope': The requested resource does not exist.",
+    );
+
+    let js = platform.file("a.js", "function main(p) { return p }");
+    platform
+        .wsk(&["action", "create", "echo", js.to_str().unwrap()])
+        .assert_ok(&["ok: created action echo"]);
+    for flags in [&[][..], &["-b"][..], &["--result", "-p", "x", "1"][..]] {
+        let mut args = vec!["action", "invoke", "echo"];
+        args.extend_from_slice(flags);
+        platform.wsk(&args).assert_api_error(
+            503 % 256,
+            "error: Unable to invoke action 'echo': Action invocation is not available yet.",
+        );
+    }
+    platform
+        .wsk(&["action", "invoke", "nope"])
+        .assert_api_error(
+            148,
+            "error: Unable to invoke action 'nope': The requested resource does not exist.",
+        );
+
+    platform
+        .wsk(&["rule", "create", "r", "tick", "echo"])
+        .assert_ok(&["ok: created rule r"]);
+    platform.wsk(&["trigger", "fire", "tick"]).assert_api_error(
+        503 % 256,
+        "error: Unable to fire trigger 'tick': Trigger firing is not available yet.",
+    );
+}
