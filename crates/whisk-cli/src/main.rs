@@ -27,6 +27,7 @@ macro_rules! out {
 }
 
 mod action_get;
+mod activations;
 mod entities;
 mod invoke;
 
@@ -76,6 +77,9 @@ enum Command {
     /// Work with actions.
     #[command(subcommand)]
     Action(ActionCommand),
+    /// Read activation records, logs and results.
+    #[command(subcommand)]
+    Activation(activations::ActivationCommand),
     /// Work with packages.
     #[command(subcommand)]
     Package(entities::PackageCommand),
@@ -330,6 +334,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Property(command) => property(command, &cli.global, props, &path),
         Command::Action(command) => action(command, &Settings::resolve(&cli.global, &props)).await,
+        Command::Activation(command) => {
+            activations::activation(command, &Settings::resolve(&cli.global, &props)).await
+        }
         Command::Package(command) => {
             entities::package(command, &Settings::resolve(&cli.global, &props)).await
         }

@@ -60,3 +60,48 @@ fn fire_without_active_rules_runs_nothing_and_invoke_reports_the_server_error() 
         "error: Unable to fire trigger 'tick': Trigger firing is not available yet.",
     );
 }
+
+#[test]
+fn activation_reads_before_anything_ran() {
+    let platform = Platform::start();
+    platform
+        .wsk(&["activation", "list"])
+        .assert_ok(&["activations"]);
+    platform
+        .wsk(&[
+            "activation",
+            "list",
+            "echo",
+            "--since",
+            "0",
+            "--upto",
+            "1",
+            "-l",
+            "5",
+        ])
+        .assert_ok(&["activations"]);
+    platform
+        .wsk(&["activation", "list", "--full"])
+        .assert_ok(&["[]"]);
+    for (command, what) in [
+        ("get", "activation"),
+        ("logs", "logs for activation"),
+        ("result", "result for activation"),
+    ] {
+        let run = platform.wsk(&["activation", command, "--last"]);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert_eq!(run.stdout, "");
+        assert_eq!(
+            run.stderr,
+            format!("error: Unable to get {what}: there are no activations yet\n")
+        );
+        platform
+            .wsk(&["activation", command, "0123456789abcdef0123456789abcdef"])
+            .assert_api_error(
+                148,
+                &format!(
+                    "error: Unable to get {what} '0123456789abcdef0123456789abcdef': The requested resource does not exist."
+                ),
+            );
+    }
+}
