@@ -134,6 +134,8 @@ pub struct TriggerPut {
     name: String,
     #[command(flatten)]
     attributes: Attributes,
+    #[command(flatten)]
+    feed: crate::feeds::FeedArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -553,9 +555,40 @@ pub async fn package(command: PackageCommand, settings: &Settings) -> anyhow::Re
     }
 }
 
+/// The `-p`/`-P` parameters of a feed trigger go to the feed, not onto the trigger.
+async fn put_feed_trigger(
+    client: &Client,
+    settings: &Settings,
+    t: &TriggerPut,
+    overwrite: bool,
+) -> anyhow::Result<()> {
+    let verb = if overwrite { "update" } else { "create" };
+    let annotations = pairs_from(
+        &t.attributes.annotation,
+        t.attributes.annotation_file.as_deref(),
+    )
+    .with_context(|| format!("Unable to {verb} trigger '{}'", t.name))?;
+    crate::feeds::put_with_feed(
+        client,
+        settings,
+        &t.name,
+        &t.feed,
+        (&t.attributes.param, t.attributes.param_file.as_deref()),
+        annotations,
+        overwrite,
+    )
+    .await
+}
+
 pub async fn trigger(command: TriggerCommand, settings: &Settings) -> anyhow::Result<()> {
     let client = settings.client()?;
     match command {
+        TriggerCommand::Create(t) if t.feed.feed.is_some() => {
+            put_feed_trigger(&client, settings, &t, false).await
+        }
+        TriggerCommand::Update(t) if t.feed.feed.is_some() => {
+            put_feed_trigger(&client, settings, &t, true).await
+        }
         TriggerCommand::Create(t) => {
             let body = attributes_body(&t.attributes)
                 .map(Value::Object)
@@ -571,7 +604,12 @@ pub async fn trigger(command: TriggerCommand, settings: &Settings) -> anyhow::Re
         TriggerCommand::Get { name, summary } => {
             get(&client, settings, TRIGGER, &name, summary).await
         }
-        TriggerCommand::Delete { name } => delete(&client, settings, TRIGGER, &name).await,
+        TriggerCommand::Delete { name } => {
+            if let Ok(trigger) = resolve(&name, settings) {
+                crate::feeds::before_delete(&client, settings, &trigger).await;
+            }
+            delete(&client, settings, TRIGGER, &name).await
+        }
         TriggerCommand::List(args) => list(&client, settings, TRIGGER, args).await,
         TriggerCommand::Fire(fire) => crate::invoke::fire(fire, settings).await,
     }

@@ -29,6 +29,7 @@ macro_rules! out {
 mod action_get;
 mod activations;
 mod entities;
+mod feeds;
 mod invoke;
 
 #[derive(Debug, Parser)]

@@ -105,3 +105,54 @@ fn activation_reads_before_anything_ran() {
             );
     }
 }
+
+/// The feed lifecycle needs invocation, which answers 503 today: a failed CREATE must leave no
+/// trigger behind, and a failed DELETE must not keep the trigger alive.
+#[test]
+fn feed_triggers_are_rolled_back_when_the_feed_refuses() {
+    let platform = Platform::start();
+    let js = platform.file("feed.js", "function main(p) { return {} }");
+    platform
+        .wsk(&["action", "create", "feed", js.to_str().unwrap()])
+        .assert_ok(&["ok: created action feed"]);
+    platform
+        .wsk(&[
+            "trigger",
+            "create",
+            "tick",
+            "--feed",
+            "feed",
+            "-p",
+            "cron",
+            "* * * * *",
+            "-F",
+            "x",
+            "1",
+            "-T",
+            "kept",
+            "2",
+        ])
+        .assert_api_error(
+            503 % 256,
+            "error: Unable to create trigger 'tick': Action invocation is not available yet.",
+        );
+    platform.wsk(&["trigger", "get", "tick"]).assert_api_error(
+        148,
+        "error: Unable to get trigger 'tick': The requested resource does not exist.",
+    );
+    platform
+        .wsk(&["trigger", "create", "tock", "-f", "/guest/missing"])
+        .assert_api_error(
+            148,
+            "error: Unable to create trigger 'tock': The requested resource does not exist.",
+        );
+    platform.wsk(&["trigger", "list"]).assert_ok(&["triggers"]);
+
+    platform
+        .wsk(&["trigger", "create", "fed", "-a", "feed", "/guest/feed"])
+        .assert_ok(&["ok: created trigger fed"]);
+    platform
+        .wsk(&["trigger", "delete", "fed"])
+        .assert_ok(&["ok: deleted trigger fed"]);
+    platform.wsk(&["trigger", "list"]).assert_ok(&["triggers"]);
+}
