@@ -128,6 +128,15 @@ enum PropertyCommand {
         namespace: bool,
         #[arg(long)]
         all: bool,
+        /// The version of this CLI.
+        #[arg(long)]
+        cliversion: bool,
+        /// The build of the API host (asks the server).
+        #[arg(long)]
+        apibuild: bool,
+        /// The build number of the API host (asks the server).
+        #[arg(long)]
+        apibuildno: bool,
     },
 }
 
@@ -333,7 +342,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let path = Props::location()?;
     let props = Props::load(&path)?;
     match cli.command {
-        Command::Property(command) => property(command, &cli.global, props, &path),
+        Command::Property(command) => {
+            let settings = Settings::resolve(&cli.global, &props);
+            let flags = cli_property_flags(&command);
+            property(command, &cli.global, props, &path)?;
+            server_properties(&flags, &settings).await
+        }
         Command::Action(command) => action(command, &Settings::resolve(&cli.global, &props)).await,
         Command::Activation(command) => {
             activations::activation(command, &Settings::resolve(&cli.global, &props)).await
@@ -364,6 +378,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // Answered above, before the configuration is read.
         Command::Completion { .. } => Ok(()),
     }
+}
+
+/// The `property get` selectors that are not in the properties file: `(all, cliversion,
+/// apibuild, apibuildno)`.
+fn cli_property_flags(command: &PropertyCommand) -> (bool, bool, bool, bool) {
+    match command {
+        PropertyCommand::Get {
+            all,
+            cliversion,
+            apibuild,
+            apibuildno,
+            ..
+        } => (*all, *cliversion, *apibuild, *apibuildno),
+        _ => (false, false, false, false),
+    }
+}
+
+/// Prints the CLI version and the API host's build after the file-backed properties. They are
+/// shown only when asked for (or with `--all`), so a plain `property get` never needs the network.
+async fn server_properties(
+    flags: &(bool, bool, bool, bool),
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    let (all, cliversion, apibuild, apibuildno) = *flags;
+    // The file properties use a 20-column label; longer labels still get one separating space.
+    let row = |label: &str, value: &str| format!("{label:<19} {value}");
+    if all || cliversion {
+        out!("{}", row("whisk CLI version", env!("CARGO_PKG_VERSION")));
+    }
+    if all || apibuild || apibuildno {
+        let info = settings
+            .client()?
+            .send(Method::GET, &[], &[], None)
+            .await
+            .context("Unable to obtain API build information")?;
+        let field = |key: &str| info[key].as_str().unwrap_or("Unknown").to_string();
+        if all || apibuild {
+            out!("{}", row("whisk API build", &field("build")));
+        }
+        if all || apibuildno {
+            out!("{}", row("whisk API build number", &field("buildno")));
+        }
+    }
+    Ok(())
 }
 
 fn property(
@@ -437,7 +495,13 @@ fn property(
             }
             props.save(path)?;
         }
-        PropertyCommand::Get { namespace, all } => {
+        PropertyCommand::Get {
+            namespace,
+            all,
+            cliversion,
+            apibuild,
+            apibuildno,
+        } => {
             let selectors = [
                 global.auth.is_some(),
                 global.apihost.is_some(),
@@ -446,7 +510,8 @@ fn property(
                 global.cert.is_some(),
                 global.key.is_some(),
             ];
-            let everything = all || !selectors.iter().any(|on| *on);
+            let server_side = cliversion || apibuild || apibuildno;
+            let everything = all || !(server_side || selectors.iter().any(|on| *on));
             let rows = [
                 (selectors[4], "client cert", props.get("CERT").unwrap_or("")),
                 (selectors[5], "client key", props.get("KEY").unwrap_or("")),

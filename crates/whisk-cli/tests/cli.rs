@@ -338,3 +338,26 @@ fn completion_scripts_need_no_configuration() {
             .starts_with("error: invalid value 'tcsh' for '<SHELL>'")
     );
 }
+
+#[test]
+fn property_get_shows_cli_version_and_api_build_on_request() {
+    let platform = Platform::start();
+    platform
+        .wsk_bare(&["property", "set", "--apihost", &platform.url])
+        .assert_ok(&[&format!("ok: whisk API host set to {}", platform.url)]);
+    platform
+        .wsk_bare(&["property", "get", "--cliversion"])
+        .assert_ok(&[&format!(
+            "whisk CLI version   {}",
+            env!("CARGO_PKG_VERSION")
+        )]);
+    let run = platform.wsk_bare(&["property", "get", "--apibuild", "--apibuildno"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // whisk-rs reports the workspace version as its build, which this crate shares.
+    let build = env!("CARGO_PKG_VERSION");
+    let buildno = format!("whisk-rs-{build}");
+    assert_eq!(
+        run.stdout,
+        format!("whisk API build     {build}\nwhisk API build number {buildno}\n")
+    );
+}
