@@ -41,6 +41,98 @@ pub enum ActivationCommand {
     },
     /// Show the result of an activation.
     Result(Target),
+    /// Print the logs of new activations as they appear.
+    Poll {
+        /// Only activations of this action or trigger.
+        name: Option<String>,
+        /// Stop after this many seconds (default: run until interrupted).
+        #[arg(short = 'e', long, value_name = "SECONDS")]
+        exit: Option<u64>,
+        /// Also show activations from this many seconds back.
+        #[arg(long)]
+        since_seconds: Option<u64>,
+        #[arg(long)]
+        since_minutes: Option<u64>,
+        #[arg(long)]
+        since_hours: Option<u64>,
+        #[arg(long)]
+        since_days: Option<u64>,
+    },
+}
+
+/// How often `poll` asks for new activations: often enough to feel live, rare enough not to
+/// count against anyone's rate of API calls in a meaningful way.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+/// Lists activations started since `since` (epoch ms) with their logs and prints each one not
+/// seen before, oldest first, until `exit` elapses.
+async fn poll(
+    client: &Client,
+    settings: &Settings,
+    name: Option<String>,
+    since: u64,
+    exit: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut seen = std::collections::HashSet::new();
+    out!("Enter Ctrl-c to exit.");
+    out!("Polling for activation logs");
+    loop {
+        let mut query = vec![
+            ("docs", "true".to_string()),
+            ("since", since.to_string()),
+            ("limit", "200".to_string()),
+        ];
+        query.extend(name.clone().map(|n| ("name", n)));
+        let body = client
+            .send(
+                Method::GET,
+                &["namespaces", &settings.namespace, "activations"],
+                &query,
+                None,
+            )
+            .await
+            .context("Unable to obtain the list of activations")?;
+        let records = body.as_array().map(Vec::as_slice).unwrap_or_default();
+        for record in records.iter().rev() {
+            let id = record["activationId"].as_str().unwrap_or("").to_string();
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            out!("");
+            out!(
+                "Activation: '{}' ({id})",
+                record["name"].as_str().unwrap_or("")
+            );
+            for line in record["logs"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                out!(
+                    "{}",
+                    line.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| line.to_string())
+                );
+            }
+        }
+        let wait = match exit {
+            Some(limit) => match limit.checked_sub(started.elapsed()) {
+                Some(left) if !left.is_zero() => left.min(POLL_INTERVAL),
+                _ => return Ok(()),
+            },
+            None => POLL_INTERVAL,
+        };
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// An activation id, or `--last` for the newest one.
@@ -189,6 +281,22 @@ pub async fn activation(command: ActivationCommand, settings: &Settings) -> anyh
                 .await
                 .with_context(|| format!("Unable to get result for activation '{id}'"))?;
             out!("{}", pretty(&result["result"])?);
+        }
+        ActivationCommand::Poll {
+            name,
+            exit,
+            since_seconds,
+            since_minutes,
+            since_hours,
+            since_days,
+        } => {
+            let back_seconds = since_seconds.unwrap_or(0)
+                + since_minutes.unwrap_or(0) * 60
+                + since_hours.unwrap_or(0) * 3600
+                + since_days.unwrap_or(0) * 86_400;
+            let since = now_ms().saturating_sub(back_seconds.saturating_mul(1000));
+            let exit = exit.map(std::time::Duration::from_secs);
+            poll(&client, settings, name, since, exit).await?;
         }
     }
     Ok(())

@@ -156,3 +156,17 @@ fn feed_triggers_are_rolled_back_when_the_feed_refuses() {
         .assert_ok(&["ok: deleted trigger fed"]);
     platform.wsk(&["trigger", "list"]).assert_ok(&["triggers"]);
 }
+
+#[test]
+fn poll_exits_after_the_given_seconds() {
+    let platform = Platform::start();
+    let started = std::time::Instant::now();
+    platform
+        .wsk(&["activation", "poll", "--exit", "1", "--since-minutes", "5"])
+        .assert_ok(&["Enter Ctrl-c to exit.", "Polling for activation logs"]);
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_secs(1) && took < std::time::Duration::from_secs(5),
+        "{took:?}"
+    );
+}
