@@ -228,7 +228,8 @@ struct ActionPut {
     /// Run the action in this Docker image (a blackbox action); the file, if any, is its code.
     #[arg(long, value_name = "IMAGE", conflicts_with_all = ["native", "sequence", "kind"])]
     docker: Option<String>,
-    /// Run the file (a native binary or zip with `exec`) in the stock `openwhisk/dockerskeleton`.
+    /// Run the file in the stock `openwhisk/dockerskeleton`: an `exec` script, or a zip holding
+    /// an `exec` binary (the skeleton unzips binary code before running it).
     #[arg(long, conflicts_with_all = ["sequence", "kind"])]
     native: bool,
     /// Treat FILE as the name of an existing action and copy it.

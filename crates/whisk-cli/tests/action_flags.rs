@@ -148,6 +148,24 @@ fn docker_native_and_copy() {
         json!({"kind": "blackbox", "image": "openwhisk/dockerskeleton:latest", "code": "#!/bin/sh\necho '{}'\n", "binary": false})
     );
 
+    let zip = platform.file("bundle.zip", "PK-not-really-a-zip");
+    platform
+        .wsk(&[
+            "action",
+            "update",
+            "native",
+            zip.to_str().unwrap(),
+            "--native",
+        ])
+        .assert_ok(&["ok: updated action native"]);
+    let exec = got(
+        &platform,
+        &["action", "get", "native", "exec"],
+        "ok: got action native, displaying field exec",
+    );
+    assert_eq!(exec["code"], "UEstbm90LXJlYWxseS1hLXppcA==");
+    assert_eq!(exec["binary"], true);
+
     let js = platform.file("a.js", "function main() { return {} }");
     platform
         .wsk(&[
