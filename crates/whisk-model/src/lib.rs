@@ -1,6 +1,7 @@
 //! Wire formats and entity types shared by every whisk-rs component. No I/O lives here.
 
 pub mod activation;
+pub mod bus;
 pub mod entities;
 pub mod entity_type;
 pub mod error;

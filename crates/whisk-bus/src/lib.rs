@@ -1,0 +1,132 @@
+//! The bus between controllers and invokers.
+//!
+//! Two kinds of topic, because the platform has two kinds of traffic:
+//! - **queue topics** carry work that must not be lost (activations to an invoker, completions
+//!   back to the controller that asked): each message goes to one consumer, at least once, and
+//!   is delivered again until the consumer acknowledges it. Queues are bounded: a full queue makes
+//!   [`Bus::publish`] wait (backpressure) and [`Bus::try_publish`] fail with [`BusError::Full`].
+//! - **broadcast topics** carry news that is only worth having while it is fresh (health beats):
+//!   every subscriber gets every message published after it subscribed; a subscriber that falls
+//!   behind is told how many it missed rather than slowing the publisher.
+//!
+//! Payloads are bytes: the bus knows nothing of what the messages mean (their types live in
+//! `whisk-model::bus`). The same controller and invoker code runs over every adapter.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// What can go wrong on the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// A topic name outside `[A-Za-z0-9_-]{1,64}`.
+    #[error("invalid topic name '{0}'")]
+    InvalidTopic(String),
+    /// The queue is at its bound (only from [`Bus::try_publish`]).
+    #[error("topic '{0}' is full")]
+    Full(String),
+    /// The bus was closed (shutdown) or its connection is gone for good.
+    #[error("the bus is closed")]
+    Closed,
+    /// The adapter could not reach its engine (e.g. NATS unavailable); worth retrying later.
+    #[error("the bus is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One message taken from a queue topic. Drop it without [`Delivery::ack`] and it is delivered
+/// again (to this or another consumer of the topic).
+#[derive(Debug)]
+pub struct Delivery {
+    pub payload: Bytes,
+    /// How many times this message was delivered before (0 on the first delivery).
+    pub redeliveries: u32,
+    acker: Box<dyn Acker>,
+}
+
+impl Delivery {
+    /// Builds a delivery; adapters call this.
+    pub fn new(payload: Bytes, redeliveries: u32, acker: Box<dyn Acker>) -> Delivery {
+        Delivery {
+            payload,
+            redeliveries,
+            acker,
+        }
+    }
+
+    /// Confirms the message was taken care of: it will not be delivered again.
+    pub async fn ack(self) -> Result<(), BusError> {
+        self.acker.ack().await
+    }
+}
+
+/// The adapter's way of confirming one delivery.
+#[async_trait]
+pub trait Acker: Send + Sync + std::fmt::Debug {
+    async fn ack(self: Box<Self>) -> Result<(), BusError>;
+}
+
+/// A consumer of one queue topic.
+#[async_trait]
+pub trait Consumer: Send + std::fmt::Debug {
+    /// The next message; `None` once the bus is closed.
+    async fn next(&mut self) -> Option<Delivery>;
+}
+
+/// What a broadcast subscriber receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum News {
+    Message(Bytes),
+    /// The subscriber fell behind and this many messages were skipped.
+    Lagged(u64),
+}
+
+/// A subscriber of one broadcast topic.
+#[async_trait]
+pub trait Subscription: Send + std::fmt::Debug {
+    /// The next message; `None` once the bus is closed.
+    async fn next(&mut self) -> Option<News>;
+}
+
+/// The bus. Implementations are cheap to share (`Arc<dyn Bus>`).
+#[async_trait]
+pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
+    /// Appends to a queue topic, waiting while it is full.
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError>;
+    /// Appends to a queue topic, or fails at once with [`BusError::Full`].
+    async fn try_publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError>;
+    /// Starts consuming a queue topic (creating it when needed).
+    async fn consume(&self, topic: &str) -> Result<Box<dyn Consumer>, BusError>;
+    /// Sends to every current subscriber of a broadcast topic; never waits for slow ones.
+    async fn broadcast(&self, topic: &str, payload: Bytes) -> Result<(), BusError>;
+    /// Subscribes to a broadcast topic from now on.
+    async fn subscribe(&self, topic: &str) -> Result<Box<dyn Subscription>, BusError>;
+    /// Closes the bus: consumers and subscribers end, publishers get [`BusError::Closed`].
+    async fn close(&self);
+}
+
+/// Checks a topic name against the rule every adapter shares (NATS subjects included).
+pub fn validate_topic(topic: &str) -> Result<(), BusError> {
+    let valid = !topic.is_empty()
+        && topic.len() <= 64
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(BusError::InvalidTopic(topic.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_are_checked() {
+        assert!(validate_topic("invoker0").is_ok());
+        assert!(validate_topic("completed-1_a").is_ok());
+        for bad in ["", "a.b", "a b", "héllo", &"x".repeat(65)] {
+            assert!(matches!(validate_topic(bad), Err(BusError::InvalidTopic(_))), "{bad}");
+        }
+    }
+}
