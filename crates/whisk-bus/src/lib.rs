@@ -126,7 +126,10 @@ mod tests {
         assert!(validate_topic("invoker0").is_ok());
         assert!(validate_topic("completed-1_a").is_ok());
         for bad in ["", "a.b", "a b", "héllo", &"x".repeat(65)] {
-            assert!(matches!(validate_topic(bad), Err(BusError::InvalidTopic(_))), "{bad}");
+            assert!(
+                matches!(validate_topic(bad), Err(BusError::InvalidTopic(_))),
+                "{bad}"
+            );
         }
     }
 }

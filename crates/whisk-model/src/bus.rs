@@ -158,6 +158,9 @@ mod tests {
         assert!(json.get("apiKey").is_none());
         assert!(json.get("initArgs").is_none());
         assert_eq!(json["completionTopic"], "completed0");
-        assert_eq!(serde_json::from_value::<ActivationMessage>(json).unwrap(), message);
+        assert_eq!(
+            serde_json::from_value::<ActivationMessage>(json).unwrap(),
+            message
+        );
     }
 }
