@@ -70,4 +70,29 @@ pub trait ActivationStore: Send + Sync + fmt::Debug {
 
     /// Deletes every record that started before `epoch_ms` (retention); returns how many.
     async fn delete_older_than(&self, epoch_ms: u64) -> StoreResult<u64>;
+
+    /// Notes an activation as accepted but not finished, before it is handed to an invoker.
+    ///
+    /// `entry` is the record to complete should the activation be lost (its document is the
+    /// activation as known when accepted). [`ActivationStore::put`] of the same namespace and id
+    /// removes the note in the same transaction, so a record and its note never coexist and
+    /// never both go missing. Adapters that cannot keep notes (this default) do nothing: after
+    /// a crash their lost activations simply have no record.
+    async fn put_pending(&self, entry: ActivationEntry) -> StoreResult<()> {
+        let _ = entry;
+        Ok(())
+    }
+
+    /// Forgets a note without a record, when the activation was never handed over (publishing
+    /// failed and the caller was told so).
+    async fn remove_pending(&self, namespace: &str, activation_id: &str) -> StoreResult<()> {
+        let _ = (namespace, activation_id);
+        Ok(())
+    }
+
+    /// Every note still open, oldest first: at start, before anything new is accepted, these
+    /// are the activations the previous run lost.
+    async fn pending(&self) -> StoreResult<Vec<ActivationEntry>> {
+        Ok(Vec::new())
+    }
 }

@@ -45,6 +45,7 @@ macro_rules! store_conformance_tests {
             activation_put_get_across_namespaces,
             activation_list_filters,
             activation_delete_older_than,
+            activation_pending_notes_until_the_record_is_put,
         );
     };
     (@cases $fresh_store:expr; $($case:ident),* $(,)?) => {
@@ -1051,4 +1052,53 @@ pub async fn activation_delete_older_than(store: Store) {
     );
     assert_eq!(activations.get("bob", "old").await.expect("get"), None);
     assert_eq!(activations.delete_older_than(200).await.expect("delete"), 0);
+}
+
+pub async fn activation_pending_notes_until_the_record_is_put(store: Store) {
+    let activations = store.activations;
+    assert!(activations.pending().await.expect("pending").is_empty());
+    let first = test_activation("alice", "p1", "hello", Some("utils/hello"), 300);
+    let second = test_activation("alice", "p2", "hello", None, 100);
+    let dropped = test_activation("bob", "p3", "world", None, 200);
+    for entry in [&first, &second, &dropped] {
+        activations
+            .put_pending(entry.clone())
+            .await
+            .expect("put_pending");
+    }
+    let duplicate = activations.put_pending(first.clone()).await;
+    assert!(
+        matches!(duplicate, Err(StoreError::AlreadyExists(_))),
+        "a second note with the same id must fail, got {duplicate:?}"
+    );
+    assert_eq!(
+        activations.pending().await.expect("pending"),
+        vec![second.clone(), dropped.clone(), first.clone()],
+        "oldest first, every column kept"
+    );
+    assert_eq!(
+        activations.get("alice", "p1").await.expect("get"),
+        None,
+        "a note is not a record"
+    );
+
+    activations.put(first.clone()).await.expect("put");
+    activations
+        .remove_pending("bob", "p3")
+        .await
+        .expect("remove_pending");
+    activations
+        .remove_pending("bob", "never-noted")
+        .await
+        .expect("removing a missing note is fine");
+    assert_eq!(
+        activations.pending().await.expect("pending"),
+        vec![second],
+        "the record cleared its note"
+    );
+    let after_record = activations.put_pending(first).await;
+    assert!(
+        matches!(after_record, Err(StoreError::AlreadyExists(_))),
+        "no note for an activation that already has its record, got {after_record:?}"
+    );
 }

@@ -73,26 +73,32 @@ pub(crate) fn count_statement(query: &ActivationQuery) -> (String, Vec<Value>) {
     )
 }
 
+/// Checks an entry's names and encodes its `start` and document for SQLite.
+fn checked_columns(entry: &ActivationEntry) -> StoreResult<(i64, String)> {
+    if entry.name.contains('/') {
+        return Err(StoreError::InvalidInput(format!(
+            "activation name '{}' must be a bare name",
+            entry.name
+        )));
+    }
+    if let Some(path_name) = &entry.path_name
+        && path_name.split('/').count() != 2
+    {
+        return Err(StoreError::InvalidInput(format!(
+            "activation path name '{path_name}' is not of the form 'package/name'"
+        )));
+    }
+    let start = to_sql_integer(entry.start, "activation start")?;
+    let document = serde_json::to_string(&entry.document).map_err(|error| {
+        StoreError::InvalidInput(format!("activation cannot be serialized: {error}"))
+    })?;
+    Ok((start, document))
+}
+
 #[async_trait]
 impl ActivationStore for SqliteActivationStore {
     async fn put(&self, entry: ActivationEntry) -> StoreResult<()> {
-        if entry.name.contains('/') {
-            return Err(StoreError::InvalidInput(format!(
-                "activation name '{}' must be a bare name",
-                entry.name
-            )));
-        }
-        if let Some(path_name) = &entry.path_name
-            && path_name.split('/').count() != 2
-        {
-            return Err(StoreError::InvalidInput(format!(
-                "activation path name '{path_name}' is not of the form 'package/name'"
-            )));
-        }
-        let start = to_sql_integer(entry.start, "activation start")?;
-        let document = serde_json::to_string(&entry.document).map_err(|error| {
-            StoreError::InvalidInput(format!("activation cannot be serialized: {error}"))
-        })?;
+        let (start, document) = checked_columns(&entry)?;
         self.database
             .write(move |transaction| {
                 let inserted = transaction.execute(
@@ -113,6 +119,10 @@ impl ActivationStore for SqliteActivationStore {
                         entry.activation_id, entry.namespace
                     )));
                 }
+                transaction.execute(
+                    "DELETE FROM pending_activations WHERE namespace = ?1 AND activation_id = ?2",
+                    params![entry.namespace, entry.activation_id],
+                )?;
                 tracing::debug!(
                     namespace = %entry.namespace,
                     activation_id = %entry.activation_id,
@@ -189,6 +199,94 @@ impl ActivationStore for SqliteActivationStore {
                     "deleted old activations"
                 );
                 Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+            })
+            .await
+    }
+    async fn put_pending(&self, entry: ActivationEntry) -> StoreResult<()> {
+        let (start, document) = checked_columns(&entry)?;
+        self.database
+            .write(move |transaction| {
+                let recorded: bool = transaction
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM activations WHERE namespace = ?1 AND activation_id = ?2)",
+                    )?
+                    .query_row(params![entry.namespace, entry.activation_id], |row| row.get(0))?;
+                let inserted = if recorded {
+                    0
+                } else {
+                    transaction.execute(
+                        "INSERT INTO pending_activations (namespace, activation_id, name, path_name, start, document) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                        params![
+                            entry.namespace,
+                            entry.activation_id,
+                            entry.name,
+                            entry.path_name,
+                            start,
+                            document
+                        ],
+                    )?
+                };
+                if inserted == 0 {
+                    return Err(StoreError::AlreadyExists(format!(
+                        "activation '{}' in namespace '{}'",
+                        entry.activation_id, entry.namespace
+                    )));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn remove_pending(&self, namespace: &str, activation_id: &str) -> StoreResult<()> {
+        let namespace = namespace.to_string();
+        let activation_id = activation_id.to_string();
+        self.database
+            .write(move |transaction| {
+                transaction.execute(
+                    "DELETE FROM pending_activations WHERE namespace = ?1 AND activation_id = ?2",
+                    params![namespace, activation_id],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn pending(&self) -> StoreResult<Vec<ActivationEntry>> {
+        self.database
+            .run(|connection| {
+                let rows = connection
+                    .prepare_cached(
+                        "SELECT namespace, activation_id, name, path_name, start, document \
+                         FROM pending_activations ORDER BY start, namespace, activation_id",
+                    )?
+                    .query_map([], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, Option<String>>(3)?,
+                            row.get::<_, i64>(4)?,
+                            row.get::<_, String>(5)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows.into_iter()
+                    .map(|(namespace, activation_id, name, path_name, start, text)| {
+                        let document = parse_document(
+                            &text,
+                            &format!("pending activation '{activation_id}'"),
+                        )?;
+                        Ok(ActivationEntry {
+                            start: from_sql_integer(start, "pending activation start")?,
+                            namespace,
+                            activation_id,
+                            name,
+                            path_name,
+                            document,
+                        })
+                    })
+                    .collect()
             })
             .await
     }

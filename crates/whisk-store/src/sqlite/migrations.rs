@@ -5,7 +5,8 @@
 //! database can be brought forward step by step.
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`.
-pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1_INITIAL_SCHEMA];
+pub(crate) const MIGRATIONS: &[&str] =
+    &[MIGRATION_1_INITIAL_SCHEMA, MIGRATION_2_PENDING_ACTIVATIONS];
 
 /// The schema version this build writes and understands.
 pub(crate) fn latest_version() -> i64 {
@@ -74,4 +75,22 @@ CREATE INDEX activations_by_start ON activations (namespace, start DESC, activat
 CREATE INDEX activations_by_name ON activations (namespace, name, start DESC, activation_id);
 CREATE INDEX activations_by_path_name ON activations (namespace, path_name, start DESC, activation_id);
 CREATE INDEX activations_for_retention ON activations (start);
+";
+
+/// Activations accepted by a controller whose record is not written yet.
+///
+/// A row is written before the activation is published and deleted in the same transaction
+/// that stores its record, so whatever is left here after a crash is exactly the work that was
+/// lost; the next start closes each with a record saying so. `document` is the record to
+/// complete in that case.
+const MIGRATION_2_PENDING_ACTIVATIONS: &str = "
+CREATE TABLE pending_activations (
+    namespace     TEXT    NOT NULL,
+    activation_id TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    path_name     TEXT,
+    start         INTEGER NOT NULL,
+    document      TEXT    NOT NULL,
+    PRIMARY KEY (namespace, activation_id)
+);
 ";
