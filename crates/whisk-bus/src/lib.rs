@@ -15,6 +15,12 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod in_process;
+
+pub use in_process::{InProcessBus, InProcessConfig};
+
 /// What can go wrong on the bus.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
