@@ -1,0 +1,22 @@
+//! The invoker: runs the activations a controller publishes on the invoker's bus topic.
+//!
+//! For each activation it loads the action (cached per revision), gets a container from the
+//! [`pool`] (warm, stem cell or new), sends `/init` when needed and `/run`, collects the
+//! container's [`logs`], stores the activation record and publishes the completion; once a
+//! second it broadcasts a health beat. Containers come from a [`ContainerFactory`]: Linux
+//! sandboxes in production, the in-memory [`fake`] in tests.
+
+pub mod clock;
+pub mod container;
+pub mod fake;
+pub mod logs;
+pub mod pool;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use container::{
+    ActionCode, ActionContainer, CallOutcome, ContainerError, ContainerFactory, ContainerSpec,
+    LogRequest,
+};
+pub use pool::{
+    ContainerPool, ContainerRequest, Lease, PoolConfig, PoolError, StemCellConfig, WarmKey,
+};
