@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod cors;
 pub mod documents;
+pub mod edge;
 pub mod entitlement;
 pub mod error;
 pub mod extract;
@@ -48,23 +49,30 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(from_fn_with_state(state.clone(), auth::auth_middleware))
         .layer(from_fn(cors::cors_middleware))
+        // Before authentication and routing: an over-long URI is refused whoever sends it.
+        .layer(from_fn(edge::uri_limit_middleware))
         .layer(from_fn_with_state(
             state,
             transaction::transaction_middleware,
         ))
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish.
+/// Serves the API on `listener` (plain HTTP, default edge limits) until `shutdown` completes,
+/// then lets requests in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let address = listener.local_addr()?;
-    tracing::info!(%address, "controller listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    tracing::info!(%address, "controller stopped");
-    Ok(())
+    serve_with(listener, state, edge::EdgeConfig::default(), shutdown).await
+}
+
+/// Like [`serve`], with the edge's TLS and limits chosen by the caller.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    edge: edge::EdgeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    edge::serve(listener, router(state), edge, shutdown).await
 }
