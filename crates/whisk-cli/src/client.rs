@@ -162,6 +162,24 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
         let url = self.url(segments, query)?;
+        self.send_url(method, url, body).await
+    }
+
+    /// `GET /` of the API host: the controller's description, with its limits and `runtimes`
+    /// (which `/api/v1` does not list).
+    pub async fn host_info(&self) -> Result<Value, ClientError> {
+        let mut url = self.base.clone();
+        url.set_path("/");
+        url.set_query(None);
+        self.send_url(Method::GET, url, None).await
+    }
+
+    async fn send_url(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
         if self.verbose {
             eprintln!("REQUEST: [{method}] {url}");
             if let Some(body) = body {

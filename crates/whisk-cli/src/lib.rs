@@ -5,4 +5,5 @@
 pub mod client;
 pub mod config;
 pub mod input;
+pub mod manifest;
 pub mod names;

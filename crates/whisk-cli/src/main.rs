@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use whisk_cli::client::{Auth, Client, ClientError, TlsOptions};
 use whisk_cli::config::{self, Props};
 use whisk_cli::input::merge_pairs;
+use whisk_cli::manifest::{infer_kind, is_binary};
 use whisk_cli::names::QualifiedName;
 
 use crate::action_get::get_action;
@@ -31,6 +32,7 @@ mod activations;
 mod entities;
 mod feeds;
 mod invoke;
+mod project;
 
 #[derive(Debug, Parser)]
 #[command(name = "wsk", version, about = "OpenWhisk command-line client")]
@@ -96,6 +98,9 @@ enum Command {
     /// Work with the local properties file.
     #[command(subcommand)]
     Property(PropertyCommand),
+    /// Deploy or undeploy a wskdeploy manifest (`manifest.yaml`).
+    #[command(subcommand)]
+    Project(project::ProjectCommand),
     /// List every entity of a namespace (default: the configured one).
     List {
         namespace: Option<String>,
@@ -364,6 +369,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Namespace(command) => {
             entities::namespace(command, &Settings::resolve(&cli.global, &props)).await
+        }
+        Command::Project(command) => {
+            project::project(command, &Settings::resolve(&cli.global, &props)).await
         }
         Command::List {
             namespace,
@@ -658,30 +666,6 @@ fn key_values(flat: &[String]) -> Vec<Value> {
             _ => None,
         })
         .collect()
-}
-
-/// Kind from the file extension when `--kind` is absent; `None` means the user must say.
-fn infer_kind(file: &Path) -> Option<&'static str> {
-    match file.extension()?.to_str()? {
-        "js" => Some("nodejs:default"),
-        "py" => Some("python:default"),
-        "java" | "jar" => Some("java:default"),
-        "swift" => Some("swift:default"),
-        "php" => Some("php:default"),
-        "rb" => Some("ruby:default"),
-        "go" => Some("go:default"),
-        "rs" => Some("rust:default"),
-        "balx" => Some("ballerina:default"),
-        _ => None,
-    }
-}
-
-/// Archives travel base64-encoded with `binary: true`; source files as text.
-fn is_binary(file: &Path) -> bool {
-    matches!(
-        file.extension().and_then(|e| e.to_str()),
-        Some("zip" | "jar" | "balx")
-    )
 }
 
 fn web_annotations(web: &str) -> anyhow::Result<Vec<Value>> {
