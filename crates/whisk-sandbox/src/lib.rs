@@ -1,17 +1,29 @@
 //! Linux containers for whisk-rs action instances.
 //!
-//! This first slice holds the cgroup layer: one cgroup per container with the action's memory
-//! limit (memory+swap, so it cannot swap around it), a pids limit, CPU shares in proportion to
-//! memory, freeze/thaw for paused containers, OOM-kill detection and removal. It works on cgroup
-//! v1 and v2, detected at start. Namespaces, the root filesystem and the single-threaded spawner
-//! are built on top of it (see `shared/ARCHITECTURE.md`).
+//! A [`Sandbox`] owns a single-threaded spawner process (containers are cloned there, never in
+//! the async server) and a parent cgroup per platform instance. Each [`Container`] gets its own
+//! user (where the kernel allows), mount, PID, network, IPC, UTS and cgroup namespaces, a
+//! cgroup with the action's limits, a read-only root holding only the host's runtime
+//! directories, no capabilities, `no_new_privs` and a seccomp deny-list.
 //!
-//! Every file-system side effect goes through [`cgroup::CgroupFs`], so the v1 and v2 logic is
-//! unit-tested with a recording fake, without root.
+//! Pure logic (spec validation, the root file-system plan, the cgroup layer behind
+//! [`cgroup::CgroupFs`]) is unit-tested without root; the rest is tested for real in `tests/`.
 
 pub mod cgroup;
+mod client;
+mod protocol;
+pub mod rootfs;
+mod sandbox;
+pub mod seccomp;
+pub mod spawner;
+mod spec;
+mod sys;
 
 pub use cgroup::{
     CgroupError, CgroupFs, CgroupLayout, CgroupLimits, CgroupManager, ContainerCgroup,
     RealCgroupFs, RecordingCgroupFs,
 };
+pub use client::Spawner;
+pub use protocol::ExitStatus;
+pub use sandbox::{Container, Sandbox, SandboxConfig, SandboxError};
+pub use spec::{Bind, ContainerSpec, SpecError};
