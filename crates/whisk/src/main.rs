@@ -55,6 +55,10 @@ fn main() -> anyhow::Result<()> {
     if std::env::args_os().nth(1).is_some_and(|arg| arg == "spawner") {
         whisk_sandbox::spawner::serve_stdin();
     }
+    // Inside a container `whisk proxy ...` is the runtime proxy and nothing else.
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == "proxy") {
+        whisk_runtime::proxy::main_from_args();
+    }
     let cli = Cli::parse();
     init_logging();
     match cli.command {
