@@ -21,6 +21,7 @@ pub mod extract;
 pub mod names;
 pub mod state;
 pub mod transaction;
+pub mod web;
 
 use std::future::Future;
 use std::io;
