@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::Value;
 use whisk_cli::client::{Client, ClientError};
 use whisk_cli::manifest::{self, Entity, EntityKind, Plan};
+use whisk_cli::names::QualifiedName;
 
 use crate::feeds::{Lifecycle, before_delete, invoke_feed};
 use crate::{Settings, entity_path};
@@ -163,6 +164,14 @@ fn is_not_found(err: &ClientError) -> bool {
 }
 
 async fn undeploy(args: &ProjectArgs, settings: &Settings) -> anyhow::Result<()> {
+    // `undeploy --projectname P` away from any manifest removes what the namespace holds of P,
+    // as `wskdeploy undeploy --projectname` does.
+    if args.manifest.is_none()
+        && let Some(project) = args.projectname.as_deref().filter(|p| !p.is_empty())
+        && manifest_path(None).is_err()
+    {
+        return undeploy_by_name(project, settings).await;
+    }
     let (plan, project) = load(args, settings)?;
     let client = settings.client()?;
     for entity in plan.entities.iter().rev() {
@@ -202,5 +211,111 @@ fn foreign(stored: &Value, project: &str) -> Option<String> {
         Some(owner) if owner == project => None,
         Some(owner) => Some(format!("it belongs to project '{owner}'")),
         None => Some(format!("it is not managed by project '{project}'")),
+    }
+}
+
+/// Every entity of one collection, page by page (the API returns at most 200 at a time).
+async fn list_all(
+    client: &Client,
+    namespace: &str,
+    collection: &str,
+) -> Result<Vec<Value>, ClientError> {
+    const PAGE: usize = 200;
+    let mut all = Vec::new();
+    loop {
+        let query = [("limit", PAGE.to_string()), ("skip", all.len().to_string())];
+        let page = client
+            .send(
+                Method::GET,
+                &["namespaces", namespace, collection],
+                &query,
+                None,
+            )
+            .await?;
+        let items = match page {
+            Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        let done = items.len() < PAGE;
+        all.extend(items);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
+/// Deletes every entity of the namespace whose `whisk-managed` annotation names `project`, in
+/// the order that keeps references valid: rules, triggers, actions, packages.
+async fn undeploy_by_name(project: &str, settings: &Settings) -> anyhow::Result<()> {
+    let client = settings.client()?;
+    let namespace = settings.namespace.as_str();
+    for (kind, collection) in [
+        (EntityKind::Rule, "rules"),
+        (EntityKind::Trigger, "triggers"),
+        (EntityKind::Action, "actions"),
+        (EntityKind::Package, "packages"),
+    ] {
+        let items = list_all(&client, namespace, collection)
+            .await
+            .with_context(|| format!("Unable to obtain the list of {collection}"))?;
+        for item in items
+            .iter()
+            .filter(|item| manifest::managing_project(item) == Some(project))
+        {
+            // `namespace` is `ns` or, for an action in a package, `ns/pkg`.
+            let package = item["namespace"]
+                .as_str()
+                .and_then(|ns| ns.split_once('/'))
+                .map(|(_, package)| package);
+            let name = item["name"].as_str().unwrap_or_default();
+            let shown = match package {
+                Some(package) => format!("{package}/{name}"),
+                None => name.to_string(),
+            };
+            let is_sequence = item["annotations"].as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|a| a["key"] == "exec" && a["value"] == "sequence")
+            });
+            let noun = if is_sequence {
+                EntityKind::Sequence.noun()
+            } else {
+                kind.noun()
+            };
+            let qualified = QualifiedName::parse(&shown, namespace)
+                .with_context(|| format!("Unable to undeploy {noun} '{shown}'"))?;
+            if kind == EntityKind::Trigger {
+                before_delete(&client, settings, &qualified).await;
+            }
+            let path = entity_path(&qualified, collection);
+            match client.send(Method::DELETE, &path, &[], None).await {
+                Ok(_) => out!("ok: undeployed {noun} {shown}"),
+                Err(err) if is_not_found(&err) => out!("ok: {noun} {shown} was already gone"),
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("Unable to undeploy {noun} '{shown}'"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_the_projects_own_entities_are_its_to_delete() {
+        let managed = |project: &str| json!({"annotations": [{"key": "whisk-managed", "value": {"projectName": project}}]});
+        assert_eq!(foreign(&managed("demo"), "demo"), None);
+        assert_eq!(
+            foreign(&managed("other"), "demo").as_deref(),
+            Some("it belongs to project 'other'")
+        );
+        assert_eq!(
+            foreign(&json!({"annotations": []}), "demo").as_deref(),
+            Some("it is not managed by project 'demo'")
+        );
     }
 }

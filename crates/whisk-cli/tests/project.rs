@@ -470,3 +470,73 @@ fn a_feed_that_refuses_removes_its_new_trigger() {
     );
     assert_eq!(platform.wsk(&["trigger", "get", "alarm"]).code, 148);
 }
+
+#[test]
+fn undeploy_by_project_name_alone_finds_the_entities_in_the_namespace() {
+    let platform = Platform::start();
+    let dir = project_dir(&[
+        ("manifest.yaml", MANIFEST),
+        ("src/hello.js", HELLO_JS),
+        ("src/shout.py", SHOUT_PY),
+    ]);
+    wsk_in(&platform, dir.path(), &["project", "deploy"]).assert_ok(&DEPLOYED);
+    let js = platform.file("other.js", "function main() { return {} }");
+    platform
+        .wsk(&["action", "create", "tools/other", js.to_str().unwrap()])
+        .assert_ok(&["ok: created action tools/other"]);
+    platform
+        .wsk(&["action", "create", "loose", js.to_str().unwrap()])
+        .assert_ok(&["ok: created action loose"]);
+
+    // The platform's temp dir holds no manifest, so the namespace is searched.
+    let run = wsk_in(
+        &platform,
+        platform.dir(),
+        &["project", "undeploy", "--projectname", "demo"],
+    );
+    // 409 Conflict, as `wsk` reports it: 409 % 256.
+    assert_eq!(run.code, 153, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[..2],
+        ["ok: undeployed rule on-tick", "ok: undeployed trigger tick"]
+    );
+    let mut actions = lines[2..5].to_vec();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        [
+            "ok: undeployed action tools/hello",
+            "ok: undeployed action tools/shout",
+            "ok: undeployed sequence tools/both",
+        ]
+    );
+    // The package still holds an action the project did not deploy, so the server keeps it.
+    assert_eq!(lines.len(), 5, "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with("error: Unable to undeploy package 'tools': Package not empty"),
+        "{}",
+        run.stderr
+    );
+    platform
+        .wsk(&["action", "delete", "tools/other"])
+        .assert_ok(&["ok: deleted action tools/other"]);
+    wsk_in(
+        &platform,
+        platform.dir(),
+        &["project", "undeploy", "--projectname", "demo"],
+    )
+    .assert_ok(&["ok: undeployed package tools"]);
+    assert_eq!(
+        listing(&platform),
+        [
+            "Entities in namespace: default".to_string(),
+            "packages".to_string(),
+            "actions".to_string(),
+            row("/guest/loose", "private nodejs:20"),
+            "triggers".to_string(),
+            "rules".to_string(),
+        ]
+    );
+}
