@@ -18,8 +18,10 @@ use bytes::Bytes;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod in_process;
+mod nats;
 
 pub use in_process::{InProcessBus, InProcessConfig};
+pub use nats::{NatsBus, NatsConfig};
 
 /// What can go wrong on the bus.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,670 @@
+//! The bus over NATS (cluster deployments): JetStream for queue topics, core NATS for broadcasts.
+//!
+//! Layout on the server, for cluster name `C` (so that several platforms, or several tests, can
+//! share one nats-server without ever meeting):
+//! - queue topic `T` is the work-queue stream `C_T` on subject `C.q.T`, file-stored, bounded by
+//!   `max_messages` with "discard new" (a full stream refuses a publish, which becomes
+//!   [`BusError::Full`] or a wait). A work-queue stream drops a message once it is acknowledged,
+//!   so the bound counts unacknowledged deliveries too, as the in-process bus does. The cluster
+//!   name has no `_`, so `C_T` names one (cluster, topic) pair only.
+//! - every consumer of `T`, in any process, pulls from the one durable consumer `whisk` of that
+//!   stream, one message per pull, so a message held by one consumer never holds another back.
+//!   Acks are explicit and confirmed by the server; a delivery dropped unacknowledged is NAKed at
+//!   once (redelivered before newer messages), and one lost with its process comes back after
+//!   `ack_wait`.
+//! - broadcast topic `T` is the plain subject `C.b.T`: news is not stored.
+//!
+//! A publish returns once JetStream has stored the message. Publishes carry a `Nats-Msg-Id`, so a
+//! retry after a lost acknowledgement (connection loss) is recognised as a duplicate by the
+//! server instead of being queued twice. The client reconnects by itself; while it cannot,
+//! `publish` retries for `publish_timeout` and then fails with [`BusError::Unavailable`].
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{Config as StreamConfig, DiscardPolicy, RetentionPolicy};
+use async_nats::jetstream::{self, AckKind};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::{Acker, Bus, BusError, Consumer, Delivery, News, Subscription, validate_topic};
+
+/// The one durable consumer every process pulls a queue topic from.
+const DURABLE_CONSUMER: &str = "whisk";
+
+/// How long one pull waits on the server for a message before the consumer asks again. Short
+/// enough that a pull abandoned by a cancelled `next()` does not take a message for long.
+const PULL_EXPIRY: Duration = Duration::from_secs(5);
+
+/// Where a waiting publish or a failing consumer starts and stops backing off.
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const LAST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// How to reach NATS and how to lay the topics out there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// Prefix of every subject and stream, `[A-Za-z0-9-]{1,32}`: platforms (or tests) with
+    /// different names never see each other's messages.
+    pub cluster: String,
+    /// Messages a queue topic holds, waiting or delivered and not yet acknowledged.
+    pub queue_capacity: usize,
+    /// Messages a broadcast subscriber may fall behind by before it is told it lagged.
+    pub broadcast_capacity: usize,
+    /// How long the server waits for the ack of a delivery whose consumer vanished before
+    /// delivering it again.
+    pub ack_wait: Duration,
+    /// How long `publish` keeps retrying while the server cannot be reached.
+    pub publish_timeout: Duration,
+    /// How long connecting (and each request to the server) may take.
+    pub connect_timeout: Duration,
+}
+
+impl NatsConfig {
+    /// The defaults for a server at `url` and a platform called `cluster`.
+    pub fn new(url: impl Into<String>, cluster: impl Into<String>) -> NatsConfig {
+        NatsConfig {
+            url: url.into(),
+            cluster: cluster.into(),
+            queue_capacity: 10_000,
+            broadcast_capacity: 1_024,
+            ack_wait: Duration::from_secs(30),
+            publish_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The NATS bus. Cloning it gives another handle on the same connection.
+#[derive(Debug, Clone)]
+pub struct NatsBus {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: NatsConfig,
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    /// Streams known to exist, so a publish costs one round trip, not two.
+    streams: Mutex<HashSet<String>>,
+    /// Unique per bus: with `message_counter`, the `Nats-Msg-Id` of each publish.
+    bus_id: String,
+    message_counter: AtomicU64,
+    closed: watch::Sender<bool>,
+    naks: Arc<NakQueue>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// NAKs of dropped deliveries, sent in drop order by one task.
+///
+/// A NAK must reach the server before this bus asks for the next message, or a newer message
+/// could be handed out ahead of the dropped one; consumers wait for `sent` to catch up with
+/// `queued` before each pull, and the task waits for the server's confirmation of each NAK.
+#[derive(Debug)]
+struct NakQueue {
+    sender: mpsc::UnboundedSender<jetstream::Message>,
+    queued: AtomicU64,
+    sent: AtomicU64,
+    progress: Notify,
+}
+
+impl NakQueue {
+    fn start() -> Arc<NakQueue> {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<jetstream::Message>();
+        let queue = Arc::new(NakQueue {
+            sender,
+            queued: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            progress: Notify::new(),
+        });
+        let weak = Arc::downgrade(&queue);
+        tokio::spawn(async move {
+            while let Some(message) = receiver.recv().await {
+                if let Err(error) = message.double_ack_with(AckKind::Nak(None)).await {
+                    tracing::warn!(%error, "NAK of a dropped delivery failed; it comes back after ack_wait");
+                }
+                let Some(queue) = weak.upgrade() else { break };
+                queue.sent.fetch_add(1, Ordering::SeqCst);
+                queue.progress.notify_waiters();
+            }
+        });
+        queue
+    }
+
+    fn push(&self, message: jetstream::Message) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        if self.sender.send(message).is_err() {
+            // The task is gone (runtime shutting down): nothing will be sent, so nothing to wait for.
+            self.sent.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits until every NAK queued before this call has been confirmed by the server.
+    async fn settled(&self) {
+        let target = self.queued.load(Ordering::SeqCst);
+        loop {
+            let progressed = self.progress.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            if self.sent.load(Ordering::SeqCst) >= target {
+                return;
+            }
+            progressed.await;
+        }
+    }
+}
+
+/// Whether a cluster name fits in subjects and stream names without ambiguity.
+fn validate_cluster(cluster: &str) -> Result<(), BusError> {
+    let valid = !cluster.is_empty()
+        && cluster.len() <= 32
+        && cluster
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(BusError::Unavailable(format!(
+            "invalid NATS cluster name '{cluster}' (expected [A-Za-z0-9-]{{1,32}})"
+        )))
+    }
+}
+
+impl NatsBus {
+    /// Connects to the server. [`BusError::Unavailable`] when it cannot be reached (or the
+    /// configuration is unusable); later outages are ridden out by reconnecting.
+    pub async fn connect(config: NatsConfig) -> Result<NatsBus, BusError> {
+        validate_cluster(&config.cluster)?;
+        let cluster = config.cluster.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("whisk-{}", config.cluster))
+            .connection_timeout(config.connect_timeout)
+            .request_timeout(Some(config.connect_timeout))
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let cluster = cluster.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!(%cluster, "connected to NATS")
+                        }
+                        other => tracing::warn!(%cluster, event = %other, "NATS connection event"),
+                    }
+                }
+            })
+            .connect(config.url.as_str())
+            .await
+            .map_err(|error| {
+                BusError::Unavailable(format!("cannot connect to NATS at {}: {error}", config.url))
+            })?;
+        let mut jetstream = jetstream::new(client.clone());
+        jetstream.set_timeout(config.connect_timeout);
+        let bus_id = client
+            .new_inbox()
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        tracing::info!(url = %config.url, cluster = %config.cluster, "NATS bus ready");
+        Ok(NatsBus {
+            inner: Arc::new(Inner {
+                config,
+                client,
+                jetstream,
+                streams: Mutex::new(HashSet::new()),
+                bus_id,
+                message_counter: AtomicU64::new(0),
+                closed: watch::channel(false).0,
+                naks: NakQueue::start(),
+            }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &NatsConfig {
+        &self.inner.config
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.inner.closed.borrow()
+    }
+
+    fn check_open(&self) -> Result<(), BusError> {
+        if self.is_closed() {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn stream_name(&self, topic: &str) -> String {
+        format!("{}_{topic}", self.inner.config.cluster)
+    }
+
+    fn queue_subject(&self, topic: &str) -> String {
+        format!("{}.q.{topic}", self.inner.config.cluster)
+    }
+
+    fn broadcast_subject(&self, topic: &str) -> String {
+        format!("{}.b.{topic}", self.inner.config.cluster)
+    }
+
+    /// Creates the topic's stream unless this bus already knows it exists.
+    async fn ensure_stream(&self, topic: &str) -> Result<jetstream::stream::Stream, BusError> {
+        let name = self.stream_name(topic);
+        let capacity = i64::try_from(self.inner.config.queue_capacity).unwrap_or(i64::MAX);
+        let stream = self
+            .inner
+            .jetstream
+            .get_or_create_stream(StreamConfig {
+                name: name.clone(),
+                subjects: vec![self.queue_subject(topic)],
+                retention: RetentionPolicy::WorkQueue,
+                max_messages: capacity.max(1),
+                discard: DiscardPolicy::New,
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: 1,
+                ..StreamConfig::default()
+            })
+            .await
+            .map_err(|error| {
+                BusError::Unavailable(format!("cannot create JetStream stream '{name}': {error}"))
+            })?;
+        lock(&self.inner.streams).insert(name);
+        Ok(stream)
+    }
+
+    fn next_message_id(&self) -> String {
+        let counter = self.inner.message_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{counter}", self.inner.bus_id)
+    }
+
+    /// One publish attempt (creating the stream when needed), classified.
+    async fn publish_once(
+        &self,
+        topic: &str,
+        payload: &Bytes,
+        message_id: &str,
+    ) -> Result<(), Attempt> {
+        if !lock(&self.inner.streams).contains(&self.stream_name(topic)) {
+            self.ensure_stream(topic)
+                .await
+                .map_err(Attempt::Transient)?;
+        }
+        let message = PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(message_id);
+        let outcome = match self
+            .inner
+            .jetstream
+            .send_publish(self.queue_subject(topic), message)
+            .await
+        {
+            Ok(acknowledgement) => acknowledgement.await,
+            Err(error) => Err(error),
+        };
+        let Err(error) = outcome else {
+            return Ok(());
+        };
+        match error.kind() {
+            PublishErrorKind::StreamNotFound => {
+                // Deleted behind our back (or never made by us): make it again on the next try.
+                lock(&self.inner.streams).remove(&self.stream_name(topic));
+                Err(Attempt::Transient(BusError::Unavailable(format!(
+                    "no stream for topic '{topic}'"
+                ))))
+            }
+            PublishErrorKind::MaxPayloadExceeded => {
+                Err(Attempt::Fatal(BusError::Unavailable(format!(
+                    "a message of {} bytes is larger than the NATS server accepts: {error}",
+                    payload.len()
+                ))))
+            }
+            PublishErrorKind::Other if is_stream_full(&error) => {
+                Err(Attempt::Full(BusError::Full(topic.to_string())))
+            }
+            _ => Err(Attempt::Transient(BusError::Unavailable(format!(
+                "publish to '{topic}' failed: {error}"
+            )))),
+        }
+    }
+
+    /// Resolves once [`Bus::close`] was called.
+    async fn closing(&self) {
+        let mut closed = self.inner.closed.subscribe();
+        // An error means the sender is gone, which cannot happen while `self` holds it.
+        let _ = closed.wait_for(|closed| *closed).await;
+    }
+
+    /// A subscription whose forwarding task can be observed (tests provoke lag with it).
+    async fn subscribe_forwarded(&self, topic: &str) -> Result<NatsSubscription, BusError> {
+        validate_topic(topic)?;
+        self.check_open()?;
+        let subject = self.broadcast_subject(topic);
+        let mut subscriber =
+            self.inner
+                .client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|error| {
+                    BusError::Unavailable(format!("cannot subscribe to '{subject}': {error}"))
+                })?;
+        // Once the server answered the flush it has the subscription: whatever is broadcast from
+        // now on reaches it.
+        self.inner.client.flush().await.map_err(|error| {
+            BusError::Unavailable(format!("cannot subscribe to '{subject}': {error}"))
+        })?;
+        let (sender, receiver) = broadcast::channel(self.inner.config.broadcast_capacity.max(1));
+        let forwarded = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&forwarded);
+        let bus = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = bus.closing() => break,
+                    message = subscriber.next() => {
+                        let Some(message) = message else { break };
+                        if sender.send(message.payload).is_err() {
+                            break; // the subscription was dropped
+                        }
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+            // Dropping `subscriber` unsubscribes; dropping `sender` ends the subscription.
+        });
+        Ok(NatsSubscription {
+            receiver,
+            #[cfg(test)]
+            forwarded,
+        })
+    }
+}
+
+/// How one publish attempt failed.
+enum Attempt {
+    Full(BusError),
+    Transient(BusError),
+    Fatal(BusError),
+}
+
+/// JetStream refuses a message over `max_messages` of a discard-new stream with error 10077 and
+/// this description.
+fn is_stream_full(error: &jetstream::context::PublishError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .is_some_and(|error| {
+            error.error_code() == jetstream::ErrorCode::STREAM_STORE_FAILED
+                && error.to_string().contains("maximum messages")
+        })
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
+        validate_topic(topic)?;
+        self.check_open()?;
+        let message_id = self.next_message_id();
+        let mut backoff = FIRST_BACKOFF;
+        let mut unavailable_since: Option<tokio::time::Instant> = None;
+        loop {
+            let error = match self.publish_once(topic, &payload, &message_id).await {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Fatal(error)) => return Err(error),
+                Err(Attempt::Full(_)) => {
+                    unavailable_since = None;
+                    None
+                }
+                Err(Attempt::Transient(error)) => Some(error),
+            };
+            if let Some(error) = error {
+                let since = *unavailable_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= self.inner.config.publish_timeout {
+                    return Err(error);
+                }
+                tracing::debug!(topic, %error, "publish will be retried");
+            }
+            tokio::select! {
+                () = self.closing() => return Err(BusError::Closed),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(LAST_BACKOFF);
+        }
+    }
+
+    async fn try_publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
+        validate_topic(topic)?;
+        self.check_open()?;
+        let message_id = self.next_message_id();
+        match self.publish_once(topic, &payload, &message_id).await {
+            Ok(()) => Ok(()),
+            Err(Attempt::Full(error) | Attempt::Transient(error) | Attempt::Fatal(error)) => {
+                Err(error)
+            }
+        }
+    }
+
+    async fn consume(&self, topic: &str) -> Result<Box<dyn Consumer>, BusError> {
+        validate_topic(topic)?;
+        self.check_open()?;
+        let stream = self.ensure_stream(topic).await?;
+        let max_ack_pending = i64::try_from(self.inner.config.queue_capacity).unwrap_or(i64::MAX);
+        let consumer: PullConsumer = stream
+            .get_or_create_consumer(
+                DURABLE_CONSUMER,
+                pull::Config {
+                    durable_name: Some(DURABLE_CONSUMER.to_string()),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: self.inner.config.ack_wait,
+                    max_deliver: -1,
+                    max_ack_pending: max_ack_pending.max(1),
+                    ..pull::Config::default()
+                },
+            )
+            .await
+            .map_err(|error| {
+                BusError::Unavailable(format!("cannot create the consumer of '{topic}': {error}"))
+            })?;
+        Ok(Box::new(NatsConsumer {
+            bus: self.clone(),
+            topic: topic.to_string(),
+            consumer,
+            pull: None,
+        }))
+    }
+
+    async fn broadcast(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
+        validate_topic(topic)?;
+        self.check_open()?;
+        self.inner
+            .client
+            .publish(self.broadcast_subject(topic), payload)
+            .await
+            .map_err(|error| {
+                BusError::Unavailable(format!("broadcast on '{topic}' failed: {error}"))
+            })
+    }
+
+    async fn subscribe(&self, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
+        Ok(Box::new(self.subscribe_forwarded(topic).await?))
+    }
+
+    async fn close(&self) {
+        if self.inner.closed.send_replace(true) {
+            return;
+        }
+        // What was published is already stored (JetStream acknowledged it); flushing sends the
+        // last broadcasts and acks before the connection goes.
+        if let Err(error) = self.inner.client.flush().await {
+            tracing::debug!(%error, "flush before closing the NATS bus failed");
+        }
+        if let Err(error) = self.inner.client.drain().await {
+            tracing::debug!(%error, "draining the NATS connection failed");
+        }
+        tracing::info!(cluster = %self.inner.config.cluster, "NATS bus closed");
+    }
+}
+
+/// A consumer of one queue topic.
+///
+/// Its pull runs as a task of its own so that a caller that stops waiting (a `select!` on
+/// `next()`) does not strand a message in a pull nobody reads: the next call picks up the same
+/// pull and whatever it brought.
+#[derive(Debug)]
+struct NatsConsumer {
+    bus: NatsBus,
+    topic: String,
+    consumer: PullConsumer,
+    pull: Option<JoinHandle<Result<Option<jetstream::Message>, String>>>,
+}
+
+/// One pull of one message: `Ok(None)` when none came before the pull expired.
+async fn pull_one(consumer: PullConsumer) -> Result<Option<jetstream::Message>, String> {
+    let mut batch = consumer
+        .batch()
+        .max_messages(1)
+        .expires(PULL_EXPIRY)
+        .messages()
+        .await
+        .map_err(|error| error.to_string())?;
+    match batch.next().await {
+        None => Ok(None),
+        Some(Ok(message)) => Ok(Some(message)),
+        Some(Err(error)) => Err(error.to_string()),
+    }
+}
+
+#[async_trait]
+impl Consumer for NatsConsumer {
+    async fn next(&mut self) -> Option<Delivery> {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            if self.bus.is_closed() {
+                return None;
+            }
+            let pull = self.pull.get_or_insert_with(|| {
+                let consumer = self.consumer.clone();
+                let naks = Arc::clone(&self.bus.inner.naks);
+                tokio::spawn(async move {
+                    naks.settled().await;
+                    pull_one(consumer).await
+                })
+            });
+            let pulled = tokio::select! {
+                () = self.bus.closing() => return None,
+                pulled = pull => pulled,
+            };
+            self.pull = None;
+            let message = match pulled {
+                Ok(Ok(Some(message))) => message,
+                Ok(Ok(None)) => continue,
+                Ok(Err(error)) => {
+                    tracing::warn!(topic = %self.topic, %error, "pulling from NATS failed; retrying");
+                    tokio::select! {
+                        () = self.bus.closing() => return None,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(LAST_BACKOFF);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(topic = %self.topic, %error, "the pull task failed; retrying");
+                    continue;
+                }
+            };
+            let redeliveries = message
+                .info()
+                .map(|info| u32::try_from(info.delivered.saturating_sub(1)).unwrap_or(u32::MAX))
+                .unwrap_or(0);
+            let payload = message.payload.clone();
+            let acker = NatsAcker {
+                message: Some(message),
+                naks: Arc::clone(&self.bus.inner.naks),
+                bus: self.bus.clone(),
+            };
+            return Some(Delivery::new(payload, redeliveries, Box::new(acker)));
+        }
+    }
+}
+
+impl Drop for NatsConsumer {
+    fn drop(&mut self) {
+        if let Some(pull) = self.pull.take() {
+            pull.abort();
+        }
+    }
+}
+
+/// Acknowledges one JetStream message, or NAKs it when dropped unacknowledged.
+#[derive(Debug)]
+struct NatsAcker {
+    message: Option<jetstream::Message>,
+    naks: Arc<NakQueue>,
+    bus: NatsBus,
+}
+
+#[async_trait]
+impl Acker for NatsAcker {
+    async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
+        let Some(message) = self.message.take() else {
+            return Ok(());
+        };
+        if self.bus.is_closed() {
+            return Err(BusError::Closed);
+        }
+        message.double_ack().await.map_err(|error| {
+            if self.bus.is_closed() {
+                BusError::Closed
+            } else {
+                BusError::Unavailable(format!("ack failed: {error}"))
+            }
+        })
+    }
+}
+
+impl Drop for NatsAcker {
+    fn drop(&mut self) {
+        if let Some(message) = self.message.take()
+            && !self.bus.is_closed()
+        {
+            self.naks.push(message);
+        }
+    }
+}
+
+/// A broadcast subscription: a task forwards the subject's messages into a bounded channel, whose
+/// overflow is what this subscriber is told it missed.
+#[derive(Debug)]
+struct NatsSubscription {
+    receiver: broadcast::Receiver<Bytes>,
+    /// Messages the task has forwarded so far (tests wait for it to provoke an exact lag).
+    #[cfg(test)]
+    forwarded: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl Subscription for NatsSubscription {
+    async fn next(&mut self) -> Option<News> {
+        match self.receiver.recv().await {
+            Ok(payload) => Some(News::Message(payload)),
+            Err(broadcast::error::RecvError::Lagged(skipped)) => Some(News::Lagged(skipped)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

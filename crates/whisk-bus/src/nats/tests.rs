@@ -1,0 +1,341 @@
+//! The conformance suite on NATS JetStream (when `WHISK_TEST_NATS_URL` names a server, as
+//! `.ci/nats` arranges in CI), plus what only this adapter can show: cluster isolation, sharing
+//! across connections, exact lag, unreachable servers and riding out a server restart.
+
+#![allow(clippy::unwrap_used)] // a panic is the right way for a test to fail
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{NatsBus, NatsConfig};
+use crate::conformance::{QUEUE_CAPACITY, next_delivery, next_news, within};
+use crate::{Bus, BusError, News};
+
+const URL_VARIABLE: &str = "WHISK_TEST_NATS_URL";
+
+/// A cluster name no other test (in this process, another process or an earlier run against the
+/// same server) uses.
+fn unique_cluster() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "t{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn test_config(url: &str, cluster: &str) -> NatsConfig {
+    NatsConfig {
+        queue_capacity: QUEUE_CAPACITY,
+        broadcast_capacity: 16,
+        ..NatsConfig::new(url, cluster)
+    }
+}
+
+fn server_url() -> Option<String> {
+    let url = std::env::var(URL_VARIABLE)
+        .ok()
+        .filter(|url| !url.is_empty());
+    if url.is_none() {
+        eprintln!(
+            "skipped: set {URL_VARIABLE} to a nats-server with JetStream (.ci/nats start DIR)"
+        );
+    }
+    url
+}
+
+async fn make() -> Option<Arc<dyn Bus>> {
+    let url = server_url()?;
+    let bus = NatsBus::connect(test_config(&url, &unique_cluster()))
+        .await
+        .unwrap();
+    Some(Arc::new(bus))
+}
+
+crate::bus_conformance_tests!(make);
+
+#[tokio::test]
+async fn unreachable_server_is_unavailable() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let outcome = NatsBus::connect(NatsConfig::new(
+        format!("nats://127.0.0.1:{port}"),
+        "nobody",
+    ))
+    .await;
+    assert!(
+        matches!(&outcome, Err(BusError::Unavailable(message)) if message.contains("cannot connect")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn cluster_names_are_checked() {
+    for bad in ["", "a_b", "a.b", "a b", &"c".repeat(33)] {
+        let outcome = NatsBus::connect(NatsConfig::new("nats://127.0.0.1:1", bad)).await;
+        assert!(
+            matches!(&outcome, Err(BusError::Unavailable(message)) if message.contains("cluster name")),
+            "{bad:?}: {outcome:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn clusters_never_meet() {
+    let Some(url) = server_url() else { return };
+    let first = NatsBus::connect(test_config(&url, &unique_cluster()))
+        .await
+        .unwrap();
+    let second = NatsBus::connect(test_config(&url, &unique_cluster()))
+        .await
+        .unwrap();
+    let mut second_news = second.subscribe("beats").await.unwrap();
+    first.publish("work", Bytes::from("first's")).await.unwrap();
+    first
+        .broadcast("beats", Bytes::from("first's"))
+        .await
+        .unwrap();
+    second
+        .publish("work", Bytes::from("second's"))
+        .await
+        .unwrap();
+    second
+        .broadcast("beats", Bytes::from("second's"))
+        .await
+        .unwrap();
+    let mut consumer = second.consume("work").await.unwrap();
+    let delivery = next_delivery(&mut consumer).await;
+    assert_eq!(delivery.payload, "second's");
+    delivery.ack().await.unwrap();
+    assert_eq!(
+        next_news(&mut second_news).await,
+        News::Message(Bytes::from("second's"))
+    );
+    first.close().await;
+    second.close().await;
+}
+
+#[tokio::test]
+async fn connections_of_one_cluster_share_topics() {
+    let Some(url) = server_url() else { return };
+    let cluster = unique_cluster();
+    let controller = NatsBus::connect(test_config(&url, &cluster)).await.unwrap();
+    let invoker = NatsBus::connect(test_config(&url, &cluster)).await.unwrap();
+    let mut beats = controller.subscribe("health").await.unwrap();
+    let mut work = invoker.consume("invoker0").await.unwrap();
+    controller
+        .publish("invoker0", Bytes::from("activation"))
+        .await
+        .unwrap();
+    invoker
+        .broadcast("health", Bytes::from("beat"))
+        .await
+        .unwrap();
+    let delivery = next_delivery(&mut work).await;
+    assert_eq!(delivery.payload, "activation");
+    // Dropped by one connection, it comes back to a consumer on another.
+    drop(delivery);
+    let mut elsewhere = controller.consume("invoker0").await.unwrap();
+    drop(work);
+    let again = next_delivery(&mut elsewhere).await;
+    assert_eq!(
+        (again.payload.as_ref(), again.redeliveries),
+        (&b"activation"[..], 1)
+    );
+    again.ack().await.unwrap();
+    assert_eq!(
+        next_news(&mut beats).await,
+        News::Message(Bytes::from("beat"))
+    );
+    controller.close().await;
+    invoker.close().await;
+}
+
+#[tokio::test]
+async fn lag_is_reported_exactly_once_forwarded() {
+    let Some(url) = server_url() else { return };
+    let bus = NatsBus::connect(NatsConfig {
+        broadcast_capacity: 8,
+        ..test_config(&url, &unique_cluster())
+    })
+    .await
+    .unwrap();
+    let subscription = bus.subscribe_forwarded("beats").await.unwrap();
+    for index in 0..20u8 {
+        bus.broadcast("beats", Bytes::from(vec![index]))
+            .await
+            .unwrap();
+    }
+    let forwarded = Arc::clone(&subscription.forwarded);
+    within("the forwarder to take all 20", async {
+        while forwarded.load(Ordering::SeqCst) < 20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let mut subscription: Box<dyn crate::Subscription> = Box::new(subscription);
+    assert_eq!(next_news(&mut subscription).await, News::Lagged(12));
+    for index in 12..20u8 {
+        assert_eq!(
+            next_news(&mut subscription).await,
+            News::Message(Bytes::from(vec![index]))
+        );
+    }
+    bus.close().await;
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused_without_retrying() {
+    let Some(url) = server_url() else { return };
+    let bus = NatsBus::connect(test_config(&url, &unique_cluster()))
+        .await
+        .unwrap();
+    let limit = bus.inner.client.server_info().max_payload;
+    let outcome = within(
+        "an oversized publish to fail",
+        bus.publish("big", Bytes::from(vec![0u8; limit + 1])),
+    )
+    .await;
+    assert!(
+        matches!(&outcome, Err(BusError::Unavailable(message)) if message.contains("larger")),
+        "{outcome:?}"
+    );
+    bus.close().await;
+}
+
+/// A nats-server of the test's own, so that it can be stopped and started again.
+struct OwnServer {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl OwnServer {
+    fn binary() -> Option<&'static str> {
+        [
+            "nats-server",
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|binary| {
+            Command::new(binary)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        })
+    }
+
+    fn start(binary: &str) -> OwnServer {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut server = OwnServer {
+            child: None,
+            port,
+            store: tempfile::tempdir().unwrap(),
+        };
+        server.restart(binary);
+        server
+    }
+
+    fn restart(&mut self, binary: &str) {
+        let child = Command::new(binary)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// Stops the server the way an operator would (SIGTERM: it flushes its store and closes
+    /// client connections), falling back to SIGKILL.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let terminated = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .is_ok_and(|status| status.success());
+            if !terminated {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn connect(&self, cluster: &str) -> NatsBus {
+        within("the own server to accept a bus", async {
+            loop {
+                match NatsBus::connect(test_config(&self.url(), cluster)).await {
+                    Ok(bus) => return bus,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_loses_nothing_accepted() {
+    let Some(binary) = OwnServer::binary() else {
+        eprintln!("skipped: no nats-server binary (.ci/nats installs it)");
+        return;
+    };
+    let mut server = OwnServer::start(binary);
+    let bus = server.connect("restart").await;
+    bus.publish("work", Bytes::from("before")).await.unwrap();
+
+    server.stop();
+    // Published while the server is down: the publish keeps trying until it is back.
+    let publisher = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.publish("work", Bytes::from("during")).await })
+    };
+    server.restart(binary);
+    within("the publish across the restart", publisher)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let mut consumer = bus.consume("work").await.unwrap();
+    for expected in ["before", "during"] {
+        let delivery = next_delivery(&mut consumer).await;
+        assert_eq!(delivery.payload, expected);
+        delivery.ack().await.unwrap();
+    }
+    bus.close().await;
+}
