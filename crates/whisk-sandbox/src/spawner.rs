@@ -290,7 +290,10 @@ fn create(
     drop((stdin_r, stdout_w, stderr_w, go_r, report_w));
 
     let released =
-        release_child(context, pid, cgroup_procs, go_w).and_then(|()| wait_for_report(report_r));
+        release_child(context, pid, cgroup_procs, &go_w).and_then(|()| wait_for_report(report_r));
+    // Held open until the report is in: the child checks it to notice a spawner that died
+    // while its parent-death signal was disarmed (changing ids disarms it).
+    drop(go_w);
     if let Err(error) = released {
         kill_and_reap(pid);
         return Err(error);
@@ -314,7 +317,7 @@ fn release_child(
     context: &Context,
     pid: u32,
     cgroup_procs: &[PathBuf],
-    go: OwnedFd,
+    go: &OwnedFd,
 ) -> Result<(), String> {
     if context.user_namespaces {
         let map = format!("0 {HOST_ID_BASE} {HOST_ID_COUNT}\n");
@@ -327,8 +330,9 @@ fn release_child(
         write_existing(procs, &pid.to_string())
             .map_err(|error| format!("cgroup {}: {error}", procs.display()))?;
     }
-    File::from(go)
-        .write_all(b"g")
+    rustix::io::write(go, b"g")
+        .map(|_| ())
+        .map_err(io::Error::from)
         .map_err(|error| format!("release: {error}"))
 }
 
@@ -431,7 +435,6 @@ fn setup(
     if !matches!(go.read(&mut byte), Ok(1)) {
         std::process::exit(125);
     }
-    drop(go);
     if context.user_namespaces {
         // Still the host's root underneath (ids are inherited from the spawner); become the
         // namespace's root, i.e. the mapped unprivileged host id, so files we create are ours.
@@ -451,7 +454,21 @@ fn setup(
         dup(&null).map_err(|error| at("stdio")(error.into()))?;
     }
     drop(null);
-    confine(context)
+    confine(context)?;
+    // Changing ids cleared the parent-death signal: arm it again, then make sure the spawner
+    // did not die in between (its end of `go` stays open until it has our report).
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+        .map_err(|error| at("parent death signal")(error.into()))?;
+    let mut fds = [PollFd::new(&go, PollFlags::IN)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&zero)).map_err(|error| at("poll the spawner")(error.into()))?;
+    if fds[0].revents().contains(PollFlags::HUP) {
+        std::process::exit(125);
+    }
+    Ok(())
 }
 
 /// Mounts the new root from the plan in the staging directory and pivots into it.
