@@ -234,13 +234,23 @@ struct RawPackage {
     sequences: Option<BTreeMap<String, RawSequence>>,
     triggers: Option<BTreeMap<String, Option<RawTrigger>>>,
     rules: Option<BTreeMap<String, RawRule>>,
+    /// Bindings to packages already on the platform, keyed by the binding's name.
+    dependencies: Option<BTreeMap<String, RawDependency>>,
     // Parts of the wskdeploy schema this client does not deploy; named so the error can say
     // "not supported" rather than "unknown".
-    dependencies: Option<Yaml>,
     apis: Option<Yaml>,
     feeds: Option<Yaml>,
     compositions: Option<Yaml>,
     repositories: Option<Yaml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a dependency mapping")]
+struct RawDependency {
+    location: String,
+    version: Option<Yaml>,
+    inputs: Option<BTreeMap<String, Yaml>>,
+    annotations: Option<BTreeMap<String, Yaml>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -431,7 +441,6 @@ impl Planner<'_> {
         self.unsupported(
             &label,
             &[
-                ("dependencies", raw.dependencies.is_some()),
                 ("apis", raw.apis.is_some()),
                 ("feeds", raw.feeds.is_some()),
                 ("compositions", raw.compositions.is_some()),
@@ -461,6 +470,9 @@ impl Planner<'_> {
                 feed: None,
             });
         }
+        for (binding, spec) in raw.dependencies.unwrap_or_default() {
+            self.binding(&interpolate(&binding, self.env), spec)?;
+        }
         for (action, spec) in raw.actions.unwrap_or_default() {
             self.action(package, &interpolate(&action, self.env), spec)?;
         }
@@ -473,6 +485,42 @@ impl Planner<'_> {
         for (rule, spec) in raw.rules.unwrap_or_default() {
             self.rule(package, &interpolate(&rule, self.env), spec)?;
         }
+        Ok(())
+    }
+
+    /// A dependency on a package already deployed (`location: /ns/pkg`) becomes a binding of
+    /// it named after the dependency. wskdeploy can also fetch and deploy packages from GitHub;
+    /// that needs more than HTTP to the API, so it is refused with a clear message.
+    fn binding(&mut self, name: &str, raw: RawDependency) -> Result<(), ManifestError> {
+        let label = format!("dependency '{name}'");
+        let _ = raw.version;
+        let location = interpolate(raw.location.trim(), self.env);
+        if !location.starts_with('/') {
+            return Err(self.invalid(
+                &label,
+                format!(
+                    "location '{location}' is not supported: only bindings of deployed packages (`/namespace/package`) are"
+                ),
+            ));
+        }
+        let bound = self.name(&location, &label)?;
+        if bound.package.is_some() {
+            return Err(self.invalid(&label, format!("'{location}' is not a package name")));
+        }
+        let qualified = self.member_name(None, name, &label)?;
+        let parameters = self.pairs(raw.inputs, &label)?;
+        let annotations = self.annotations(raw.annotations, None, &label)?;
+        self.entities.push(Entity {
+            kind: EntityKind::Package,
+            name: qualified,
+            body: json!({
+                "binding": {"namespace": bound.namespace, "name": bound.name},
+                "parameters": parameters,
+                "annotations": annotations,
+            }),
+            runtime: None,
+            feed: None,
+        });
         Ok(())
     }
 
@@ -1186,6 +1234,41 @@ packages:
         assert!(err.contains("line 6"), "{err}");
         let err = message(plan("packges:\n  p: {}\n", &[]));
         assert!(err.contains("unknown field `packges`"), "{err}");
+    }
+
+    #[test]
+    fn dependencies_on_deployed_packages_become_bindings() {
+        let planned = plan(
+            "packages:\n  p:\n    dependencies:\n      myutils:\n        location: /whisk.system/utils\n        inputs: {x: 1}\n",
+            &[],
+        )
+        .unwrap();
+        let binding = &planned.entities[1];
+        assert_eq!(
+            (binding.kind, binding.display_name()),
+            (EntityKind::Package, "myutils".to_string())
+        );
+        assert_eq!(
+            binding.body,
+            json!({
+                "binding": {"namespace": "whisk.system", "name": "utils"},
+                "parameters": [{"key": "x", "value": 1}],
+                "annotations": [],
+            })
+        );
+        let err = message(plan(
+            "packages:\n  p:\n    dependencies:\n      hw:\n        location: github.com/a/b\n",
+            &[],
+        ));
+        assert!(
+            err.contains("dependency 'hw': location 'github.com/a/b' is not supported"),
+            "{err}"
+        );
+        let err = message(plan(
+            "packages:\n  p:\n    dependencies:\n      hw:\n        location: /ns/a/b\n",
+            &[],
+        ));
+        assert!(err.contains("'/ns/a/b' is not a package name"), "{err}");
     }
 
     #[test]

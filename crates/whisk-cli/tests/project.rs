@@ -540,3 +540,32 @@ fn undeploy_by_project_name_alone_finds_the_entities_in_the_namespace() {
         ]
     );
 }
+
+#[test]
+fn dependencies_on_deployed_packages_are_bound() {
+    let platform = Platform::start();
+    platform
+        .wsk(&["package", "create", "base", "--shared", "yes"])
+        .assert_ok(&["ok: created package base"]);
+    let dir = project_dir(&[(
+        "manifest.yaml",
+        "project:\n  name: bound\n  packages:\n    app:\n      dependencies:\n        mybase:\n          location: /guest/base\n          inputs: {limit: 5}\n",
+    )]);
+    wsk_in(&platform, dir.path(), &["project", "deploy"])
+        .assert_ok(&["ok: deployed package app", "ok: deployed package mybase"]);
+    let binding = get(&platform, "package", "mybase");
+    assert_eq!(
+        binding["binding"],
+        json!({"namespace": "guest", "name": "base"})
+    );
+    assert_eq!(binding["parameters"], json!([{"key": "limit", "value": 5}]));
+    assert_eq!(
+        annotation(&binding, "whisk-managed")["projectName"],
+        "bound"
+    );
+    wsk_in(&platform, dir.path(), &["project", "undeploy"]).assert_ok(&[
+        "ok: undeployed package mybase",
+        "ok: undeployed package app",
+    ]);
+    assert_eq!(get(&platform, "package", "base")["publish"], true);
+}
