@@ -2,15 +2,19 @@
 //!
 //! For each activation it loads the action (cached per revision), gets a container from the
 //! [`pool`] (warm, stem cell or new), sends `/init` when needed and `/run`, collects the
-//! container's [`logs`], stores the activation record and publishes the completion; once a
-//! second it broadcasts a health beat. Containers come from a [`ContainerFactory`]: Linux
-//! sandboxes in production, the in-memory [`fake`] in tests.
+//! container's [`logs`], stores the activation [`record`] and publishes the completion; once a
+//! second it broadcasts a health beat ([`service`]). Containers come from a
+//! [`ContainerFactory`]: Linux sandboxes in production, the in-memory [`fake`] in tests.
 
+pub mod actions;
 pub mod clock;
 pub mod container;
 pub mod fake;
 pub mod logs;
+pub mod payload;
 pub mod pool;
+pub mod record;
+pub mod service;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use container::{
@@ -19,4 +23,8 @@ pub use container::{
 };
 pub use pool::{
     ContainerPool, ContainerRequest, Lease, PoolConfig, PoolError, StemCellConfig, WarmKey,
+    stem_cells_from_manifest,
+};
+pub use service::{
+    INTERRUPTED_BY_SHUTDOWN, Invoker, InvokerConfig, InvokerError, InvokerHandle, in_flight_for,
 };

@@ -1,0 +1,625 @@
+//! The invoker service: consumes `invoker<N>`, runs each activation, stores its record,
+//! publishes its completion and only then acknowledges the message, and beats every second.
+//!
+//! Acknowledging last makes the bus the activation's safety net: if the process dies before the
+//! record is stored, the message is delivered again. A redelivered message whose record already
+//! exists is not run twice; its completion is simply sent again.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{Instrument, debug, error, info, info_span, warn};
+use whisk_bus::{Bus, BusError, Delivery};
+use whisk_model::activation::{
+    ACTION_REMOVED_WHILE_INVOKING, ActivationStatus, RESOURCE_PROVISION_ERROR,
+};
+use whisk_model::bus::{
+    ActivationMessage, CompletionMessage, HEALTH_TOPIC, HealthBeat, InvokerState, invoker_topic,
+};
+use whisk_model::{ActivationResponse, Exec, WhiskAction, WhiskActivation};
+use whisk_store::{Store, StoreError};
+
+use crate::actions::{ActionCache, DEFAULT_ACTION_CACHE_ENTRIES, LoadError};
+use crate::clock::{Clock, SystemClock};
+use crate::container::{ContainerFactory, ContainerSpec, LogRequest};
+use crate::payload::{RunContext, action_code, init_payload, run_payload};
+use crate::pool::{ContainerPool, ContainerRequest, PoolConfig, WarmKey};
+use crate::record::{Execution, RecordError, activation_entry, execution_record, fallback_record};
+
+/// The error of an activation cut short by the invoker's shutdown.
+pub const INTERRUPTED_BY_SHUTDOWN: &str =
+    "The activation was interrupted because its invoker stopped.";
+/// The error of an activation whose action could not be read.
+pub const ACTION_FETCH_ERROR: &str = "Action could not be fetched.";
+
+/// How often a runtime's "shutting down" answer sends an activation to another container.
+const RESCHEDULE_ATTEMPTS: usize = 3;
+
+/// The invoker's settings.
+#[derive(Debug, Clone)]
+pub struct InvokerConfig {
+    /// This invoker's number: it consumes `invoker<N>` and says so in its beats.
+    pub invoker: u32,
+    pub pool: PoolConfig,
+    /// `__OW_API_HOST` for actions (how they reach the platform's API), if any.
+    pub api_host: Option<String>,
+    pub health_interval: Duration,
+    /// How often the pool's idle rules are applied.
+    pub tick_interval: Duration,
+    /// How long to wait for an activation's log sentinels.
+    pub log_wait: Duration,
+    /// Activations taken from the bus and not finished, at most (OpenWhisk: one per 128 MB).
+    pub max_in_flight: usize,
+    pub action_cache_entries: usize,
+}
+
+impl InvokerConfig {
+    /// Defaults for invoker `invoker` with the pool's defaults.
+    pub fn new(invoker: u32) -> InvokerConfig {
+        let pool = PoolConfig::default();
+        InvokerConfig {
+            invoker,
+            max_in_flight: in_flight_for(pool.user_memory_mb),
+            pool,
+            api_host: None,
+            health_interval: Duration::from_secs(1),
+            tick_interval: Duration::from_secs(1),
+            log_wait: Duration::from_secs(10),
+            action_cache_entries: DEFAULT_ACTION_CACHE_ENTRIES,
+        }
+    }
+}
+
+/// OpenWhisk peeks one message per 128 MB of container memory; at least one, and twice that so
+/// the next activation is ready when a container frees up.
+pub fn in_flight_for(user_memory_mb: u64) -> usize {
+    usize::try_from((user_memory_mb / 128).max(1) * 2).unwrap_or(usize::MAX)
+}
+
+/// Why the invoker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokerError {
+    #[error("cannot consume the invoker's topic: {0}")]
+    Bus(#[from] BusError),
+}
+
+struct Shared {
+    config: InvokerConfig,
+    bus: Arc<dyn Bus>,
+    store: Store,
+    pool: ContainerPool,
+    actions: ActionCache,
+    clock: Arc<dyn Clock>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Invoker")
+            .field("invoker", &self.config.invoker)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts invokers.
+#[derive(Debug)]
+pub struct Invoker;
+
+/// A running invoker; [`InvokerHandle::shutdown`] stops it. Dropping the handle leaves the
+/// invoker running until the bus closes.
+#[derive(Debug)]
+pub struct InvokerHandle {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    consumer: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Invoker {
+    /// Starts consuming `invoker<N>`, beating on [`HEALTH_TOPIC`] and starting stem cells.
+    pub async fn start(
+        config: InvokerConfig,
+        bus: Arc<dyn Bus>,
+        store: Store,
+        factory: Arc<dyn ContainerFactory>,
+    ) -> Result<InvokerHandle, InvokerError> {
+        Invoker::start_with_clock(config, bus, store, factory, Arc::new(SystemClock)).await
+    }
+
+    /// [`Invoker::start`] with a given clock (tests).
+    pub async fn start_with_clock(
+        config: InvokerConfig,
+        bus: Arc<dyn Bus>,
+        store: Store,
+        factory: Arc<dyn ContainerFactory>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<InvokerHandle, InvokerError> {
+        let consumer = bus.consume(&invoker_topic(config.invoker)).await?;
+        let (stop, stopping) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            pool: ContainerPool::new(config.pool.clone(), factory, clock.clone()),
+            actions: ActionCache::new(store.entities.clone(), config.action_cache_entries),
+            config,
+            bus,
+            store,
+            clock,
+            stopping,
+        });
+        info!(
+            invoker = shared.config.invoker,
+            user_memory_mb = shared.config.pool.user_memory_mb,
+            "invoker starting"
+        );
+        let background = vec![
+            tokio::spawn(beat(shared.clone())),
+            tokio::spawn(tick(shared.clone())),
+            tokio::spawn({
+                let pool = shared.pool.clone();
+                async move { pool.prewarm().await }
+            }),
+        ];
+        let consumer = tokio::spawn(consume(shared.clone(), consumer));
+        Ok(InvokerHandle {
+            shared,
+            stop,
+            consumer,
+            background,
+        })
+    }
+}
+
+impl InvokerHandle {
+    /// The container pool (for diagnostics and tests).
+    pub fn pool(&self) -> &ContainerPool {
+        &self.shared.pool
+    }
+
+    /// Stops taking work, ends running activations with a whisk internal error record (each
+    /// stored, completed and acknowledged), says `draining` on the health topic and destroys
+    /// every container.
+    pub async fn shutdown(self) {
+        info!(invoker = self.shared.config.invoker, "invoker stopping");
+        // Ignored: every receiver lives in `shared`, which this handle keeps alive.
+        let _ = self.stop.send(true);
+        if let Err(error) = self.consumer.await {
+            error!(%error, "the invoker's consumer task failed");
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        for task in self.background {
+            // Aborted tasks end with a cancellation error; there is nothing else to report.
+            let _ = task.await;
+        }
+        send_beat(&self.shared, InvokerState::Draining).await;
+        self.shared.pool.shutdown().await;
+        info!(invoker = self.shared.config.invoker, "invoker stopped");
+    }
+}
+
+async fn send_beat(shared: &Shared, state: InvokerState) {
+    let beat = HealthBeat {
+        invoker: shared.config.invoker,
+        state,
+        user_memory_mb: shared.config.pool.user_memory_mb,
+        sent_at: shared.clock.epoch_ms(),
+    };
+    match serde_json::to_vec(&beat) {
+        Ok(bytes) => {
+            if let Err(error) = shared.bus.broadcast(HEALTH_TOPIC, Bytes::from(bytes)).await {
+                warn!(%error, "health beat not sent");
+            }
+        }
+        Err(error) => error!(%error, "health beat does not serialize"),
+    }
+}
+
+async fn beat(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(shared.config.health_interval);
+    loop {
+        interval.tick().await;
+        send_beat(&shared, InvokerState::Healthy).await;
+    }
+}
+
+async fn tick(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(shared.config.tick_interval);
+    loop {
+        interval.tick().await;
+        shared.pool.tick();
+    }
+}
+
+/// Takes messages while there is room, one task per activation; on shutdown waits for the
+/// running ones (which end themselves).
+async fn consume(shared: Arc<Shared>, mut consumer: Box<dyn whisk_bus::Consumer>) {
+    let room = Arc::new(Semaphore::new(shared.config.max_in_flight.max(1)));
+    let mut stopping = shared.stopping.clone();
+    let mut running = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            Ok(_) = stopping.wait_for(|stop| *stop) => break,
+            permit = room.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let delivery = tokio::select! {
+            Ok(_) = stopping.wait_for(|stop| *stop) => break,
+            delivery = consumer.next() => match delivery {
+                Some(delivery) => delivery,
+                None => break,
+            },
+        };
+        let shared = shared.clone();
+        running.spawn(async move {
+            handle(shared, delivery).await;
+            drop(permit);
+        });
+        // Reap finished tasks so the set does not grow with the invoker's uptime.
+        while let Some(done) = running.try_join_next() {
+            if let Err(error) = done {
+                error!(%error, "an activation task failed");
+            }
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        if let Err(error) = done {
+            error!(%error, "an activation task failed");
+        }
+    }
+}
+
+/// What is known of an activation so far, so an interruption can still write a full record.
+#[derive(Debug, Default)]
+struct Progress {
+    action: Option<Arc<WhiskAction>>,
+    start: Option<u64>,
+    init_time: Option<u64>,
+}
+
+async fn handle(shared: Arc<Shared>, delivery: Delivery) {
+    let message: ActivationMessage = match serde_json::from_slice(&delivery.payload) {
+        Ok(message) => message,
+        Err(error) => {
+            // Nothing identifies the activation, so no record can be written; acknowledging
+            // keeps the bad message from coming back forever.
+            error!(%error, "activation message does not decode; dropped");
+            if let Err(error) = delivery.ack().await {
+                warn!(%error, "ack failed");
+            }
+            return;
+        }
+    };
+    let span = info_span!(
+        "activation",
+        tid = %message.transaction_id,
+        activation_id = %message.activation_id,
+        action = %message.action,
+    );
+    async move {
+        if delivery.redeliveries > 0 && resend_existing(&shared, &message).await {
+            if let Err(error) = delivery.ack().await {
+                warn!(%error, "ack failed");
+            }
+            return;
+        }
+        let progress = Mutex::new(Progress::default());
+        let mut stopping = shared.stopping.clone();
+        let outcome = tokio::select! {
+            record = execute(&shared, &message, &progress) => Some(record),
+            Ok(_) = stopping.wait_for(|stop| *stop) => None,
+        };
+        let record = match outcome {
+            Some(record) => record,
+            None => {
+                info!("activation interrupted by shutdown");
+                let progress = progress.into_inner().unwrap_or_else(|p| p.into_inner());
+                interrupted(&shared, &message, progress)
+            }
+        };
+        match record {
+            Ok(record) => finish(&shared, &message, record, delivery).await,
+            Err(error) => {
+                error!(%error, "no record can be made for this activation; dropped");
+                if let Err(error) = delivery.ack().await {
+                    warn!(%error, "ack failed");
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// For a redelivered message: if its record was stored before, publish the completion again
+/// instead of running the action twice.
+async fn resend_existing(shared: &Shared, message: &ActivationMessage) -> bool {
+    let stored = shared
+        .store
+        .activations
+        .get(&message.user.namespace, message.activation_id.as_str())
+        .await;
+    let record = match stored {
+        Ok(Some(document)) => match serde_json::from_value::<WhiskActivation>(document) {
+            Ok(record) => record,
+            Err(error) => {
+                warn!(%error, "stored record of a redelivered activation does not decode");
+                return false;
+            }
+        },
+        Ok(None) => return false,
+        Err(error) => {
+            warn!(%error, "cannot check for the record of a redelivered activation");
+            return false;
+        }
+    };
+    debug!("redelivered activation already has a record; completing again");
+    publish_completion(shared, message, &record).await;
+    true
+}
+
+/// Stores the record, publishes the completion, then acknowledges.
+async fn finish(
+    shared: &Shared,
+    message: &ActivationMessage,
+    record: WhiskActivation,
+    delivery: Delivery,
+) {
+    let stored = match activation_entry(&record) {
+        Ok(entry) => shared.store.activations.put(entry).await,
+        Err(error) => {
+            error!(%error, "activation record does not encode; dropped");
+            if let Err(error) = delivery.ack().await {
+                warn!(%error, "ack failed");
+            }
+            return;
+        }
+    };
+    match stored {
+        Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+        Err(error) => {
+            // Not acknowledged: the bus delivers the message again and the next attempt
+            // stores the record (or finds it stored).
+            error!(%error, "activation record not stored; leaving the message for redelivery");
+            return;
+        }
+    }
+    publish_completion(shared, message, &record).await;
+    if let Err(error) = delivery.ack().await {
+        warn!(%error, "ack failed");
+    }
+    info!(status = %record.response.status(), duration = record.effective_duration(), "activation done");
+}
+
+async fn publish_completion(
+    shared: &Shared,
+    message: &ActivationMessage,
+    record: &WhiskActivation,
+) {
+    let completion = CompletionMessage {
+        transaction_id: message.transaction_id.clone(),
+        activation_id: message.activation_id.clone(),
+        invoker: shared.config.invoker,
+        record: message.blocking.then(|| record.clone()),
+        system_error: record.response.status() == ActivationStatus::WhiskInternalError,
+    };
+    match serde_json::to_vec(&completion) {
+        Ok(bytes) => {
+            if let Err(error) = shared
+                .bus
+                .publish(&message.completion_topic, Bytes::from(bytes))
+                .await
+            {
+                // The record is stored: a waiting controller finds it by polling the store.
+                warn!(%error, topic = %message.completion_topic, "completion not published");
+            }
+        }
+        Err(error) => error!(%error, "completion does not serialize"),
+    }
+}
+
+fn interrupted(
+    shared: &Shared,
+    message: &ActivationMessage,
+    progress: Progress,
+) -> Result<WhiskActivation, RecordError> {
+    let now = shared.clock.epoch_ms();
+    let response = ActivationResponse::whisk_error(json!(INTERRUPTED_BY_SHUTDOWN));
+    match progress.action {
+        Some(action) => execution_record(
+            message,
+            &action,
+            Execution {
+                start: progress.start.unwrap_or(now),
+                end: now,
+                response,
+                logs: Vec::new(),
+                init_time: progress.init_time,
+                timed_out: false,
+            },
+        ),
+        None => fallback_record(message, response, now),
+    }
+}
+
+fn lock(progress: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
+    progress.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs one activation to its record.
+async fn execute(
+    shared: &Shared,
+    message: &ActivationMessage,
+    progress: &Mutex<Progress>,
+) -> Result<WhiskActivation, RecordError> {
+    let doc_id = message.action.doc_id();
+    let action = match shared.actions.get(&doc_id, &message.revision).await {
+        Ok(action) => action,
+        Err(LoadError::Gone { .. }) => {
+            info!("action gone before it could run");
+            return fallback_record(
+                message,
+                ActivationResponse::application_error(json!(ACTION_REMOVED_WHILE_INVOKING)),
+                shared.clock.epoch_ms(),
+            );
+        }
+        Err(error) => {
+            error!(%error, "action could not be loaded");
+            return fallback_record(
+                message,
+                ActivationResponse::whisk_error(json!(ACTION_FETCH_ERROR)),
+                shared.clock.epoch_ms(),
+            );
+        }
+    };
+    lock(progress).action = Some(action.clone());
+    let Some(code) = action_code(&action) else {
+        error!("a sequence was sent to an invoker");
+        return fallback_record(
+            message,
+            ActivationResponse::whisk_error(json!(ACTION_FETCH_ERROR)),
+            shared.clock.epoch_ms(),
+        );
+    };
+    let image = match &action.exec {
+        Exec::Blackbox { image, .. } => Some(image.clone()),
+        _ => None,
+    };
+    let mut env = BTreeMap::new();
+    if let Some(api_host) = &shared.config.api_host {
+        env.insert("__OW_API_HOST".to_string(), api_host.clone());
+    }
+    let request = ContainerRequest {
+        key: WarmKey {
+            namespace: message.user.namespace.clone(),
+            action: doc_id,
+            revision: message.revision.clone(),
+        },
+        spec: ContainerSpec {
+            kind: action.exec.kind().to_string(),
+            image,
+            memory_mb: action.limits.memory,
+            action: Some(code.clone()),
+            namespace: Some(message.user.namespace.clone()),
+            env,
+        },
+        concurrency: u32::try_from(action.limits.concurrency).unwrap_or(u32::MAX),
+    };
+    let timeout = Duration::from_millis(action.limits.timeout);
+    let action_name = format!("/{}", message.action.doc_id());
+
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let failed_start = |shared: &Shared| {
+            let now = shared.clock.epoch_ms();
+            execution_record(
+                message,
+                &action,
+                Execution {
+                    start: now,
+                    end: now,
+                    response: ActivationResponse::whisk_error(json!(RESOURCE_PROVISION_ERROR)),
+                    logs: Vec::new(),
+                    init_time: None,
+                    timed_out: false,
+                },
+            )
+        };
+        let mut lease = match shared.pool.acquire(&request).await {
+            Ok(lease) => lease,
+            Err(error) => {
+                error!(%error, "no container for the activation");
+                return failed_start(shared);
+            }
+        };
+        let start = shared.clock.epoch_ms();
+        lock(progress).start = Some(start);
+        let context = RunContext {
+            namespace: message.user.namespace.clone(),
+            action_name: action_name.clone(),
+            action_version: action.version.to_string(),
+            activation_id: message.activation_id.to_string(),
+            transaction_id: message.transaction_id.clone(),
+            deadline_ms: start + action.limits.timeout,
+            api_key: message.api_key.clone(),
+            api_host: shared.config.api_host.clone(),
+        };
+        let mut init_time = None;
+        if lease.needs_init() {
+            let payload = init_payload(&code, &message.init_args, &context);
+            let outcome = lease.container().init(&payload, timeout).await;
+            let elapsed = u64::try_from(outcome.elapsed.as_millis()).unwrap_or(u64::MAX);
+            init_time = Some(elapsed);
+            lock(progress).init_time = init_time;
+            if let Some(response) = outcome.response {
+                let end = shared.clock.epoch_ms();
+                debug!(container = lease.container().id(), "init failed");
+                let logs = lease
+                    .container()
+                    .logs(log_request(shared, &action, &response))
+                    .await;
+                lease.release(false);
+                return execution_record(
+                    message,
+                    &action,
+                    Execution {
+                        start,
+                        end,
+                        response,
+                        logs,
+                        init_time,
+                        timed_out: outcome.timed_out,
+                    },
+                );
+            }
+            lease.initialized();
+        }
+        let payload = run_payload(message.content.clone(), &context);
+        let outcome = lease.container().run(&payload, timeout).await;
+        let end = shared.clock.epoch_ms();
+        if outcome.reschedule && attempt < RESCHEDULE_ATTEMPTS {
+            info!(
+                container = lease.container().id(),
+                "runtime is shutting down; running elsewhere"
+            );
+            lease.release(false);
+            continue;
+        }
+        let response = outcome.response.unwrap_or_else(|| {
+            ActivationResponse::developer_error(json!(whisk_model::activation::ABNORMAL_RUN))
+        });
+        let logs = lease
+            .container()
+            .logs(log_request(shared, &action, &response))
+            .await;
+        lease.release(outcome.reusable);
+        return execution_record(
+            message,
+            &action,
+            Execution {
+                start,
+                end,
+                response,
+                logs,
+                init_time,
+                timed_out: outcome.timed_out,
+            },
+        );
+    }
+}
+
+fn log_request(shared: &Shared, action: &WhiskAction, response: &ActivationResponse) -> LogRequest {
+    LogRequest {
+        limit_bytes: action.limits.logs_bytes(),
+        developer_error: response.status() == ActivationStatus::DeveloperError,
+        wait: shared.config.log_wait,
+    }
+}

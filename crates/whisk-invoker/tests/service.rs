@@ -1,0 +1,457 @@
+//! The invoker service end to end over the in-process bus, a real SQLite store and the fake
+//! container factory.
+#![allow(clippy::unwrap_used)] // a panic is the right way for a test to fail
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use whisk_bus::InProcessBus;
+use whisk_bus::{Bus, Consumer, News, Subscription};
+use whisk_invoker::fake::{FAKE_INIT_FAILURE, FakeFactory};
+use whisk_invoker::{INTERRUPTED_BY_SHUTDOWN, Invoker, InvokerConfig, InvokerHandle, PoolConfig};
+use whisk_model::activation::{
+    ABNORMAL_RUN, ACTION_REMOVED_WHILE_INVOKING, LOG_WARNING_DEVELOPER_ERROR,
+    RESOURCE_PROVISION_ERROR,
+};
+use whisk_model::bus::{
+    ActivationMessage, CompletionMessage, HEALTH_TOPIC, HealthBeat, InvokerState, completion_topic,
+    invoker_topic,
+};
+use whisk_model::{
+    ActionLimits, ActivationId, EntityName, EntityPath, EntityType, Exec, FullyQualifiedEntityName,
+    Identity, SemVer, WhiskAction, WhiskActivation,
+};
+use whisk_store::{EntityDocument, Store};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Store,
+    bus: Arc<InProcessBus>,
+    fake: FakeFactory,
+    completions: Box<dyn Consumer>,
+    invoker: Option<InvokerHandle>,
+}
+
+fn action(name: &str, code: &str, limits: ActionLimits) -> WhiskAction {
+    WhiskAction {
+        namespace: EntityPath::parse("guest").unwrap(),
+        name: EntityName::new(name).unwrap(),
+        exec: Exec::Code {
+            kind: "nodejs:20".into(),
+            code: code.into(),
+            main: None,
+            binary: false,
+        },
+        parameters: Default::default(),
+        limits,
+        version: SemVer::new(0, 0, 2),
+        publish: false,
+        annotations: Default::default(),
+        updated: 1,
+    }
+}
+
+impl Harness {
+    async fn start(pool: PoolConfig) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = whisk_store::open_sqlite(dir.path()).unwrap();
+        let bus = Arc::new(InProcessBus::new());
+        let fake = FakeFactory::new();
+        let completions = bus.consume(&completion_topic(0)).await.unwrap();
+        let mut config = InvokerConfig::new(0);
+        config.pool = pool;
+        config.api_host = Some("http://127.0.0.1:3233".into());
+        config.log_wait = DEADLINE;
+        let invoker = Invoker::start(config, bus.clone(), store.clone(), Arc::new(fake.clone()))
+            .await
+            .unwrap();
+        Harness {
+            _dir: dir,
+            store,
+            bus,
+            fake,
+            completions,
+            invoker: Some(invoker),
+        }
+    }
+
+    /// Stores an action and returns its revision.
+    async fn put(&self, action: &WhiskAction) -> String {
+        let document = EntityDocument {
+            doc_id: action.doc_id(),
+            entity_type: EntityType::Action,
+            namespace: action.namespace.to_string(),
+            name: action.name.to_string(),
+            updated: action.updated,
+            publish: false,
+            binding: false,
+            document: serde_json::to_value(action).unwrap(),
+        };
+        let existing = self.store.entities.get(&action.doc_id()).await.unwrap();
+        self.store
+            .entities
+            .put(document, existing.map(|e| e.revision))
+            .await
+            .unwrap()
+            .to_string()
+    }
+
+    async fn send(&self, message: &ActivationMessage) {
+        self.bus
+            .publish(
+                &invoker_topic(0),
+                Bytes::from(serde_json::to_vec(message).unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn completion(&mut self) -> CompletionMessage {
+        let delivery = tokio::time::timeout(DEADLINE, self.completions.next())
+            .await
+            .expect("a completion within 30 s")
+            .unwrap();
+        let completion = serde_json::from_slice(&delivery.payload).unwrap();
+        delivery.ack().await.unwrap();
+        completion
+    }
+
+    /// Sends and waits for the record (from the completion of a blocking activation).
+    async fn invoke(&mut self, message: &ActivationMessage) -> WhiskActivation {
+        self.send(message).await;
+        let completion = self.completion().await;
+        assert_eq!(completion.activation_id, message.activation_id);
+        completion
+            .record
+            .expect("blocking completions carry the record")
+    }
+
+    async fn stored(&self, id: &ActivationId) -> WhiskActivation {
+        let document = self
+            .store
+            .activations
+            .get("guest", id.as_str())
+            .await
+            .unwrap()
+            .expect("the record is stored");
+        serde_json::from_value(document).unwrap()
+    }
+}
+
+static NEXT_ID: AtomicU8 = AtomicU8::new(1);
+
+fn message(action: &WhiskAction, revision: &str, content: Value) -> ActivationMessage {
+    ActivationMessage {
+        transaction_id: "tid-1".into(),
+        activation_id: ActivationId::from_bytes([NEXT_ID.fetch_add(1, Ordering::SeqCst); 16]),
+        action: FullyQualifiedEntityName::parse(&format!("/{}", action.doc_id())).unwrap(),
+        revision: revision.into(),
+        user: Identity {
+            subject: "guest-subject".into(),
+            namespace: "guest".into(),
+            uuid: "23bc46b1-71f6-4ed5-8c54-816aa4f8c502".into(),
+            limits: Default::default(),
+        },
+        api_key: Some("uuid:key".into()),
+        content: content.as_object().cloned().unwrap_or_default(),
+        init_args: Default::default(),
+        blocking: true,
+        completion_topic: completion_topic(0),
+        cause: None,
+        caused_by: None,
+        binding: None,
+        invoked_as: None,
+        accepted_at: 1,
+    }
+}
+
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cold_then_a_warm_activation_store_full_records() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    let hello = action(
+        "hello",
+        "function main(p) { return p }",
+        ActionLimits::default(),
+    );
+    let revision = h.put(&hello).await;
+
+    let first = message(
+        &hello,
+        &revision,
+        json!({"name": "Ada", "logs": ["hi there"]}),
+    );
+    let record = h.invoke(&first).await;
+    assert_eq!(
+        record,
+        h.stored(&first.activation_id).await,
+        "the completion carries the stored record"
+    );
+    assert!(record.response.is_success(), "{record:?}");
+    let result = record.response.result.clone().unwrap();
+    assert_eq!(result["value"]["name"], "Ada");
+    assert_eq!(record.namespace.to_string(), "guest");
+    assert_eq!(record.subject, "guest-subject");
+    assert_eq!(record.version, SemVer::new(0, 0, 2));
+    assert_eq!(record.annotations.get_str("path"), Some("guest/hello"));
+    assert_eq!(record.annotations.get_str("kind"), Some("nodejs:20"));
+    assert_eq!(
+        record.annotations.get("limits"),
+        Some(&json!({"timeout": 60000, "memory": 256, "logs": 10, "concurrency": 1}))
+    );
+    assert_eq!(record.annotations.get("timeout"), Some(&json!(false)));
+    assert!(record.annotations.get("waitTime").is_some());
+    assert!(
+        record.annotations.get("initTime").is_some(),
+        "a cold start has initTime"
+    );
+    assert_eq!(record.logs.len(), 1, "{:?}", record.logs);
+    assert!(record.logs[0].ends_with(" stdout: hi there"));
+
+    // What the container was told.
+    let container = h.fake.containers()[0].clone();
+    let init = &container.inits()[0]["value"];
+    assert_eq!(init["name"], "hello");
+    assert_eq!(init["main"], "main");
+    assert_eq!(init["env"]["__OW_API_HOST"], "http://127.0.0.1:3233");
+    assert_eq!(init["env"]["__OW_API_KEY"], "uuid:key");
+    assert_eq!(container.spec.env["__OW_API_HOST"], "http://127.0.0.1:3233");
+    let run = &container.runs()[0];
+    assert_eq!(run["namespace"], "guest");
+    assert_eq!(run["action_name"], "/guest/hello");
+    assert_eq!(run["action_version"], "0.0.2");
+    assert_eq!(run["activation_id"], first.activation_id.as_str());
+    assert_eq!(run["transaction_id"], "tid-1");
+    assert_eq!(run["api_key"], "uuid:key");
+    assert!(run["deadline"].as_str().unwrap().parse::<u64>().is_ok());
+
+    let mut second = message(&hello, &revision, json!({}));
+    second.api_key = None;
+    let warm = h.invoke(&second).await;
+    assert_eq!(
+        warm.response.result.as_ref().unwrap()["container"],
+        result["container"]
+    );
+    assert!(
+        warm.annotations.get("initTime").is_none(),
+        "a warm start has no initTime"
+    );
+    assert_eq!(h.fake.created(), 1);
+    assert!(h.fake.containers()[0].runs()[1].get("api_key").is_none());
+    h.invoker.take().unwrap().shutdown().await;
+    assert!(
+        h.fake.alive().is_empty(),
+        "shutdown destroys the containers"
+    );
+}
+
+#[tokio::test]
+async fn a_non_blocking_completion_has_no_record_but_the_store_does() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let mut message = message(&hello, &revision, json!({}));
+    message.blocking = false;
+    h.send(&message).await;
+    let completion = h.completion().await;
+    assert!(completion.record.is_none());
+    assert!(!completion.system_error);
+    assert!(h.stored(&message.activation_id).await.response.is_success());
+}
+
+#[tokio::test]
+async fn an_updated_or_deleted_action_is_an_application_error() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let old = h.put(&hello).await;
+    h.put(&hello).await;
+    let record = h.invoke(&message(&hello, &old, json!({}))).await;
+    assert_eq!(
+        record.response.result,
+        Some(json!({"error": ACTION_REMOVED_WHILE_INVOKING}))
+    );
+    assert_eq!(record.response.status_code, 1);
+    assert_eq!(record.annotations.get_str("path"), Some("guest/hello"));
+    assert_eq!(record.effective_duration(), Some(0));
+    assert_eq!(h.fake.created(), 0);
+}
+
+#[tokio::test]
+async fn a_crash_destroys_the_container_and_warns_in_the_logs() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let record = h
+        .invoke(&message(&hello, &revision, json!({"fake": "crash"})))
+        .await;
+    assert_eq!(record.response.status_code, 2);
+    assert_eq!(record.response.result, Some(json!({"error": ABNORMAL_RUN})));
+    assert!(
+        record
+            .logs
+            .last()
+            .unwrap()
+            .ends_with(LOG_WARNING_DEVELOPER_ERROR),
+        "{:?}",
+        record.logs
+    );
+    let crashed = h.fake.containers()[0].clone();
+    wait_until("the crashed container is destroyed", || {
+        crashed.is_destroyed()
+    })
+    .await;
+    h.invoke(&message(&hello, &revision, json!({}))).await;
+    assert_eq!(h.fake.created(), 2, "never reused");
+}
+
+#[tokio::test]
+async fn a_timeout_is_annotated() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    let limits = ActionLimits {
+        timeout: 100,
+        ..ActionLimits::default()
+    };
+    let hello = action("hello", "x", limits);
+    let revision = h.put(&hello).await;
+    let record = h
+        .invoke(&message(&hello, &revision, json!({"fake": "timeout"})))
+        .await;
+    assert_eq!(record.response.status_code, 2);
+    assert_eq!(
+        record.response.result,
+        Some(json!({"error": "The action exceeded its time limits of 100 milliseconds."}))
+    );
+    assert_eq!(record.annotations.get("timeout"), Some(&json!(true)));
+}
+
+#[tokio::test]
+async fn a_failed_init_is_a_developer_error_with_init_time() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    let broken = action("broken", FAKE_INIT_FAILURE, ActionLimits::default());
+    let revision = h.put(&broken).await;
+    let record = h.invoke(&message(&broken, &revision, json!({}))).await;
+    assert_eq!(record.response.status_code, 2);
+    assert_eq!(
+        record.response.result,
+        Some(json!({"error": "init failed"}))
+    );
+    assert!(record.annotations.get("initTime").is_some());
+    assert!(
+        h.fake.containers()[0].runs().is_empty(),
+        "no /run after a failed /init"
+    );
+    let container = h.fake.containers()[0].clone();
+    wait_until("the container is destroyed", || container.is_destroyed()).await;
+}
+
+#[tokio::test]
+async fn a_container_that_cannot_be_created_is_a_whisk_error() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    h.fake.fail_creates(true);
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    h.send(&message(&hello, &revision, json!({}))).await;
+    let completion = h.completion().await;
+    assert!(completion.system_error);
+    let record = completion.record.unwrap();
+    assert_eq!(record.response.status_code, 3);
+    assert_eq!(
+        record.response.result,
+        Some(json!({"error": RESOURCE_PROVISION_ERROR}))
+    );
+    assert_eq!(record.annotations.get_str("kind"), Some("nodejs:20"));
+}
+
+#[tokio::test]
+async fn shutdown_ends_running_activations_with_a_record() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let held = message(&hello, &revision, json!({"fake": "hold"}));
+    h.send(&held).await;
+    let fake = h.fake.clone();
+    wait_until("the run started", || {
+        fake.containers()
+            .first()
+            .is_some_and(|c| !c.runs().is_empty())
+    })
+    .await;
+    h.invoker.take().unwrap().shutdown().await;
+    let completion = h.completion().await;
+    assert!(completion.system_error);
+    let record = completion.record.unwrap();
+    assert_eq!(
+        record.response.result,
+        Some(json!({"error": INTERRUPTED_BY_SHUTDOWN}))
+    );
+    assert_eq!(record.annotations.get_str("kind"), Some("nodejs:20"));
+    assert_eq!(h.stored(&held.activation_id).await, record);
+    assert!(h.fake.alive().is_empty());
+}
+
+#[tokio::test]
+async fn the_invoker_beats_and_says_when_it_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = whisk_store::open_sqlite(dir.path()).unwrap();
+    let bus = Arc::new(InProcessBus::new());
+    let mut beats: Box<dyn Subscription> = bus.subscribe(HEALTH_TOPIC).await.unwrap();
+    let mut config = InvokerConfig::new(7);
+    config.pool.user_memory_mb = 1024;
+    let invoker = Invoker::start(config, bus.clone(), store, Arc::new(FakeFactory::new()))
+        .await
+        .unwrap();
+    let beat = next_beat(beats.as_mut()).await;
+    assert_eq!(beat.invoker, 7);
+    assert_eq!(beat.state, InvokerState::Healthy);
+    assert_eq!(beat.user_memory_mb, 1024);
+    invoker.shutdown().await;
+    loop {
+        if next_beat(beats.as_mut()).await.state == InvokerState::Draining {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_undecodable_message_is_dropped_and_the_invoker_goes_on() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    h.bus
+        .publish(&invoker_topic(0), Bytes::from_static(b"not json"))
+        .await
+        .unwrap();
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    assert!(
+        h.invoke(&message(&hello, &revision, json!({})))
+            .await
+            .response
+            .is_success()
+    );
+}
+
+async fn next_beat(beats: &mut dyn Subscription) -> HealthBeat {
+    loop {
+        match tokio::time::timeout(DEADLINE, beats.next()).await.unwrap() {
+            Some(News::Message(bytes)) => {
+                return serde_json::from_slice::<HealthBeat>(&bytes).unwrap();
+            }
+            Some(News::Lagged(_)) => continue,
+            None => panic!("bus closed"),
+        }
+    }
+}
