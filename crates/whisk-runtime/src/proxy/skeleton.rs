@@ -95,7 +95,12 @@ impl Skeleton {
         if let Some(dir) = exec.parent() {
             command.current_dir(dir);
         }
-        let output = match command.output().await {
+        // Not `output()`: it would capture stderr too, and stderr belongs to the container's log.
+        let output = match command.spawn() {
+            Ok(child) => child.wait_with_output().await,
+            Err(e) => Err(e),
+        };
+        let output = match output {
             Ok(output) => output,
             Err(e) => {
                 log_error(&format!("cannot start {}: {e}", exec.display()));
