@@ -76,3 +76,132 @@ impl ActionCache {
         Ok(action)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is the right way for a test to fail
+mod tests {
+    use serde_json::json;
+    use whisk_model::{ActionLimits, EntityName, EntityPath, Exec, SemVer};
+    use whisk_store::EntityDocument;
+
+    use super::*;
+
+    fn hello() -> WhiskAction {
+        WhiskAction {
+            namespace: EntityPath::parse("guest").unwrap(),
+            name: EntityName::new("hello").unwrap(),
+            exec: Exec::Code {
+                kind: "nodejs:20".into(),
+                code: "x".into(),
+                main: None,
+                binary: false,
+            },
+            parameters: Default::default(),
+            limits: ActionLimits::default(),
+            version: SemVer::default(),
+            publish: false,
+            annotations: Default::default(),
+            updated: 1,
+        }
+    }
+
+    fn document(entity_type: EntityType, document: serde_json::Value) -> EntityDocument {
+        EntityDocument {
+            doc_id: "guest/hello".into(),
+            entity_type,
+            namespace: "guest".into(),
+            name: "hello".into(),
+            updated: 1,
+            publish: false,
+            binding: false,
+            document,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Arc<dyn EntityStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = whisk_store::open_sqlite(dir.path()).unwrap();
+        (dir, store.entities)
+    }
+
+    #[tokio::test]
+    async fn a_revision_is_loaded_once_and_then_served_from_the_cache() {
+        let (_dir, entities) = store();
+        let doc = document(EntityType::Action, serde_json::to_value(hello()).unwrap());
+        let revision = entities.put(doc, None).await.unwrap();
+        let cache = ActionCache::new(entities.clone(), 8);
+        let action = cache
+            .get("guest/hello", &revision.to_string())
+            .await
+            .unwrap();
+        assert_eq!(*action, hello());
+        entities.delete("guest/hello", revision).await.unwrap();
+        assert!(
+            cache
+                .get("guest/hello", &revision.to_string())
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_action_or_another_revision_is_gone() {
+        let (_dir, entities) = store();
+        let cache = ActionCache::new(entities.clone(), 8);
+        assert!(matches!(
+            cache.get("guest/hello", "1").await,
+            Err(LoadError::Gone { .. })
+        ));
+        let doc = document(EntityType::Action, serde_json::to_value(hello()).unwrap());
+        let revision = entities.put(doc, None).await.unwrap();
+        let other = format!("{}0", revision);
+        assert!(matches!(
+            cache.get("guest/hello", &other).await,
+            Err(LoadError::Gone { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn another_entity_type_is_gone_and_a_bad_document_is_corrupt() {
+        let (_dir, entities) = store();
+        let cache = ActionCache::new(entities.clone(), 8);
+        let trigger = entities
+            .put(document(EntityType::Trigger, json!({})), None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            cache.get("guest/hello", &trigger.to_string()).await,
+            Err(LoadError::Gone { .. })
+        ));
+        entities.delete("guest/hello", trigger).await.unwrap();
+        let bad = entities
+            .put(document(EntityType::Action, json!({"exec": 5})), None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            cache.get("guest/hello", &bad.to_string()).await,
+            Err(LoadError::Corrupt { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_starts_over() {
+        let (_dir, entities) = store();
+        let cache = ActionCache::new(entities.clone(), 1);
+        let doc = document(EntityType::Action, serde_json::to_value(hello()).unwrap());
+        let first = entities.put(doc.clone(), None).await.unwrap();
+        cache.get("guest/hello", &first.to_string()).await.unwrap();
+        let mut other = hello();
+        other.name = EntityName::new("other").unwrap();
+        let other_doc = EntityDocument {
+            doc_id: "guest/other".into(),
+            name: "other".into(),
+            document: serde_json::to_value(&other).unwrap(),
+            ..doc
+        };
+        let second = entities.put(other_doc, None).await.unwrap();
+        cache.get("guest/other", &second.to_string()).await.unwrap();
+        assert_eq!(cache.cached().len(), 1);
+        assert!(cache.cached().contains_key("guest/other"));
+    }
+}

@@ -455,3 +455,41 @@ async fn next_beat(beats: &mut dyn Subscription) -> HealthBeat {
         }
     }
 }
+
+#[tokio::test]
+async fn a_redelivered_activation_with_a_stored_record_is_completed_not_rerun() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    // A first run stores the record.
+    let first = message(&hello, &revision, json!({}));
+    let record = h.invoke(&first).await;
+    assert_eq!(h.fake.containers()[0].runs().len(), 1);
+
+    // The same message again, as the bus redelivers it after a crash before the ack: taken
+    // and dropped here once, so the invoker sees it as a redelivery.
+    h.invoker.take().unwrap().shutdown().await;
+    h.send(&first).await;
+    let mut stolen = h.bus.consume(&invoker_topic(0)).await.unwrap();
+    let delivery = tokio::time::timeout(DEADLINE, stolen.next())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(delivery);
+    drop(stolen);
+    let mut config = InvokerConfig::new(0);
+    config.log_wait = DEADLINE;
+    h.invoker = Some(
+        Invoker::start(
+            config,
+            h.bus.clone(),
+            h.store.clone(),
+            Arc::new(h.fake.clone()),
+        )
+        .await
+        .unwrap(),
+    );
+    let completion = h.completion().await;
+    assert_eq!(completion.record, Some(record));
+    assert_eq!(h.fake.created(), 1, "not run again");
+}
