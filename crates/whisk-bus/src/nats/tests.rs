@@ -318,6 +318,14 @@ async fn a_server_restart_loses_nothing_accepted() {
     let mut server = OwnServer::start(binary);
     let bus = server.connect("restart").await;
     bus.publish("work", Bytes::from("before")).await.unwrap();
+    // A consumer already waiting when the server goes away gets what is published once it is back.
+    let mut waiting_consumer = bus.consume("later").await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let delivery = waiting_consumer.next().await.unwrap();
+        let payload = delivery.payload.clone();
+        delivery.ack().await.unwrap();
+        payload
+    });
 
     server.stop();
     // Published while the server is down: the publish keeps trying until it is back.
@@ -337,5 +345,44 @@ async fn a_server_restart_loses_nothing_accepted() {
         assert_eq!(delivery.payload, expected);
         delivery.ack().await.unwrap();
     }
+    bus.publish("later", Bytes::from("after")).await.unwrap();
+    assert_eq!(
+        within("the consumer that waited across the restart", waiting)
+            .await
+            .unwrap(),
+        "after"
+    );
+    bus.close().await;
+}
+
+/// The order of magnitude, printed for the record
+/// (`cargo test -p whisk-bus nats::tests::throughput -- --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_publish_consume_ack() {
+    const MESSAGES: usize = 2_000;
+    let Some(url) = server_url() else { return };
+    let bus = NatsBus::connect(NatsConfig::new(url, unique_cluster()))
+        .await
+        .unwrap();
+    let mut consumer = bus.consume("fast").await.unwrap();
+    let started = std::time::Instant::now();
+    let publisher = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let payload = Bytes::from(vec![7u8; 256]);
+            for _ in 0..MESSAGES {
+                bus.publish("fast", payload.clone()).await.unwrap();
+            }
+        })
+    };
+    for _ in 0..MESSAGES {
+        next_delivery(&mut consumer).await.ack().await.unwrap();
+    }
+    within("the publisher", publisher).await.unwrap();
+    let elapsed = started.elapsed();
+    println!(
+        "NATS bus: {MESSAGES} messages of 256 bytes published, consumed and acked in {elapsed:?} ({:.0} msgs/s)",
+        MESSAGES as f64 / elapsed.as_secs_f64()
+    );
     bus.close().await;
 }
