@@ -72,6 +72,15 @@ fn credentials(headers: &HeaderMap) -> Credentials {
     }
 }
 
+/// The caller's own `uuid:key` from the request's Basic credentials, for actions that call the
+/// API back (`__OW_API_KEY`). Only meaningful after the middleware authenticated the request.
+pub fn presented_key(headers: &HeaderMap) -> Option<AuthKey> {
+    match credentials(headers) {
+        Credentials::Key(key) => Some(key),
+        Credentials::Missing | Credentials::Malformed => None,
+    }
+}
+
 /// Paths under `/api/v1` that anyone may call: API info, its swagger document and web actions
 /// (which authenticate on their own terms).
 fn is_public_api_path(path: &str) -> bool {

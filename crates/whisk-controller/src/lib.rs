@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod balancer;
 pub mod config;
 pub mod cors;
 pub mod documents;
@@ -18,8 +19,10 @@ pub mod edge;
 pub mod entitlement;
 pub mod error;
 pub mod extract;
+pub mod invoke;
 pub mod names;
 pub mod state;
+pub mod throttle;
 pub mod transaction;
 pub mod web;
 
@@ -30,8 +33,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 
+pub use balancer::{BalancerConfig, BalancerError, LoadBalancer};
 pub use config::{BuildInfo, ControllerConfig};
 pub use error::{ApiError, ApiResult};
+pub use invoke::{Invocations, close_unfinished};
 pub use state::{AppState, Clock, IdSource, RandomIds, SystemClock};
 pub use transaction::TransactionId;
 

@@ -13,6 +13,7 @@ use whisk_model::ActivationId;
 use whisk_store::Store;
 
 use crate::config::ControllerConfig;
+use crate::invoke::Invocations;
 
 /// Length of a generated transaction id (OpenWhisk uses 32 random alphanumerics).
 pub const TRANSACTION_ID_LENGTH: usize = 32;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Transaction and activation ids.
     pub ids: Arc<dyn IdSource>,
+    /// The balancer and throttles of action invocations.
+    pub invocations: Arc<Invocations>,
 }
 
 impl AppState {
@@ -83,7 +86,14 @@ impl AppState {
             config: Arc::new(config),
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
+            invocations: Arc::new(Invocations::disabled()),
         }
+    }
+
+    /// The same state with invocations going through `invocations`.
+    pub fn with_invocations(mut self, invocations: Invocations) -> Self {
+        self.invocations = Arc::new(invocations);
+        self
     }
 }
 

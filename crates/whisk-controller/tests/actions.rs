@@ -981,7 +981,7 @@ async fn wrong_method_on_an_action_is_405() {
 }
 
 #[tokio::test]
-async fn invoke_checks_rights_and_existence_then_answers_503() {
+async fn invoke_checks_rights_and_existence_then_answers_503_without_invokers() {
     let app = TestApp::new().await;
     create(
         &app,
@@ -999,7 +999,10 @@ async fn invoke_checks_rights_and_existence_then_answers_503() {
         )
         .await;
     assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(response.error(), "Action invocation is not available yet.");
+    assert_eq!(
+        response.error(),
+        "The server is currently unavailable (because it is overloaded or down for maintenance)."
+    );
 
     let response = app
         .post("/api/v1/namespaces/_/actions/ghost", GUEST, None)

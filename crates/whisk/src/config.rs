@@ -24,6 +24,71 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub limits: LimitOverrides,
+    #[serde(default)]
+    pub invoker: InvokerFile,
+}
+
+/// The `[invoker]` section: the invoker a standalone platform runs in-process.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct InvokerFile {
+    pub enabled: Option<bool>,
+    pub instance: Option<String>,
+    pub user_memory_mb: Option<u64>,
+    pub pause_grace_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub stem_cells: Option<bool>,
+    pub network: Option<NetworkMode>,
+}
+
+/// What network an action container gets.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkMode {
+    /// Its own network namespace with only loopback: no traffic leaves the container.
+    #[default]
+    None,
+    /// Its own network namespace joined to the host through a bridge, with outbound access.
+    Bridge,
+}
+
+/// Memory for action containers when nothing else is said (OpenWhisk's deployed default).
+pub const DEFAULT_USER_MEMORY_MB: u64 = 2048;
+/// Idle time before a warm container is paused (OpenWhisk: 10 s).
+pub const DEFAULT_PAUSE_GRACE_MS: u64 = 10_000;
+/// Paused time before a container is destroyed (OpenWhisk: 10 min).
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 600_000;
+
+/// The resolved `[invoker]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokerSettings {
+    /// Whether this process runs an invoker at all (without one, invocations answer 503).
+    pub enabled: bool,
+    /// Names the platform's parent cgroup and other host resources, so that two platforms on
+    /// one host never touch each other's containers. Defaults to `whisk-<pid>`.
+    pub instance: String,
+    pub user_memory_mb: u64,
+    pub pause_grace_ms: u64,
+    pub idle_timeout_ms: u64,
+    /// Whether prewarmed stem cells of the manifest's kinds are kept.
+    pub stem_cells: bool,
+    pub network: NetworkMode,
+}
+
+impl InvokerSettings {
+    fn from_file(file: InvokerFile) -> Self {
+        Self {
+            enabled: file.enabled.unwrap_or(true),
+            instance: file
+                .instance
+                .unwrap_or_else(|| format!("whisk-{}", std::process::id())),
+            user_memory_mb: file.user_memory_mb.unwrap_or(DEFAULT_USER_MEMORY_MB),
+            pause_grace_ms: file.pause_grace_ms.unwrap_or(DEFAULT_PAUSE_GRACE_MS),
+            idle_timeout_ms: file.idle_timeout_ms.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
+            stem_cells: file.stem_cells.unwrap_or(true),
+            network: file.network.unwrap_or_default(),
+        }
+    }
 }
 
 /// System-wide per-namespace throttles an operator may change from OpenWhisk's documented defaults.
@@ -51,6 +116,7 @@ pub struct ServerConfig {
     pub port: u16,
     pub data_dir: PathBuf,
     pub limits: LimitOverrides,
+    pub invoker: InvokerSettings,
 }
 
 impl ServerConfig {
@@ -71,6 +137,7 @@ impl ServerConfig {
                 None => default_data_dir()?,
             },
             limits: file.limits,
+            invoker: InvokerSettings::from_file(file.invoker),
         })
     }
 }
@@ -132,6 +199,50 @@ mod tests {
         })?;
         assert_eq!(config.port, 3233);
         assert_eq!(config.host.to_string(), "127.0.0.1");
+        Ok(())
+    }
+
+    #[test]
+    fn invoker_section_defaults_and_overrides() -> anyhow::Result<()> {
+        let defaults = ServerConfig::load(&ServerFlags {
+            data_dir: Some(PathBuf::from("/x")),
+            ..ServerFlags::default()
+        })?
+        .invoker;
+        assert!(defaults.enabled && defaults.stem_cells);
+        assert_eq!(defaults.user_memory_mb, 2048);
+        assert_eq!(defaults.pause_grace_ms, 10_000);
+        assert_eq!(defaults.idle_timeout_ms, 600_000);
+        assert_eq!(defaults.network, NetworkMode::None);
+        assert_eq!(defaults.instance, format!("whisk-{}", std::process::id()));
+
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("whisk.toml");
+        std::fs::write(
+            &path,
+            "[invoker]\nenabled = false\ninstance = \"ci-7\"\nuser-memory-mb = 512\n\
+             pause-grace-ms = 50\nidle-timeout-ms = 1000\nstem-cells = false\nnetwork = \"bridge\"\n",
+        )?;
+        let invoker = ServerConfig::load(&ServerFlags {
+            config: Some(path.clone()),
+            data_dir: Some(PathBuf::from("/x")),
+            ..ServerFlags::default()
+        })?
+        .invoker;
+        assert_eq!(
+            invoker,
+            InvokerSettings {
+                enabled: false,
+                instance: "ci-7".into(),
+                user_memory_mb: 512,
+                pause_grace_ms: 50,
+                idle_timeout_ms: 1000,
+                stem_cells: false,
+                network: NetworkMode::Bridge,
+            }
+        );
+        std::fs::write(&path, "[invoker]\nnetwork = \"everywhere\"\n")?;
+        assert!(read_file_config(&path).is_err());
         Ok(())
     }
 

@@ -1,8 +1,11 @@
 //! `whisk standalone`: the whole platform in one process on the embedded store.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
+use whisk_bus::{Bus, InProcessBus};
+use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemClock};
 use whisk_model::identity::AuthKey;
 use whisk_store::Store;
 
@@ -26,14 +29,44 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
     let store = whisk_store::open_sqlite(&config.data_dir)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     ensure_well_known_subjects(&store).await?;
+    // Before anything new is accepted: whatever the previous run left in flight gets its record.
+    let closed = whisk_controller::close_unfinished(&store, SystemClock.now_millis())
+        .await
+        .context("cannot close the activations the previous run left unfinished")?;
+    if closed > 0 {
+        tracing::warn!(
+            closed,
+            "closed activations lost when the platform last stopped"
+        );
+    }
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.host, config.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     let address = listener.local_addr()?;
-    let state = whisk_controller::AppState::new(store, controller_config(&config));
+
+    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
+    let balancer = LoadBalancer::new(Arc::clone(&bus), BalancerConfig::default());
+    balancer
+        .start()
+        .await
+        .context("cannot start the load balancer")?;
+    if config.invoker.enabled {
+        tracing::warn!(
+            instance = %config.invoker.instance,
+            "this build has no invoker yet; invocations answer 503"
+        );
+    } else {
+        tracing::info!("invoker disabled by configuration; invocations answer 503");
+    }
+
+    let state = whisk_controller::AppState::new(store, controller_config(&config))
+        .with_invocations(Invocations::new(Arc::clone(&balancer)));
     announce(address, &config);
-    whisk_controller::serve(listener, state, shutdown_signal()).await?;
+    let served = whisk_controller::serve(listener, state, shutdown_signal()).await;
+    balancer.stop();
+    bus.close().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! The actions collection (REFERENCE §7): create/update, read, delete, list, and the invoke
-//! route up to the point where an activation would be published.
+//! The actions collection (REFERENCE §7): create/update, read, delete, list, and the checks of
+//! the invoke route before [`crate::invoke`] publishes the activation.
 //!
 //! Actions live in a namespace's default package (`/namespaces/{ns}/actions/{name}`) or in a
 //! package (`/namespaces/{ns}/actions/{pkg}/{name}`). Reads and invocations through a package
@@ -10,6 +10,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 use whisk_model::{
@@ -19,15 +20,17 @@ use whisk_model::{
 use whisk_store::{EntityScope, EntityStore};
 
 use crate::api::Listing;
-use crate::auth::Caller;
+use crate::auth::{self, Caller};
 use crate::documents::{self, Stored, action_document};
 use crate::entitlement::{self, Collection, PackageAccess, Privilege, Resource};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, PathSegments, QueryParams};
+use crate::invoke::{self, Activation};
 use crate::names;
 use crate::state::AppState;
+use crate::transaction::TransactionId;
 
-/// The answer to invocations until the invoker path exists.
+/// The answer to sequence invocations until sequences run in the controller.
 pub const INVOCATION_UNAVAILABLE: &str = "Action invocation is not available yet.";
 
 /// The longest a blocking invoke may wait, in ms (OpenWhisk's
@@ -541,32 +544,37 @@ async fn list(state: &AppState, query: &QueryParams, scope: EntityScope) -> ApiR
 async fn invoke_action(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    tid: TransactionId,
     PathSegments((namespace, name)): PathSegments<(String, String)>,
     request: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let address = ActionAddress::parse(&caller, &namespace, None, &name)?;
-    invoke(&state, &caller, &address, request).await
+    invoke(&state, &caller, &tid, &address, request).await
 }
 
 async fn invoke_packaged_action(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    tid: TransactionId,
     PathSegments((namespace, package, name)): PathSegments<(String, String, String)>,
     request: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let address = ActionAddress::parse(&caller, &namespace, Some(&package), &name)?;
-    invoke(&state, &caller, &address, request).await
+    invoke(&state, &caller, &tid, &address, request).await
 }
 
-/// Runs every check of an invocation in OpenWhisk's order (rights, payload size, action
-/// lookup, rights on sequence components, immutable parameters), then answers 503: the
-/// activation path to the invokers does not exist yet.
+/// Runs every check of an invocation in OpenWhisk's order (throttles, rights, payload size,
+/// query, action lookup, rights on sequence components, immutable parameters), then hands the
+/// activation to [`invoke::activate`]. Sequences answer 503 until they run in the controller.
 async fn invoke(
     state: &AppState,
     caller: &Identity,
+    tid: &TransactionId,
     address: &ActionAddress,
     request: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
+    let accepted_at = state.clock.now_millis();
+    state.invocations.throttle(state, caller)?;
     let store = state.store.entities.as_ref();
     let access =
         entitlement::check(store, caller, Privilege::Activate, &address.resource()).await?;
@@ -578,6 +586,7 @@ async fn invoke(
     }
     let query = QueryParams::parse(request.uri().query());
     let options = InvokeOptions::parse(&query)?;
+    let presented_key = auth::presented_key(request.headers());
     let payload = invocation_payload(request, max_payload).await?;
     let resolved = ResolvedAction::fetch(store, address, access).await?;
     let merged = resolved.merged();
@@ -585,14 +594,34 @@ async fn invoke(
         check_components(state, caller, merged.exec.components(), Privilege::Activate).await?;
     }
     check_final_parameters(&merged, &payload)?;
-    tracing::warn!(
-        action = %merged.doc_id(),
-        blocking = options.blocking,
-        result = options.result,
-        timeout_ms = options.timeout_ms,
-        "invocation requested but not available"
-    );
-    Err(ApiError::unavailable(INVOCATION_UNAVAILABLE))
+    if merged.exec.is_sequence() {
+        tracing::warn!(action = %merged.doc_id(), "sequence invocation requested but not available");
+        return Err(ApiError::unavailable(INVOCATION_UNAVAILABLE));
+    }
+    let api_key = presented_key
+        .filter(|_| merged.provides_api_key())
+        .map(|key| key.to_string());
+    let binding = resolved
+        .access
+        .as_ref()
+        .and_then(PackageAccess::binding_path);
+    invoke::activate(
+        state,
+        Activation {
+            caller,
+            api_key,
+            action: &merged,
+            revision: resolved.action.revision.to_string(),
+            binding,
+            payload,
+            blocking: options.blocking,
+            result_only: options.result,
+            wait_ms: options.timeout_ms,
+            transaction_id: tid.as_str().to_owned(),
+            accepted_at,
+        },
+    )
+    .await
 }
 
 /// The query parameters of an invoke (§7.5), validated before the body is read and before the

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod invoker;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,7 +17,10 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
-use whisk_controller::{AppState, Clock, ControllerConfig, IdSource, router};
+use whisk_bus::{Bus, InProcessBus};
+use whisk_controller::{
+    AppState, BalancerConfig, Clock, ControllerConfig, IdSource, Invocations, LoadBalancer, router,
+};
 use whisk_model::{ActivationId, AuthKey};
 use whisk_store::Store;
 
@@ -99,6 +104,27 @@ impl TestApp {
     }
 
     pub async fn with_config(config: ControllerConfig) -> TestApp {
+        Self::build(config, Invocations::disabled()).await
+    }
+
+    /// A controller whose invocations go over an in-process bus through a balancer (started,
+    /// controller 0). Pair it with [`invoker::StandIn`] on `balancer.bus()`.
+    pub async fn with_balancer(config: ControllerConfig) -> (TestApp, Arc<LoadBalancer>) {
+        Self::with_balancer_config(config, BalancerConfig::default()).await
+    }
+
+    pub async fn with_balancer_config(
+        config: ControllerConfig,
+        balancer_config: BalancerConfig,
+    ) -> (TestApp, Arc<LoadBalancer>) {
+        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
+        let balancer = LoadBalancer::new(bus, balancer_config);
+        balancer.start().await.unwrap();
+        let app = Self::build(config, Invocations::new(Arc::clone(&balancer))).await;
+        (app, balancer)
+    }
+
+    pub async fn build(config: ControllerConfig, invocations: Invocations) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store = whisk_store::open_sqlite(dir.path()).unwrap();
         for (subject, credentials) in [("guest", GUEST), ("other", OTHER), ("blocked", BLOCKED)] {
@@ -115,6 +141,7 @@ impl TestApp {
             config: Arc::new(config),
             clock: Arc::new(SteppingClock(AtomicU64::new(START_MILLIS))),
             ids: Arc::new(CountingIds::default()),
+            invocations: Arc::new(invocations),
         };
         TestApp {
             store,

@@ -1,0 +1,486 @@
+//! The load balancer (REFERENCE §15.2): which invoker runs an activation, and what each
+//! invoker and namespace has in flight.
+//!
+//! Invokers are known only from their health beats on the bus; one that stops beating for
+//! [`BalancerConfig::down_after`] is treated as down and gets no new work. Each activation goes
+//! to its *home* invoker, found by hashing the invocation namespace and the action the way
+//! OpenWhisk's sharding balancer does, so the same action keeps landing where its containers
+//! are warm; when the home invoker is down or its memory is used up, the search steps on by a
+//! step coprime to the number of invokers, which visits every invoker once. When every healthy
+//! invoker is full, a random healthy one is overloaded rather than refusing the work (its own
+//! queue absorbs it), as OpenWhisk does.
+//!
+//! Memory slots are taken when an activation is published and given back when its completion
+//! arrives on this controller's completion topic, or, if the completion never comes (the
+//! invoker died), after the activation's longest possible run, so capacity cannot leak.
+
+mod hashing;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use whisk_bus::{Bus, BusError, News};
+use whisk_model::ActivationId;
+use whisk_model::bus::{
+    ActivationMessage, CompletionMessage, HEALTH_TOPIC, HealthBeat, InvokerState, completion_topic,
+    invoker_topic,
+};
+
+pub use hashing::{home_and_step, java_string_hash, pairwise_coprimes_up_to};
+
+/// How long an invoker may stay silent before it counts as down. Beats come every second, so
+/// this tolerates a few lost or late ones without sending work into the void for long.
+pub const DEFAULT_DOWN_AFTER: Duration = Duration::from_secs(5);
+
+/// The shortest run the forced release assumes (OpenWhisk: the 60 s blocking wait).
+const MIN_FORCED_RELEASE_BASE: Duration = Duration::from_secs(60);
+/// Added on top of twice the run time before slots are released without a completion.
+const FORCED_RELEASE_GRACE: Duration = Duration::from_secs(60);
+
+/// Settings of one controller's balancer.
+#[derive(Debug, Clone)]
+pub struct BalancerConfig {
+    /// This controller's number: completions come back on `completed<controller>`.
+    pub controller: u32,
+    /// Silence after which an invoker is down.
+    pub down_after: Duration,
+    /// How many controllers share the invokers (each gets this share of their memory).
+    pub controllers: u32,
+}
+
+impl Default for BalancerConfig {
+    fn default() -> Self {
+        Self {
+            controller: 0,
+            down_after: DEFAULT_DOWN_AFTER,
+            controllers: 1,
+        }
+    }
+}
+
+/// Why an activation could not be handed to an invoker.
+#[derive(Debug, thiserror::Error)]
+pub enum BalancerError {
+    /// No invoker has beaten recently (OpenWhisk answers 503).
+    #[error("no invokers available")]
+    NoInvokers,
+    /// The activation message could not be encoded.
+    #[error("activation message does not serialize: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The bus refused the message.
+    #[error("cannot publish the activation: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// What the balancer knows about one invoker.
+#[derive(Debug, Clone)]
+struct InvokerEntry {
+    last_beat: Instant,
+    state: InvokerState,
+    /// This controller's share of the invoker's user memory, in MB.
+    capacity_mb: u64,
+    /// MB taken by activations this controller sent there and has not seen complete.
+    used_mb: u64,
+}
+
+/// One activation published and not yet completed.
+#[derive(Debug)]
+struct InFlight {
+    invoker: u32,
+    memory_mb: u64,
+    namespace_uuid: String,
+    waiter: Option<oneshot::Sender<CompletionMessage>>,
+    forced_release: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Indexed by invoker number; `None` for numbers never heard of.
+    invokers: Vec<Option<InvokerEntry>>,
+    in_flight: HashMap<ActivationId, InFlight>,
+    per_namespace: HashMap<String, u64>,
+}
+
+/// An invoker's state as the balancer sees it (for logs, tests and diagnostics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokerStatus {
+    pub invoker: u32,
+    pub healthy: bool,
+    pub capacity_mb: u64,
+    pub used_mb: u64,
+}
+
+/// An activation handed to an invoker.
+#[derive(Debug)]
+pub struct Published {
+    pub invoker: u32,
+    /// Resolves with the completion; closed without one when the slots were released by force
+    /// (or the balancer stopped), in which case only the store can tell the outcome.
+    pub completion: oneshot::Receiver<CompletionMessage>,
+}
+
+/// The balancer of one controller; share it as `Arc<LoadBalancer>`.
+#[derive(Debug)]
+pub struct LoadBalancer {
+    bus: Arc<dyn Bus>,
+    config: BalancerConfig,
+    inner: Mutex<Inner>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl LoadBalancer {
+    pub fn new(bus: Arc<dyn Bus>, config: BalancerConfig) -> Arc<Self> {
+        Arc::new(Self {
+            bus,
+            config,
+            inner: Mutex::new(Inner::default()),
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The bus the balancer publishes on.
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    /// This controller's completion topic.
+    pub fn completion_topic(&self) -> String {
+        completion_topic(self.config.controller)
+    }
+
+    /// Subscribes to health beats and consumes this controller's completions, each in a task
+    /// of its own. Subscribing happens before this returns, so no beat sent afterwards is missed.
+    pub async fn start(self: &Arc<Self>) -> Result<(), BusError> {
+        let mut beats = self.bus.subscribe(HEALTH_TOPIC).await?;
+        let mut completions = self.bus.consume(&self.completion_topic()).await?;
+        // The tasks hold the balancer weakly so dropping the last `Arc` ends them.
+        let balancer = Arc::downgrade(self);
+        let health = tokio::spawn(async move {
+            while let Some(news) = beats.next().await {
+                let Some(balancer) = balancer.upgrade() else {
+                    break;
+                };
+                match news {
+                    News::Message(payload) => {
+                        match serde_json::from_slice::<HealthBeat>(&payload) {
+                            Ok(beat) => balancer.record_beat(&beat),
+                            Err(error) => {
+                                tracing::warn!(%error, "ignoring a malformed health beat")
+                            }
+                        }
+                    }
+                    News::Lagged(missed) => {
+                        tracing::debug!(missed, "health beats skipped while busy");
+                    }
+                }
+            }
+            tracing::info!("health beat subscription ended");
+        });
+        let balancer = Arc::downgrade(self);
+        let completion = tokio::spawn(async move {
+            while let Some(delivery) = completions.next().await {
+                let Some(balancer) = balancer.upgrade() else {
+                    break;
+                };
+                match serde_json::from_slice::<CompletionMessage>(&delivery.payload) {
+                    Ok(message) => balancer.complete(message),
+                    Err(error) => tracing::warn!(%error, "dropping a malformed completion"),
+                }
+                if let Err(error) = delivery.ack().await {
+                    tracing::warn!(%error, "cannot acknowledge a completion");
+                }
+            }
+            tracing::info!("completion consumer ended");
+        });
+        self.lock_tasks().extend([health, completion]);
+        Ok(())
+    }
+
+    /// Stops the background tasks and fails every waiter (their callers fall back to the store).
+    pub fn stop(&self) {
+        for task in self.lock_tasks().drain(..) {
+            task.abort();
+        }
+        let mut inner = self.lock();
+        for (_, in_flight) in inner.in_flight.drain() {
+            if let Some(timer) = in_flight.forced_release {
+                timer.abort();
+            }
+        }
+        inner.per_namespace.clear();
+    }
+
+    /// Takes note of a beat: the invoker is up (or draining) as of now.
+    pub fn record_beat(&self, beat: &HealthBeat) {
+        let Ok(index) = usize::try_from(beat.invoker) else {
+            return;
+        };
+        let controllers = u64::from(self.config.controllers.max(1));
+        let capacity_mb = beat.user_memory_mb / controllers;
+        let mut inner = self.lock();
+        if inner.invokers.len() <= index {
+            inner.invokers.resize(index + 1, None);
+        }
+        let slot = &mut inner.invokers[index];
+        match slot {
+            Some(entry) => {
+                entry.last_beat = Instant::now();
+                entry.state = beat.state;
+                entry.capacity_mb = capacity_mb;
+            }
+            None => {
+                tracing::info!(invoker = beat.invoker, capacity_mb, "invoker joined");
+                *slot = Some(InvokerEntry {
+                    last_beat: Instant::now(),
+                    state: beat.state,
+                    capacity_mb,
+                    used_mb: 0,
+                });
+            }
+        }
+    }
+
+    /// Every invoker ever heard of, with its health now.
+    pub fn invokers(&self) -> Vec<InvokerStatus> {
+        let inner = self.lock();
+        let now = Instant::now();
+        inner
+            .invokers
+            .iter()
+            .enumerate()
+            .filter_map(|(index, entry)| {
+                let entry = entry.as_ref()?;
+                Some(InvokerStatus {
+                    invoker: u32::try_from(index).ok()?,
+                    healthy: self.is_healthy(entry, now),
+                    capacity_mb: entry.capacity_mb,
+                    used_mb: entry.used_mb,
+                })
+            })
+            .collect()
+    }
+
+    /// Activations of this namespace (by uuid) published and not completed: what the
+    /// concurrent-invocations throttle counts.
+    pub fn in_flight_for(&self, namespace_uuid: &str) -> u64 {
+        self.lock()
+            .per_namespace
+            .get(namespace_uuid)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Activations published and not completed, over all namespaces.
+    pub fn total_in_flight(&self) -> usize {
+        self.lock().in_flight.len()
+    }
+
+    /// Picks an invoker, takes `memory_mb` of its slots and publishes `message` on its topic.
+    ///
+    /// `max_run` is the action's time limit: if no completion came after twice that (at least
+    /// 60 s) plus a minute, the slots are released anyway.
+    pub async fn publish(
+        self: &Arc<Self>,
+        message: &ActivationMessage,
+        memory_mb: u64,
+        max_run: Duration,
+    ) -> Result<Published, BalancerError> {
+        let payload = Bytes::from(serde_json::to_vec(message)?);
+        let (sender, receiver) = oneshot::channel();
+        let invoker = {
+            let mut inner = self.lock();
+            let invoker = self.choose(&mut inner, message, memory_mb)?;
+            inner.in_flight.insert(
+                message.activation_id.clone(),
+                InFlight {
+                    invoker,
+                    memory_mb,
+                    namespace_uuid: message.user.uuid.clone(),
+                    waiter: Some(sender),
+                    forced_release: None,
+                },
+            );
+            *inner
+                .per_namespace
+                .entry(message.user.uuid.clone())
+                .or_insert(0) += 1;
+            invoker
+        };
+        let topic = invoker_topic(invoker);
+        if let Err(error) = self.bus.publish(&topic, payload).await {
+            self.release(&message.activation_id, "publish failed");
+            return Err(error.into());
+        }
+        let timer = self.forced_release_timer(message.activation_id.clone(), max_run);
+        if let Some(in_flight) = self.lock().in_flight.get_mut(&message.activation_id) {
+            in_flight.forced_release = Some(timer);
+        } else {
+            // Completed before the timer existed: nothing left to release.
+            timer.abort();
+        }
+        tracing::debug!(
+            activation_id = %message.activation_id,
+            invoker,
+            memory_mb,
+            "activation published"
+        );
+        Ok(Published {
+            invoker,
+            completion: receiver,
+        })
+    }
+
+    /// A completion arrived: give the slots back and wake whoever waits for it.
+    pub fn complete(&self, message: CompletionMessage) {
+        let in_flight = self.remove(&message.activation_id);
+        match in_flight {
+            Some(mut in_flight) => {
+                if let Some(timer) = in_flight.forced_release.take() {
+                    timer.abort();
+                }
+                if message.system_error {
+                    tracing::warn!(
+                        activation_id = %message.activation_id,
+                        invoker = message.invoker,
+                        "invoker reported a system error"
+                    );
+                }
+                if let Some(waiter) = in_flight.waiter.take() {
+                    // The caller may have stopped waiting (202 already sent): nothing to do then.
+                    let _ = waiter.send(message);
+                }
+            }
+            None => tracing::debug!(
+                activation_id = %message.activation_id,
+                "completion for an activation not in flight (already released)"
+            ),
+        }
+    }
+
+    fn forced_release_timer(
+        self: &Arc<Self>,
+        id: ActivationId,
+        max_run: Duration,
+    ) -> JoinHandle<()> {
+        let delay = max_run.max(MIN_FORCED_RELEASE_BASE) * 2 + FORCED_RELEASE_GRACE;
+        let balancer = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(balancer) = balancer.upgrade() {
+                balancer.release(&id, "no completion in time");
+            }
+        })
+    }
+
+    /// Gives back the slots of an activation without a completion; its waiter sees the channel
+    /// close.
+    fn release(&self, id: &ActivationId, reason: &str) {
+        if let Some(in_flight) = self.remove(id) {
+            tracing::warn!(activation_id = %id, invoker = in_flight.invoker, reason, "slots released without a completion");
+        }
+    }
+
+    fn remove(&self, id: &ActivationId) -> Option<InFlight> {
+        let mut inner = self.lock();
+        let in_flight = inner.in_flight.remove(id)?;
+        if let Some(Some(entry)) = usize::try_from(in_flight.invoker)
+            .ok()
+            .and_then(|index| inner.invokers.get_mut(index))
+        {
+            entry.used_mb = entry.used_mb.saturating_sub(in_flight.memory_mb);
+        }
+        if let Some(count) = inner.per_namespace.get_mut(&in_flight.namespace_uuid) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                inner.per_namespace.remove(&in_flight.namespace_uuid);
+            }
+        }
+        Some(in_flight)
+    }
+
+    /// The home invoker or the first after it (by the step) that is healthy and has room;
+    /// else a random healthy one, overloaded.
+    fn choose(
+        &self,
+        inner: &mut Inner,
+        message: &ActivationMessage,
+        memory_mb: u64,
+    ) -> Result<u32, BalancerError> {
+        let now = Instant::now();
+        let count = inner.invokers.len();
+        let healthy: Vec<usize> = (0..count)
+            .filter(|&index| {
+                inner.invokers[index]
+                    .as_ref()
+                    .is_some_and(|entry| self.is_healthy(entry, now))
+            })
+            .collect();
+        if healthy.is_empty() {
+            tracing::warn!(activation_id = %message.activation_id, "No invokers available");
+            return Err(BalancerError::NoInvokers);
+        }
+        let action = format!("{}/{}", message.action.path, message.action.name);
+        let (home, step) = home_and_step(&message.user.namespace, &action, count);
+        let mut index = home;
+        let mut chosen = None;
+        for _ in 0..count {
+            if let Some(entry) = inner.invokers[index].as_ref()
+                && self.is_healthy(entry, now)
+                && entry.used_mb.saturating_add(memory_mb) <= entry.capacity_mb
+            {
+                chosen = Some(index);
+                break;
+            }
+            index = (index + step) % count;
+        }
+        let index = match chosen {
+            Some(index) => index,
+            None => {
+                let pick = healthy[rand::rng().random_range(0..healthy.len())];
+                tracing::warn!(
+                    activation_id = %message.activation_id,
+                    invoker = pick,
+                    "every healthy invoker is full; overloading one"
+                );
+                pick
+            }
+        };
+        if let Some(entry) = inner.invokers[index].as_mut() {
+            entry.used_mb = entry.used_mb.saturating_add(memory_mb);
+        }
+        u32::try_from(index).map_err(|_| BalancerError::NoInvokers)
+    }
+
+    fn is_healthy(&self, entry: &InvokerEntry, now: Instant) -> bool {
+        entry.state == InvokerState::Healthy
+            && now.saturating_duration_since(entry.last_beat) < self.config.down_after
+    }
+
+    /// The state is plain bookkeeping that every method leaves consistent before it can panic,
+    /// so a poisoned lock is still safe to use.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_tasks(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for LoadBalancer {
+    fn drop(&mut self) {
+        for task in self.lock_tasks().drain(..) {
+            task.abort();
+        }
+    }
+}
