@@ -33,6 +33,20 @@ impl Platform {
         }
     }
 
+    /// Starts with `toml` as the configuration file (kept in the data directory as
+    /// `whisk.toml`, so restarts use it too).
+    pub fn start_with_config(toml: &str) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp data dir");
+        std::fs::write(data_dir.path().join(CONFIG_FILE), toml).expect("write whisk.toml");
+        let (child, url) = spawn(data_dir.path());
+        Self {
+            child: Some(child),
+            url,
+            data_dir,
+            client: reqwest::Client::new(),
+        }
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
     }
@@ -167,10 +181,19 @@ impl Reply {
     }
 }
 
+/// The configuration file [`Platform::start_with_config`] writes into the data directory.
+const CONFIG_FILE: &str = "whisk.toml";
+
 fn spawn(data_dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_whisk"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_whisk"));
+    command
         .args(["standalone", "--port", "0", "--data-dir"])
-        .arg(data_dir)
+        .arg(data_dir);
+    let config = data_dir.join(CONFIG_FILE);
+    if config.exists() {
+        command.arg("--config").arg(config);
+    }
+    let mut child = command
         .env("WHISK_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
