@@ -42,7 +42,7 @@ fn fire_without_active_rules_runs_nothing_and_invoke_reports_the_server_error() 
         args.extend_from_slice(flags);
         platform.wsk(&args).assert_api_error(
             503 % 256,
-            "error: Unable to invoke action 'echo': Action invocation is not available yet.",
+            "error: Unable to invoke action 'echo': The server is currently unavailable (because it is overloaded or down for maintenance).",
         );
     }
     platform
@@ -134,7 +134,7 @@ fn feed_triggers_are_rolled_back_when_the_feed_refuses() {
         ])
         .assert_api_error(
             503 % 256,
-            "error: Unable to create trigger 'tick': Action invocation is not available yet.",
+            "error: Unable to create trigger 'tick': The server is currently unavailable (because it is overloaded or down for maintenance).",
         );
     platform.wsk(&["trigger", "get", "tick"]).assert_api_error(
         148,
