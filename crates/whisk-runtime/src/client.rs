@@ -118,7 +118,7 @@ impl RuntimeClient {
         let body = serde_json::to_vec(payload).map_err(|e| CallError::Request(e.to_string()))?;
         let outcome = tokio::time::timeout_at(
             deadline.into(),
-            self.exchange(path, Bytes::from(body), deadline, retry_refused),
+            self.exchange(path, Bytes::from(body), retry_refused),
         )
         .await;
         let result = match outcome {
@@ -138,32 +138,31 @@ impl RuntimeClient {
         result
     }
 
-    async fn exchange(
-        &self,
-        path: &str,
-        body: Bytes,
-        deadline: Instant,
-        retry_refused: bool,
-    ) -> CallResult {
+    async fn exchange(&self, path: &str, body: Bytes, retry_refused: bool) -> CallResult {
         let mut slot = self.connection.lock().await;
-        let mut sender = match slot.take() {
-            Some(sender) if !sender.is_closed() => sender,
-            _ => self.connect(deadline, retry_refused).await?,
-        };
-        sender
-            .ready()
-            .await
-            .map_err(|e| CallError::Connection(e.to_string()))?;
         let request = http::Request::post(path)
             .header(http::header::HOST, self.addr.to_string())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json")
             .body(Full::new(body))
             .map_err(|e| CallError::Request(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| CallError::Connection(e.to_string()))?;
+        let (mut sender, reused) = match slot.take() {
+            Some(sender) if !sender.is_closed() => (sender, true),
+            _ => (self.connect(retry_refused).await?, false),
+        };
+        let response = match send(&mut sender, request).await {
+            Ok(response) => response,
+            // A kept-alive connection the proxy closed while idle: the request never left, so
+            // sending it once more on a new connection cannot run the action twice.
+            Err(Unsent::Request(request, e)) if reused => {
+                debug!(addr = %self.addr, error = %e, "idle runtime connection was closed; reconnecting");
+                sender = self.connect(retry_refused).await?;
+                send(&mut sender, *request)
+                    .await
+                    .map_err(Unsent::into_error)?
+            }
+            Err(e) => return Err(e.into_error()),
+        };
         let status = response.status().as_u16();
         let (body, length, truncated) = self.read_capped(response.into_body()).await?;
         *slot = Some(sender);
@@ -193,19 +192,13 @@ impl RuntimeClient {
         Ok((kept, length, truncated))
     }
 
-    async fn connect(
-        &self,
-        deadline: Instant,
-        retry_refused: bool,
-    ) -> Result<SendRequest<Full<Bytes>>, CallError> {
+    /// Connects; with `retry_refused`, a refused connection is tried again until the caller's
+    /// deadline cancels this future (the proxy of a new container may not listen yet).
+    async fn connect(&self, retry_refused: bool) -> Result<SendRequest<Full<Bytes>>, CallError> {
         let stream = loop {
             match TcpStream::connect(self.addr).await {
                 Ok(stream) => break stream,
-                Err(e)
-                    if retry_refused
-                        && e.kind() == std::io::ErrorKind::ConnectionRefused
-                        && Instant::now() + CONNECT_RETRY_PAUSE < deadline =>
-                {
+                Err(e) if retry_refused && e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
                 }
                 Err(e) => return Err(CallError::Connection(e.to_string())),
@@ -226,4 +219,41 @@ impl RuntimeClient {
         });
         Ok(sender)
     }
+}
+
+/// A failed send: either the request never left (and is handed back), or it may have.
+enum Unsent {
+    Request(Box<http::Request<Full<Bytes>>>, hyper::Error),
+    Failed(hyper::Error),
+}
+
+impl Unsent {
+    fn into_error(self) -> CallError {
+        match self {
+            Unsent::Request(_, e) | Unsent::Failed(e) => CallError::Connection(e.to_string()),
+        }
+    }
+}
+
+async fn send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    request: http::Request<Full<Bytes>>,
+) -> Result<http::Response<Incoming>, Unsent> {
+    if let Err(e) = sender.ready().await {
+        return Err(Unsent::Request(Box::new(request), e));
+    }
+    sender.try_send_request(request).await.map_err(|mut e| {
+        let error = e.error().to_string();
+        match e.take_message() {
+            Some(request) => Unsent::Request(Box::new(request), hyper_error(e)),
+            None => {
+                debug!(%error, "runtime request failed after it was sent");
+                Unsent::Failed(hyper_error(e))
+            }
+        }
+    })
+}
+
+fn hyper_error(e: hyper::client::conn::TrySendError<http::Request<Full<Bytes>>>) -> hyper::Error {
+    e.into_error()
 }
