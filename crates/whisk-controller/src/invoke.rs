@@ -25,7 +25,7 @@ use whisk_model::{
 use whisk_store::{ActivationEntry, Store, StoreError};
 
 use crate::api::activations::{ActivationEncodeError, activation_entry};
-use crate::balancer::{BalancerError, LoadBalancer};
+use crate::balancer::{BalancerError, LoadBalancer, Published};
 use crate::error::{ApiError, ApiResult, messages};
 use crate::state::AppState;
 use crate::throttle::{RateThrottle, check_concurrent};
@@ -105,10 +105,42 @@ pub(crate) struct Activation<'a> {
     pub wait_ms: u64,
     pub transaction_id: String,
     pub accepted_at: u64,
+    /// The enclosing sequence, composition or trigger activation.
+    pub cause: Option<ActivationId>,
+    /// `causedBy` annotation of the record (e.g. `sequence`).
+    pub caused_by: Option<String>,
+}
+
+/// An activation handed to an invoker, not yet finished.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub activation_id: ActivationId,
+    /// The namespace the record will be stored in.
+    pub namespace: String,
+    published: Published,
+    run_limit: Duration,
 }
 
 /// Publishes the activation and answers as §7.5 says.
 pub(crate) async fn activate(state: &AppState, activation: Activation<'_>) -> ApiResult<Response> {
+    let blocking = activation.blocking;
+    let result_only = activation.result_only;
+    let wait = Duration::from_millis(activation.wait_ms);
+    let started = start(state, activation).await?;
+    if !blocking {
+        return Ok(accepted(&started.activation_id));
+    }
+    let activation_id = started.activation_id.clone();
+    match wait_for_record(state, started, wait).await? {
+        Some(record) => Ok(record_response(&record, result_only)),
+        None => Ok(accepted(&activation_id)),
+    }
+}
+
+/// Everything up to and including the hand-over to an invoker: the pending note, the message,
+/// the balancer. Callers that compose activations (sequences, rules, web actions) use it with
+/// [`wait_for_record`].
+pub(crate) async fn start(state: &AppState, activation: Activation<'_>) -> ApiResult<Started> {
     let Some(balancer) = state.invocations.balancer() else {
         tracing::warn!(action = %activation.action.doc_id(), "no invocation path in this process");
         return Err(ApiError::unavailable(messages::SERVICE_UNAVAILABLE));
@@ -127,20 +159,21 @@ pub(crate) async fn activate(state: &AppState, activation: Activation<'_>) -> Ap
         init_args,
         blocking: activation.blocking,
         completion_topic: balancer.completion_topic(),
-        cause: None,
-        caused_by: None,
+        cause: activation.cause.clone(),
+        caused_by: activation.caused_by.clone(),
         binding: activation.binding.clone(),
         invoked_as: None,
         accepted_at: activation.accepted_at,
     };
 
-    let lost = lost_record_template(
+    let mut lost = lost_record_template(
         activation.caller,
         action,
         activation.binding.as_ref(),
         &activation_id,
         activation.accepted_at,
     )?;
+    lost.cause = activation.cause;
     let note = activation_entry(&lost).map_err(internal("pending note does not encode"))?;
     let activations = &state.store.activations;
     activations.put_pending(note.clone()).await?;
@@ -168,31 +201,47 @@ pub(crate) async fn activate(state: &AppState, activation: Activation<'_>) -> Ap
         blocking = activation.blocking,
         "activation accepted"
     );
-    if !activation.blocking {
-        return Ok(accepted(&activation_id));
-    }
+    Ok(Started {
+        activation_id,
+        namespace: activation.caller.namespace.clone(),
+        published,
+        run_limit,
+    })
+}
 
-    let wait = Duration::from_millis(activation.wait_ms).min(run_limit + BLOCKING_MARGIN);
+/// Waits up to `wait` (at most the action's time limit plus [`BLOCKING_MARGIN`]) for the
+/// record of a started activation; `None` when it is not there in time.
+pub(crate) async fn wait_for_record(
+    state: &AppState,
+    started: Started,
+    wait: Duration,
+) -> ApiResult<Option<WhiskActivation>> {
+    let wait = wait.min(started.run_limit + BLOCKING_MARGIN);
     let deadline = Instant::now() + wait;
-    if let Ok(Ok(completion)) = tokio::time::timeout_at(deadline, published.completion).await
+    if let Ok(Ok(completion)) =
+        tokio::time::timeout_at(deadline, started.published.completion).await
         && let Some(record) = completion.record
     {
-        return Ok(record_response(&record, activation.result_only));
+        return Ok(Some(record));
     }
     // The completion came without a record, or the slots were released without one: the
     // store is the only witness left until the caller's wait is over.
-    let namespace = &activation.caller.namespace;
+    let activation_id = started.activation_id;
+    let activations = &state.store.activations;
     loop {
-        if let Some(document) = activations.get(namespace, activation_id.as_str()).await? {
+        if let Some(document) = activations
+            .get(&started.namespace, activation_id.as_str())
+            .await?
+        {
             let record: WhiskActivation = serde_json::from_value(document).map_err(|error| {
                 tracing::error!(%error, %activation_id, "stored activation does not decode");
                 ApiError::internal()
             })?;
-            return Ok(record_response(&record, activation.result_only));
+            return Ok(Some(record));
         }
         if Instant::now() + STORE_POLL_INTERVAL >= deadline {
-            tracing::info!(%activation_id, wait_ms = wait.as_millis(), "blocking wait over; answering 202");
-            return Ok(accepted(&activation_id));
+            tracing::info!(%activation_id, wait_ms = wait.as_millis(), "wait for the record over");
+            return Ok(None);
         }
         tokio::time::sleep(STORE_POLL_INTERVAL).await;
     }

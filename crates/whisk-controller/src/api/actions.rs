@@ -619,6 +619,8 @@ async fn invoke(
             wait_ms: options.timeout_ms,
             transaction_id: tid.as_str().to_owned(),
             accepted_at,
+            cause: None,
+            caused_by: None,
         },
     )
     .await
