@@ -484,3 +484,230 @@ impl Drop for LoadBalancer {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use whisk_bus::InProcessBus;
+    use whisk_model::Identity;
+    use whisk_model::names::FullyQualifiedEntityName;
+
+    use super::*;
+
+    fn balancer() -> Arc<LoadBalancer> {
+        LoadBalancer::new(Arc::new(InProcessBus::new()), BalancerConfig::default())
+    }
+
+    fn beat(invoker: u32, memory_mb: u64, state: InvokerState) -> HealthBeat {
+        HealthBeat {
+            invoker,
+            state,
+            user_memory_mb: memory_mb,
+            sent_at: 0,
+        }
+    }
+
+    fn message(id: u8, namespace: &str) -> ActivationMessage {
+        ActivationMessage {
+            transaction_id: "tid".into(),
+            activation_id: ActivationId::from_bytes([id; 16]),
+            action: FullyQualifiedEntityName::parse("/guest/hello").unwrap(),
+            revision: "1".into(),
+            user: Identity {
+                subject: namespace.into(),
+                namespace: namespace.into(),
+                uuid: format!("uuid-{namespace}"),
+                limits: Default::default(),
+            },
+            api_key: None,
+            content: serde_json::Map::new(),
+            init_args: serde_json::Map::new(),
+            blocking: false,
+            completion_topic: completion_topic(0),
+            cause: None,
+            caused_by: None,
+            binding: None,
+            invoked_as: None,
+            accepted_at: 0,
+        }
+    }
+
+    fn completion(id: u8) -> CompletionMessage {
+        CompletionMessage {
+            transaction_id: "tid".into(),
+            activation_id: ActivationId::from_bytes([id; 16]),
+            invoker: 0,
+            record: None,
+            system_error: false,
+        }
+    }
+
+    const RUN: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn no_invoker_heard_of_is_no_invokers() {
+        let balancer = balancer();
+        let refused = balancer.publish(&message(1, "guest"), 256, RUN).await;
+        assert!(matches!(refused, Err(BalancerError::NoInvokers)));
+        assert_eq!(balancer.total_in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn draining_invokers_take_no_work() {
+        let balancer = balancer();
+        balancer.record_beat(&beat(0, 1024, InvokerState::Draining));
+        let refused = balancer.publish(&message(1, "guest"), 256, RUN).await;
+        assert!(matches!(refused, Err(BalancerError::NoInvokers)));
+        assert!(!balancer.invokers()[0].healthy);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_invokers_are_down_after_the_configured_time() {
+        let balancer = balancer();
+        balancer.record_beat(&beat(0, 1024, InvokerState::Healthy));
+        tokio::time::advance(DEFAULT_DOWN_AFTER - Duration::from_millis(1)).await;
+        assert!(balancer.invokers()[0].healthy);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!balancer.invokers()[0].healthy);
+        balancer.record_beat(&beat(0, 1024, InvokerState::Healthy));
+        assert!(balancer.invokers()[0].healthy);
+    }
+
+    #[tokio::test]
+    async fn slots_are_taken_per_activation_and_given_back_on_completion() {
+        let balancer = balancer();
+        balancer.record_beat(&beat(0, 512, InvokerState::Healthy));
+        let first = balancer
+            .publish(&message(1, "guest"), 256, RUN)
+            .await
+            .unwrap();
+        balancer
+            .publish(&message(2, "other"), 256, RUN)
+            .await
+            .unwrap();
+        assert_eq!(balancer.invokers()[0].used_mb, 512);
+        assert_eq!(balancer.in_flight_for("uuid-guest"), 1);
+        assert_eq!(balancer.in_flight_for("uuid-other"), 1);
+
+        // Full: the third overloads the only healthy invoker instead of failing.
+        balancer
+            .publish(&message(3, "guest"), 256, RUN)
+            .await
+            .unwrap();
+        assert_eq!(balancer.invokers()[0].used_mb, 768);
+        assert_eq!(balancer.in_flight_for("uuid-guest"), 2);
+
+        balancer.complete(completion(1));
+        assert_eq!(
+            first.completion.await.unwrap().activation_id,
+            ActivationId::from_bytes([1; 16])
+        );
+        assert_eq!(balancer.invokers()[0].used_mb, 512);
+        assert_eq!(balancer.in_flight_for("uuid-guest"), 1);
+        // A duplicate completion changes nothing.
+        balancer.complete(completion(1));
+        assert_eq!(balancer.invokers()[0].used_mb, 512);
+        assert_eq!(balancer.total_in_flight(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_home_invoker_is_stepped_over() {
+        let balancer = balancer();
+        for invoker in 0..4 {
+            balancer.record_beat(&beat(invoker, 256, InvokerState::Healthy));
+        }
+        let (home, step) = home_and_step("guest", "guest/hello", 4);
+        let first = balancer
+            .publish(&message(1, "guest"), 256, RUN)
+            .await
+            .unwrap();
+        assert_eq!(usize::try_from(first.invoker).unwrap(), home);
+        let second = balancer
+            .publish(&message(2, "guest"), 256, RUN)
+            .await
+            .unwrap();
+        assert_eq!(usize::try_from(second.invoker).unwrap(), (home + step) % 4);
+        // A down home invoker is stepped over too.
+        balancer.complete(completion(1));
+        balancer.record_beat(&beat(
+            u32::try_from(home).unwrap(),
+            256,
+            InvokerState::Draining,
+        ));
+        let third = balancer
+            .publish(&message(3, "guest"), 256, RUN)
+            .await
+            .unwrap();
+        assert_ne!(usize::try_from(third.invoker).unwrap(), home);
+    }
+
+    #[tokio::test]
+    async fn a_refused_publish_gives_the_slots_back() {
+        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
+        let balancer = LoadBalancer::new(Arc::clone(&bus), BalancerConfig::default());
+        balancer.record_beat(&beat(0, 1024, InvokerState::Healthy));
+        bus.close().await;
+        let refused = balancer.publish(&message(1, "guest"), 256, RUN).await;
+        assert!(matches!(refused, Err(BalancerError::Bus(BusError::Closed))));
+        assert_eq!(balancer.total_in_flight(), 0);
+        assert_eq!(balancer.in_flight_for("uuid-guest"), 0);
+        assert_eq!(balancer.invokers()[0].used_mb, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_are_released_by_force_when_no_completion_comes() {
+        let balancer = balancer();
+        balancer.record_beat(&beat(0, 1024, InvokerState::Healthy));
+        let published = balancer
+            .publish(&message(1, "guest"), 256, Duration::from_secs(10))
+            .await
+            .unwrap();
+        // max(10 s, 60 s) * 2 + 60 s = 180 s.
+        tokio::time::sleep(Duration::from_secs(179)).await;
+        assert_eq!(balancer.in_flight_for("uuid-guest"), 1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(balancer.in_flight_for("uuid-guest"), 0);
+        assert_eq!(balancer.invokers()[0].used_mb, 0);
+        assert!(
+            published.completion.await.is_err(),
+            "the waiter sees no completion"
+        );
+    }
+
+    #[tokio::test]
+    async fn completions_and_beats_arrive_over_the_bus() {
+        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
+        let balancer = LoadBalancer::new(Arc::clone(&bus), BalancerConfig::default());
+        balancer.start().await.unwrap();
+        let payload =
+            Bytes::from(serde_json::to_vec(&beat(0, 1024, InvokerState::Healthy)).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while balancer.invokers().is_empty() {
+            bus.broadcast(HEALTH_TOPIC, payload.clone()).await.unwrap();
+            assert!(Instant::now() < deadline, "beat never seen");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut work = bus.consume(&invoker_topic(0)).await.unwrap();
+        let published = balancer
+            .publish(&message(1, "guest"), 256, RUN)
+            .await
+            .unwrap();
+        let delivery = work.next().await.unwrap();
+        let sent: ActivationMessage = serde_json::from_slice(&delivery.payload).unwrap();
+        assert_eq!(sent, message(1, "guest"));
+        delivery.ack().await.unwrap();
+
+        bus.publish("completed0", Bytes::from_static(b"not json"))
+            .await
+            .unwrap();
+        let done = Bytes::from(serde_json::to_vec(&completion(1)).unwrap());
+        bus.publish("completed0", done).await.unwrap();
+        let completed = tokio::time::timeout(Duration::from_secs(30), published.completion)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(completed, completion(1));
+        assert_eq!(balancer.total_in_flight(), 0);
+        balancer.stop();
+    }
+}
