@@ -394,3 +394,32 @@ async fn reqwest_free_post(proxy: &Proxy, path: &str, body: &str) -> (u16, Strin
     let status = response[9..12].parse().unwrap();
     (status, response)
 }
+
+#[test]
+fn bad_arguments_exit_with_usage() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_whisk-runtime-proxy"))
+        .arg("sideways")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("usage: whisk proxy actionloop|skeleton"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_reported() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_whisk-runtime-proxy"))
+        .args(["skeleton", "--host", "127.0.0.1", "--port", &port])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("cannot listen on 127.0.0.1:"), "{err}");
+}

@@ -419,3 +419,24 @@ async fn a_run_that_never_answers_times_out() {
         json!({"error":"The action exceeded its time limits of 300 milliseconds."})
     );
 }
+
+#[tokio::test]
+async fn plain_source_needs_no_writable_action_directory() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let unusable = file.join("action").to_string_lossy().into_owned();
+    let proxy = Proxy::start(
+        &node_path(),
+        &[&proxy_asset("nodejs/proxy.js")],
+        &[("__OW_ACTION_DIR", &unusable)],
+    );
+    let client = proxy.client();
+    let reply = init(
+        &client,
+        json!({"main":"main","code":"function main() { return {fine: true}; }"}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(body(&run(&client, json!({})).await), json!({"fine":true}));
+}

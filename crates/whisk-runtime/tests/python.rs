@@ -244,3 +244,24 @@ async fn logs_come_before_the_sentinels_on_both_streams() {
         format!("err 1\n{LOG_SENTINEL}\nerr 2\n{LOG_SENTINEL}\n")
     );
 }
+
+#[tokio::test]
+async fn plain_source_needs_no_writable_action_directory() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let unusable = file.join("action").to_string_lossy().into_owned();
+    let proxy = Proxy::start(
+        &python_path(),
+        &["-B", &proxy_asset("python/proxy.py")],
+        &[("__OW_ACTION_DIR", &unusable)],
+    );
+    let client = proxy.client();
+    let reply = init(
+        &client,
+        json!({"main":"main","code":"def main(a):\n    return {\"fine\": True}\n"}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(body(&run(&client, json!({})).await), json!({"fine":true}));
+}

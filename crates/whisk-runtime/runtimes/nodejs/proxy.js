@@ -136,7 +136,7 @@ function untar(buf, dir) {
 // ---- loading --------------------------------------------------------------------------------
 
 function compileSource(code, main, dir) {
-  fs.mkdirSync(dir, { recursive: true });
+  // Plain source needs no files: the directory only anchors relative `require`s.
   const filename = path.join(dir, 'action.js');
   const mod = new Module(filename, module);
   mod.filename = filename;

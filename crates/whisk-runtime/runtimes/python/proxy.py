@@ -75,8 +75,8 @@ def load_action(value):
     main = value.get("main") or "main"
     code = value["code"]
     directory = action_dir()
-    os.makedirs(directory, exist_ok=True)
     if value.get("binary"):
+        os.makedirs(directory, exist_ok=True)
         safe_extract(base64.b64decode(code), directory)
         entry = os.path.join(directory, "__main__.py")
         if not os.path.isfile(entry):

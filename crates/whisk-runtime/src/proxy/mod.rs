@@ -442,6 +442,35 @@ mod tests {
     }
 
     #[test]
+    fn init_env_values_become_text() {
+        let init = InitRequest::parse(&json!({"value":{"code":"x","env":
+            {"S":"s","N":3,"B":true,"O":{"a":[1]},"Z":null}}}))
+        .unwrap();
+        assert_eq!(
+            init.env,
+            [
+                ("S".to_string(), "s".to_string()),
+                ("N".to_string(), "3".to_string()),
+                ("B".to_string(), "true".to_string()),
+                ("O".to_string(), r#"{"a":[1]}"#.to_string()),
+                ("Z".to_string(), String::new()),
+            ]
+        );
+        assert!(!init.binary);
+    }
+
+    #[test]
+    fn binary_code_that_is_not_base64_fails_init() {
+        let reply =
+            InitRequest::parse(&json!({"value":{"code":"not base64!","binary":true}})).unwrap_err();
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            reply.body,
+            r#"{"error":"The action failed to generate or locate a binary. See logs for details."}"#
+        );
+    }
+
+    #[test]
     fn init_without_code_is_refused() {
         let reply = InitRequest::parse(&json!({"value":{"main":"main"}})).unwrap_err();
         assert_eq!(reply.status, StatusCode::FORBIDDEN);
