@@ -11,6 +11,7 @@
 
 pub mod cgroup;
 mod client;
+pub mod net;
 mod protocol;
 pub mod rootfs;
 mod sandbox;
