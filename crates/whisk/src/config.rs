@@ -39,17 +39,19 @@ pub struct InvokerFile {
     pub idle_timeout_ms: Option<u64>,
     pub stem_cells: Option<bool>,
     pub network: Option<NetworkMode>,
+    pub subnet: Option<String>,
 }
 
-/// What network an action container gets.
+/// What network an action container gets. Either way each container has its own network
+/// namespace that the invoker reaches over a veth pair, and the platform's API is relayed in.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NetworkMode {
-    /// Its own network namespace with only loopback: no traffic leaves the container.
+    /// Outbound access to the world through the host's address (OpenWhisk's actions have it).
     #[default]
+    Nat,
+    /// Nothing leaves the host except calls to the platform's API.
     None,
-    /// Its own network namespace joined to the host through a bridge, with outbound access.
-    Bridge,
 }
 
 /// Memory for action containers when nothing else is said (OpenWhisk's deployed default).
@@ -73,6 +75,9 @@ pub struct InvokerSettings {
     /// Whether prewarmed stem cells of the manifest's kinds are kept.
     pub stem_cells: bool,
     pub network: NetworkMode,
+    /// Container addresses (`a.b.c.d/len`); must not overlap anything on the host, so two
+    /// platforms on one host need different ones. `None`: the sandbox's default.
+    pub subnet: Option<String>,
 }
 
 impl InvokerSettings {
@@ -87,6 +92,7 @@ impl InvokerSettings {
             idle_timeout_ms: file.idle_timeout_ms.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
             stem_cells: file.stem_cells.unwrap_or(true),
             network: file.network.unwrap_or_default(),
+            subnet: file.subnet,
         }
     }
 }
@@ -213,7 +219,7 @@ mod tests {
         assert_eq!(defaults.user_memory_mb, 2048);
         assert_eq!(defaults.pause_grace_ms, 10_000);
         assert_eq!(defaults.idle_timeout_ms, 600_000);
-        assert_eq!(defaults.network, NetworkMode::None);
+        assert_eq!(defaults.network, NetworkMode::Nat);
         assert_eq!(defaults.instance, format!("whisk-{}", std::process::id()));
 
         let dir = tempfile::tempdir()?;
@@ -221,7 +227,8 @@ mod tests {
         std::fs::write(
             &path,
             "[invoker]\nenabled = false\ninstance = \"ci-7\"\nuser-memory-mb = 512\n\
-             pause-grace-ms = 50\nidle-timeout-ms = 1000\nstem-cells = false\nnetwork = \"bridge\"\n",
+             pause-grace-ms = 50\nidle-timeout-ms = 1000\nstem-cells = false\nnetwork = \"none\"\n\
+             subnet = \"10.77.0.0/24\"\n",
         )?;
         let invoker = ServerConfig::load(&ServerFlags {
             config: Some(path.clone()),
@@ -238,7 +245,8 @@ mod tests {
                 pause_grace_ms: 50,
                 idle_timeout_ms: 1000,
                 stem_cells: false,
-                network: NetworkMode::Bridge,
+                network: NetworkMode::None,
+                subnet: Some("10.77.0.0/24".into()),
             }
         );
         std::fs::write(&path, "[invoker]\nnetwork = \"everywhere\"\n")?;
