@@ -8,12 +8,14 @@ pub mod assets;
 pub mod client;
 pub mod launch;
 pub mod mapping;
+pub mod payload;
 pub mod proxy;
 
 pub use assets::{NODE_PROXY, NODE_PROXY_PATH, PYTHON_PROXY, PYTHON_PROXY_PATH, write_assets};
 pub use client::{CallError, CallResult, DEFAULT_MAX_RESPONSE_BYTES, RuntimeClient, RuntimeReply};
 pub use launch::{HostTools, LaunchLayout, LaunchSpec, launch_spec, supported_kinds};
 pub use mapping::{Verdict, init_verdict, run_verdict};
+pub use payload::{ActivationContext, InitCode, env_value, init_payload, run_payload};
 
 /// The line every proxy we ship writes on stdout and on stderr after each activation (§13.4).
 pub const LOG_SENTINEL: &str = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX";

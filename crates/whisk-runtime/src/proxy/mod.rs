@@ -324,14 +324,7 @@ impl InitRequest {
 pub(crate) fn env_pairs(entries: &Map<String, Value>, prefix: &str) -> Vec<(String, String)> {
     entries
         .iter()
-        .map(|(key, value)| {
-            let text = match value {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            (format!("{prefix}{key}"), text)
-        })
+        .map(|(key, value)| (format!("{prefix}{key}"), crate::payload::env_value(value)))
         .collect()
 }
 

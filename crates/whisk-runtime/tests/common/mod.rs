@@ -185,17 +185,20 @@ pub async fn run(client: &RuntimeClient, value: Value) -> RuntimeReply {
     client.run(&run_payload(value), CALL_TIMEOUT).await.unwrap()
 }
 
+/// The `/run` body the invoker sends, built by the crate's own `run_payload`.
 pub fn run_payload(value: Value) -> Value {
-    json!({
-        "value": value,
-        "namespace": "guest",
-        "action_name": "/guest/pkg/hello",
-        "action_version": "0.0.1",
-        "activation_id": "0123456789abcdef0123456789abcdef",
-        "transaction_id": "tid-1",
-        "deadline": "1717000060123",
-        "api_key": "uuid:key",
-    })
+    whisk_runtime::run_payload(
+        value,
+        &whisk_runtime::ActivationContext {
+            namespace: "guest".into(),
+            action_name: "/guest/pkg/hello".into(),
+            action_version: "0.0.1".into(),
+            activation_id: "0123456789abcdef0123456789abcdef".into(),
+            transaction_id: "tid-1".into(),
+            deadline_ms: 1717000060123,
+            api_key: Some("uuid:key".into()),
+        },
+    )
 }
 
 pub fn body(reply: &RuntimeReply) -> Value {
