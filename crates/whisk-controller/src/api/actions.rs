@@ -67,7 +67,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// Where an action lives, as addressed by the URL (namespace already resolved from `_`).
 #[derive(Debug, Clone)]
-struct ActionAddress {
+pub(crate) struct ActionAddress {
     namespace: EntityName,
     package: Option<EntityName>,
     name: EntityName,
@@ -75,7 +75,7 @@ struct ActionAddress {
 
 impl ActionAddress {
     /// Validates the segments in URL order: namespace, package, name.
-    fn parse(
+    pub(crate) fn parse(
         caller: &Identity,
         namespace: &str,
         package: Option<&str>,
@@ -100,7 +100,7 @@ impl ActionAddress {
         }
     }
 
-    fn resource(&self) -> Resource {
+    pub(crate) fn resource(&self) -> Resource {
         Resource::entity(Collection::Actions, self.path(), self.name.clone())
     }
 
@@ -111,16 +111,16 @@ impl ActionAddress {
 
 /// An action found for a read or an invocation, with the package it was reached through.
 #[derive(Debug)]
-struct ResolvedAction {
-    action: Stored<WhiskAction>,
-    access: Option<PackageAccess>,
+pub(crate) struct ResolvedAction {
+    pub(crate) action: Stored<WhiskAction>,
+    pub(crate) access: Option<PackageAccess>,
 }
 
 impl ResolvedAction {
     /// Reads the action `address` names once its rights are checked: through the package
     /// `access` when the check consulted one (a binding leads to the bound package's
     /// contents), else at the address itself. A missing action is a 404.
-    async fn fetch(
+    pub(crate) async fn fetch(
         store: &dyn EntityStore,
         address: &ActionAddress,
         access: Option<PackageAccess>,
@@ -138,7 +138,7 @@ impl ResolvedAction {
     }
 
     /// The action with its package's (and binding's) parameters merged underneath its own.
-    fn merged(&self) -> WhiskAction {
+    pub(crate) fn merged(&self) -> WhiskAction {
         let mut action = self.action.entity.clone();
         if let Some(access) = &self.access {
             action.parameters = access.inherited_parameters().merge(&action.parameters);
