@@ -1,12 +1,14 @@
 //! The invoker's side of the runtime protocol (REFERENCE §13.1–13.3): `POST /init` and `POST /run`
 //! to the proxy listening in one container.
 //!
-//! One HTTP/1.1 connection is kept open per container and reused for every call, because a warm
-//! activation should cost one request on an established socket, not a TCP handshake as well.
+//! HTTP/1.1 connections are kept open per container and reused, because a warm activation should
+//! cost one request on an established socket, not a TCP handshake as well. Overlapping calls (an
+//! action allowing concurrent activations) each take a connection of their own.
 //! Outcomes are typed so that [`crate::mapping`] can turn them into OpenWhisk's statuses without
 //! looking at transport details.
 
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,7 +18,6 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
-use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
 /// OpenWhisk's default cap on an action's result (REFERENCE §6.2): 1 MB.
@@ -69,7 +70,9 @@ pub type CallResult = Result<RuntimeReply, CallError>;
 pub struct RuntimeClient {
     addr: SocketAddr,
     max_response: usize,
-    connection: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    /// Idle kept-alive connections. Usually one; more only while calls overlap (an action with
+    /// `limits.concurrency` above 1), each call holding its own connection meanwhile.
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
 impl RuntimeClient {
@@ -83,7 +86,7 @@ impl RuntimeClient {
         RuntimeClient {
             addr,
             max_response,
-            connection: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
         }
     }
 
@@ -121,14 +124,9 @@ impl RuntimeClient {
             self.exchange(path, Bytes::from(body), retry_refused),
         )
         .await;
-        let result = match outcome {
-            Ok(result) => result,
-            Err(_) => {
-                // The connection may still carry the late reply: never reuse it.
-                self.connection.lock().await.take();
-                Err(CallError::Timeout(timeout))
-            }
-        };
+        // On a timeout the dropped exchange drops its connection too, so a late reply can never
+        // be read as the answer to a later call.
+        let result = outcome.unwrap_or(Err(CallError::Timeout(timeout)));
         let result = result.map(|mut reply| {
             reply.elapsed = started.elapsed();
             reply
@@ -139,16 +137,15 @@ impl RuntimeClient {
     }
 
     async fn exchange(&self, path: &str, body: Bytes, retry_refused: bool) -> CallResult {
-        let mut slot = self.connection.lock().await;
         let request = http::Request::post(path)
             .header(http::header::HOST, self.addr.to_string())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json")
             .body(Full::new(body))
             .map_err(|e| CallError::Request(e.to_string()))?;
-        let (mut sender, reused) = match slot.take() {
-            Some(sender) if !sender.is_closed() => (sender, true),
-            _ => (self.connect(retry_refused).await?, false),
+        let (mut sender, reused) = match self.take_idle() {
+            Some(sender) => (sender, true),
+            None => (self.connect(retry_refused).await?, false),
         };
         let response = match send(&mut sender, request).await {
             Ok(response) => response,
@@ -165,7 +162,9 @@ impl RuntimeClient {
         };
         let status = response.status().as_u16();
         let (body, length, truncated) = self.read_capped(response.into_body()).await?;
-        *slot = Some(sender);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(sender);
+        }
         Ok(RuntimeReply {
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
@@ -173,6 +172,17 @@ impl RuntimeClient {
             truncated,
             elapsed: Duration::ZERO,
         })
+    }
+
+    /// An idle connection that is still open, if any.
+    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
     }
 
     /// Reads the whole body but keeps only the first `max_response` bytes, so the size in the

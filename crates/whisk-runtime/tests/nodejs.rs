@@ -440,3 +440,28 @@ async fn plain_source_needs_no_writable_action_directory() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(body(&run(&client, json!({})).await), json!({"fine":true}));
 }
+
+/// An action with `limits.concurrency` above 1 gets overlapping `/run` calls: the first
+/// activation here only ends once the second one has arrived, so serialised calls would hang.
+#[tokio::test]
+async fn overlapping_runs_use_separate_connections() {
+    let proxy = Proxy::node();
+    let client = proxy.client();
+    let code = "let release = null;\n\
+        function main() {\n\
+          if (release) { release(); release = null; return {second: true}; }\n\
+          return new Promise((ok) => { release = () => ok({first: true}); });\n\
+        }";
+    init(&client, json!({"main":"main","code":code})).await;
+    let payload = run_payload(json!({}));
+    let first = client.run(&payload, CALL_TIMEOUT);
+    let second = async {
+        // Start the second call once the first is in flight (its connection is taken).
+        tokio::task::yield_now().await;
+        client.run(&payload, CALL_TIMEOUT).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    let mut bodies = vec![body(&first.unwrap()), body(&second.unwrap())];
+    bodies.sort_by_key(|b| b.to_string());
+    assert_eq!(bodies, [json!({"first":true}), json!({"second":true})]);
+}
