@@ -14,6 +14,7 @@ pub mod logs;
 pub mod payload;
 pub mod pool;
 pub mod record;
+pub mod sandbox;
 pub mod service;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -25,6 +26,7 @@ pub use pool::{
     ContainerPool, ContainerRequest, Lease, PoolConfig, PoolError, StemCellConfig, WarmKey,
     stem_cells_from_manifest,
 };
+pub use sandbox::{ContainerNetwork, NetworkProvider, SandboxFactory, SandboxFactoryConfig};
 pub use service::{
     INTERRUPTED_BY_SHUTDOWN, Invoker, InvokerConfig, InvokerError, InvokerHandle, in_flight_for,
 };
