@@ -183,7 +183,7 @@ async fn a_zip_without_entry_point_fails_init() {
     .await;
     assert_eq!(reply.status, 502);
     assert!(body(&reply)["error"].as_str().unwrap().starts_with(
-        "Initialization has failed due to: Error: Zipped actions must contain either package.json or index.js at the root."
+        "Initialization has failed due to: Zipped actions must contain either package.json or index.js at the root."
     ));
     proxy.logs_after_sentinels(1);
 }
@@ -268,10 +268,64 @@ async fn a_thrown_error_is_502_and_the_proxy_is_unusable_after() {
 }
 
 #[tokio::test]
+async fn an_array_result_passes() {
+    let proxy = Proxy::node();
+    let client = proxy.client();
+    init(
+        &client,
+        json!({"main":"main","code":"function main() { return [1, {a: 2}]; }"}),
+    )
+    .await;
+    let reply = run(&client, json!({})).await;
+    assert_eq!((reply.status, body(&reply)), (200, json!([1, {"a": 2}])));
+}
+
+#[tokio::test]
+async fn a_rejected_error_keeps_name_message_and_stack() {
+    let proxy = Proxy::node();
+    let client = proxy.client();
+    let code = "async function main() { const e = new TypeError('nope'); e.code = 7; throw e; }";
+    init(&client, json!({"main":"main","code":code})).await;
+    let reply = run(&client, json!({})).await;
+    assert_eq!(reply.status, 200);
+    let error = &body(&reply)["error"];
+    assert_eq!(error["name"], "TypeError");
+    assert_eq!(error["message"], "nope");
+    assert_eq!(error["code"], 7);
+    assert!(
+        error["stack"]
+            .as_str()
+            .unwrap()
+            .starts_with("TypeError: nope")
+    );
+}
+
+#[tokio::test]
+async fn a_dotted_main_walks_the_exports() {
+    let proxy = Proxy::node();
+    let client = proxy.client();
+    let archive = zip(
+        &[(
+            "index.js",
+            b"exports.handlers = { go: () => ({nested: true}) };",
+            0o644,
+        )],
+        false,
+    );
+    let reply = init(
+        &client,
+        json!({"main":"handlers.go","code":base64(&archive),"binary":true}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(body(&run(&client, json!({})).await), json!({"nested":true}));
+}
+
+#[tokio::test]
 async fn a_non_object_result_is_not_a_dictionary() {
     for code in [
         "function main() { return 42; }",
-        "function main() { return [1]; }",
+        "function main() { return null; }",
     ] {
         let proxy = Proxy::node();
         let client = proxy.client();
@@ -345,12 +399,12 @@ async fn a_missing_main_function_fails_init() {
     let proxy = Proxy::node();
     let client = proxy.client();
     let reply = init(&client, json!({"main":"nope","code":ECHO})).await;
-    assert_eq!(reply.status, 502);
-    assert!(
-        body(&reply)["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("Initialization has failed due to: ")
+    assert_eq!(
+        (reply.status, body(&reply)),
+        (
+            502,
+            json!({"error":"Initialization has failed due to: Action entrypoint 'nope' is not a function."})
+        )
     );
 }
 

@@ -159,7 +159,7 @@ function loadArchive(buf, main, dir) {
   else if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) untar(zlib.gunzipSync(buf), dir);
   else throw new Error('the binary action is neither a zip nor a tar.gz archive');
 
-  // `file.fn`: the function `fn` exported by `file.js`.
+  // `file.fn`: the function `fn` exported by `file.js`, when there is such a file.
   const dot = main.lastIndexOf('.');
   if (dot > 0) {
     const file = path.join(dir, main.slice(0, dot) + '.js');
@@ -174,9 +174,11 @@ function loadArchive(buf, main, dir) {
     entry = path.join(dir, 'index.js');
   }
   if (entry === null) {
-    throw new Error('Zipped actions must contain either package.json or index.js at the root.');
+    // A plain message, not an Error: the reply quotes it without a stack.
+    throw 'Zipped actions must contain either package.json or index.js at the root.';
   }
-  return require(entry)[main];
+  // Otherwise a dotted `main` is a path through the entry module's exports (`a.b` = exports.a.b).
+  return main.split('.').reduce((at, key) => (at == null ? undefined : at[key]), require(entry));
 }
 
 function doInit(message) {
@@ -193,13 +195,13 @@ function doInit(message) {
       ? loadArchive(Buffer.from(value.code, 'base64'), value.main, dir)
       : compileSource(value.code, value.main, dir);
     if (typeof fn !== 'function') {
-      throw new Error(`Action entrypoint '${value.main}' is not a function.`);
+      throw `Action entrypoint '${value.main}' is not a function.`;
     }
     state.fn = fn;
     return [200, { OK: true }];
   } catch (err) {
-    const text = err && err.stack ? err.stack : String(err);
-    console.error(text);
+    const text = err && err.stack ? String(err.stack) : String(err);
+    console.error('Error during initialization:', text);
     writeSentinels();
     return [502, { error: 'Initialization has failed due to: ' + text }];
   }
@@ -229,23 +231,40 @@ async function doRun(message) {
     try {
       result = await result;
     } catch (err) {
-      // A rejection is the action's own answer: an application error with the rejected value
-      // serialized as JSON would (an Error's enumerable fields; nothing becomes {}).
-      let error = {};
-      if (err !== undefined) {
-        try { error = JSON.parse(JSON.stringify(err)); } catch (e) { error = String(err); }
-        if (error === undefined) error = {};
-      }
+      // A rejection is the action's own answer: an application error carrying the rejected
+      // value (nothing, or any falsy value, becomes {}).
       writeSentinels();
-      return [200, { error }];
+      return [200, { error: err ? serializeError(err) : {} }];
     }
   }
   if (result === undefined) result = {};
   writeSentinels();
-  if (result === null || typeof result !== 'object' || Array.isArray(result)) {
+  // Arrays pass, as they do in OpenWhisk's runtime (the invoker accepts JSON arrays).
+  if (result === null || typeof result !== 'object') {
     return [502, { error: 'The action did not return a dictionary.' }];
   }
   return [200, result];
+}
+
+// An Error keeps its name, message and stack (JSON would drop them, as they are not
+// enumerable); other values go out as JSON makes them.
+function serializeError(err, seen = new Set()) {
+  if (err === null || typeof err !== 'object') {
+    return typeof err === 'function' || typeof err === 'symbol' ? String(err) : err;
+  }
+  if (seen.has(err)) return '[Circular]';
+  seen.add(err);
+  if (Array.isArray(err)) return err.map((item) => serializeError(item, seen));
+  const out = {};
+  if (err instanceof Error) {
+    out.name = err.name;
+    out.message = err.message;
+    out.stack = err.stack;
+  }
+  for (const [key, value] of Object.entries(err)) {
+    if (typeof value !== 'function') out[key] = serializeError(value, seen);
+  }
+  return out;
 }
 
 function readBody(req) {
