@@ -271,7 +271,9 @@ fn create(
     }
     // SAFETY: the spawner is single-threaded (see the module doc).
     let cloned = unsafe { sys::clone_process(flags) };
-    if netns.is_some() {
+    // Only the spawner goes back: the child stays in the namespace it was cloned into (and,
+    // in its own user namespace, could not go back anyway).
+    if netns.is_some() && !matches!(cloned, Ok(None)) {
         move_into_link_name_space(context.own_netns.as_fd(), Some(LinkNameSpaceType::Network))
             .map_err(|error| format!("setns back: {error}"))?;
     }
