@@ -539,7 +539,19 @@ async fn prepare(shared: &Shared) -> Result<PreparedNetwork, NetError> {
     Ok(network)
 }
 
-/// The namespace, the veth pair with `eth0` inside, addresses and routes.
+/// The MAC address of every host-side veth. Each veth pair is its own link, so they can all
+/// share one (locally administered) address; both ends get permanent neighbour entries, so no
+/// ARP is needed at all, which also keeps working on hosts whose `arp_ignore` would refuse to
+/// answer for a gateway address held by another interface.
+const HOST_MAC: &str = "ee:ee:ee:ee:ee:ee";
+
+/// A locally administered MAC address made from the container's IPv4 address.
+fn container_mac(address: Ipv4Addr) -> String {
+    let [a, b, c, d] = address.octets();
+    format!("02:77:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
+/// The namespace, the veth pair with `eth0` inside, addresses, neighbours and routes.
 async fn create(shared: &Shared, network: &PreparedNetwork) -> Result<(), NetError> {
     let PreparedNetwork {
         name,
@@ -549,10 +561,12 @@ async fn create(shared: &Shared, network: &PreparedNetwork) -> Result<(), NetErr
         ..
     } = network;
     let alias = shared.names.alias();
+    let container_mac = container_mac(*address);
     let outside = format!(
         "netns add {name}\n\
-         link add {host} type veth peer name eth0 netns {name}\n\
+         link add {host} address {HOST_MAC} type veth peer name eth0 address {container_mac} netns {name}\n\
          link set {host} alias {alias} up\n\
+         neighbour replace {address} lladdr {container_mac} dev {host} nud permanent\n\
          route add {address}/32 dev {host} src {gateway}\n"
     );
     run(&shared.config.tools.ip, &["-batch", "-"], Some(&outside)).await?;
@@ -560,6 +574,7 @@ async fn create(shared: &Shared, network: &PreparedNetwork) -> Result<(), NetErr
         "link set lo up\n\
          address add {address}/32 dev eth0\n\
          link set eth0 up\n\
+         neighbour replace {gateway} lladdr {HOST_MAC} dev eth0 nud permanent\n\
          route add {gateway}/32 dev eth0 scope link\n\
          route add default via {gateway} dev eth0\n"
     );
