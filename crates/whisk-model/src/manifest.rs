@@ -455,6 +455,8 @@ mod tests {
         assert_eq!(manifest.default_kind("python").unwrap().kind, "python:3.11");
         assert_eq!(manifest.default_kind("java").unwrap().kind, "java:8");
         assert_eq!(manifest.default_kind("go").unwrap().kind, "go:1.20");
+        assert_eq!(manifest.default_kind("wasm").unwrap().kind, "wasm:wasi");
+        assert!(manifest.kind("wasm:wasi").unwrap().attached.is_some());
         assert!(manifest.requires_main("java:8"));
         assert!(!manifest.requires_main("nodejs:20"));
         assert_eq!(
@@ -481,7 +483,7 @@ mod tests {
         let error = builtin().lookup_kind("Foo").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "The specified runtime 'foo' is not supported by this platform. Valid values are: 'blackbox', 'go:1.20', 'java:8', 'nodejs:20', 'python:3.11', 'sequence'."
+            "The specified runtime 'foo' is not supported by this platform. Valid values are: 'blackbox', 'go:1.20', 'java:8', 'nodejs:20', 'python:3.11', 'sequence', 'wasm:wasi'."
         );
         assert!(builtin().lookup_kind("ruby:default").is_err());
         assert!(builtin().lookup_kind("").is_err());

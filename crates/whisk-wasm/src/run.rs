@@ -1,0 +1,438 @@
+//! One activation: a fresh instance, parameters on stdin, result from stdout, under limits.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use whisk_model::{ActivationResponse, ActivationStatus, messages};
+
+use crate::engine::{CompiledAction, WasmEngine};
+use crate::output::{NOT_A_DICTIONARY, lines, parse_stdout};
+
+const MIB: u64 = 1024 * 1024;
+
+/// The action's limits for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// The action's memory limit: the module's linear memory may not grow past it.
+    pub memory_mb: u64,
+    /// The action's time limit, counted from the start of instantiation.
+    pub timeout: Duration,
+}
+
+/// Everything one run needs besides the compiled module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    /// The activation's parameters, written to the module's stdin as one JSON document.
+    pub params: Value,
+    /// The module's whole environment (nothing of the invoker's own environment leaks in).
+    pub env: Vec<(String, String)>,
+    pub limits: RunLimits,
+}
+
+impl RunRequest {
+    /// A request from an OpenWhisk `/run` payload (`{"value": params, "activation_id": ..}`),
+    /// following the runtimes' convention: `value` is the parameters and every other top-level
+    /// field `k` becomes the variable `__OW_K` (upper case); string values are passed as they
+    /// are, others as their JSON text. `base_env` (the container's environment, e.g.
+    /// `__OW_API_HOST`) comes first, so the payload's fields win over it.
+    pub fn from_run_payload(
+        payload: &Value,
+        base_env: &BTreeMap<String, String>,
+        limits: RunLimits,
+    ) -> RunRequest {
+        let params = payload
+            .get("value")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let mut env: BTreeMap<String, String> = base_env.clone();
+        if let Some(fields) = payload.as_object() {
+            for (key, value) in fields.iter().filter(|(key, _)| *key != "value") {
+                let text = match value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                env.insert(format!("__OW_{}", key.to_uppercase()), text);
+            }
+        }
+        RunRequest {
+            params,
+            env: env.into_iter().collect(),
+            limits,
+        }
+    }
+}
+
+/// Why a run produced no result. `Display` is exactly the `error` text of the activation's
+/// result, as OpenWhisk words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WasmRunError {
+    /// The deadline passed (epoch interruption).
+    #[error("{}", messages::timed_out_run(*timeout_ms))]
+    Timeout { timeout_ms: u64 },
+    /// The module tried to grow its memory past the action's memory limit.
+    #[error("{}", messages::MEMORY_EXHAUSTED)]
+    MemoryExhausted { limit_mb: u64 },
+    /// The module trapped (unreachable, out-of-bounds access, stack overflow, ...); the detail
+    /// is also added to the stderr log lines.
+    #[error("{}", messages::ABNORMAL_RUN)]
+    Trap(String),
+    /// The module called `proc_exit` with a non-zero code.
+    #[error("{}", messages::ABNORMAL_RUN)]
+    Exit(i32),
+    /// The result line was not JSON (the text is that line, possibly empty).
+    #[error("{}", messages::invalid_run_response(.0))]
+    InvalidOutput(String),
+    /// The result was JSON but neither an object nor an array.
+    #[error("{}", NOT_A_DICTIONARY)]
+    NotADictionary,
+    /// No instance slot could be had (all in use) or another platform-side failure.
+    #[error("{}", messages::RESOURCE_PROVISION_ERROR)]
+    Capacity(String),
+}
+
+/// What one run produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WasmOutcome {
+    /// The result (an object or array) or why there is none.
+    pub result: Result<Value, WasmRunError>,
+    /// Stdout lines that are not the result (see [`crate::parse_stdout`]).
+    pub stdout_lines: Vec<String>,
+    /// Everything written on stderr, line by line, then a trap's detail if there was one.
+    pub stderr_lines: Vec<String>,
+    /// Creating the store and the instance (what a cold start costs beyond the run).
+    pub init_time: Duration,
+    /// Running `_start`.
+    pub run_time: Duration,
+    /// Characters of the result text, when there was one.
+    pub size: Option<u64>,
+}
+
+impl WasmOutcome {
+    /// The run hit its time limit (the activation record's `timeout` annotation).
+    pub fn timed_out(&self) -> bool {
+        matches!(self.result, Err(WasmRunError::Timeout { .. }))
+    }
+
+    /// The activation response: an object with a top-level `error` is an application error, any
+    /// other object or array a success, a platform failure a whisk error, everything else a
+    /// developer error carrying [`WasmRunError`]'s text.
+    pub fn response(&self) -> ActivationResponse {
+        match &self.result {
+            Ok(value) => {
+                let status = if value.get("error").is_some() {
+                    ActivationStatus::ApplicationError
+                } else {
+                    ActivationStatus::Success
+                };
+                ActivationResponse::new(status, Some(value.clone()), self.size)
+            }
+            Err(WasmRunError::Capacity(_)) => ActivationResponse::whisk_error(Value::String(
+                messages::RESOURCE_PROVISION_ERROR.into(),
+            )),
+            Err(error) => ActivationResponse::error(
+                ActivationStatus::DeveloperError,
+                Value::String(error.to_string()),
+                self.size,
+            ),
+        }
+    }
+}
+
+/// The store's data: the WASI context of this run and its memory limiter.
+pub(crate) struct RunState {
+    pub(crate) wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// Caps linear memory at the action's limit and remembers that the cap was hit, so that the
+/// resulting trap is reported as memory exhaustion rather than as a crash.
+struct MemoryLimiter {
+    limit_bytes: usize,
+    exhausted: bool,
+}
+
+/// The error the limiter raises; it turns the `memory.grow` (or the instantiation) into a trap.
+#[derive(Debug, thiserror::Error)]
+#[error("linear memory would grow to {desired} bytes, past the action's limit of {limit} bytes")]
+struct MemoryLimitExceeded {
+    desired: usize,
+    limit: usize,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit_bytes {
+            self.exhausted = true;
+            return Err(MemoryLimitExceeded {
+                desired,
+                limit: self.limit_bytes,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables are bounded by the pooling allocator's slot size.
+        Ok(true)
+    }
+}
+
+impl WasmEngine {
+    /// Runs one activation of `action` in a fresh instance (so no state survives between
+    /// activations). Blocks the calling thread for up to the time limit: call it from a
+    /// blocking thread in async code.
+    pub fn run(&self, action: &CompiledAction, request: RunRequest) -> WasmOutcome {
+        let started = Instant::now();
+        let config = &self.inner.config;
+        let memory_mb = request.limits.memory_mb.min(config.max_memory_mb);
+        let limit_bytes = usize::try_from(memory_mb.saturating_mul(MIB)).unwrap_or(usize::MAX);
+        let timeout_ms = u64::try_from(request.limits.timeout.as_millis()).unwrap_or(u64::MAX);
+
+        let stdout = MemoryOutputPipe::new(config.max_output_bytes);
+        let stderr = MemoryOutputPipe::new(config.max_output_bytes);
+        let mut stdin = request.params.to_string().into_bytes();
+        stdin.push(b'\n');
+        let wasi = WasiCtxBuilder::new()
+            .stdin(MemoryInputPipe::new(stdin))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .envs(&request.env)
+            .arg("action")
+            .build_p1();
+        let mut store = Store::new(
+            &self.inner.engine,
+            RunState {
+                wasi,
+                limiter: MemoryLimiter {
+                    limit_bytes,
+                    exhausted: false,
+                },
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(deadline_ticks(
+            request.limits.timeout,
+            effective_tick(config.epoch_tick),
+        ));
+        store.epoch_deadline_trap();
+
+        let instance = action.pre.instantiate(&mut store);
+        let init_time = started.elapsed();
+        let run_started = Instant::now();
+        let call = instance.and_then(|instance| {
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call(&mut store, ())
+        });
+        let run_time = run_started.elapsed();
+
+        let mut stderr_lines = lines(&stderr.contents());
+        let failure = match call {
+            Ok(()) => None,
+            Err(error) => classify(
+                &error,
+                store.data().limiter.exhausted,
+                memory_mb,
+                timeout_ms,
+            ),
+        };
+        let (result, stdout_lines, size) = match failure {
+            Some(error) => {
+                if let WasmRunError::Trap(detail) = &error {
+                    stderr_lines.push(detail.clone());
+                }
+                (Err(error), lines(&stdout.contents()), None)
+            }
+            None => {
+                let parsed = parse_stdout(&stdout.contents());
+                (parsed.result, parsed.log_lines, Some(parsed.size))
+            }
+        };
+        tracing::debug!(
+            digest = %action.digest_hex(),
+            memory_mb,
+            timeout_ms,
+            init_us = init_time.as_micros() as u64,
+            run_us = run_time.as_micros() as u64,
+            ok = result.is_ok(),
+            "WebAssembly activation ran"
+        );
+        WasmOutcome {
+            result,
+            stdout_lines,
+            stderr_lines,
+            init_time,
+            run_time,
+            size,
+        }
+    }
+}
+
+/// What an error out of instantiation or `_start` means; `None` for a clean `proc_exit(0)`.
+fn classify(
+    error: &wasmtime::Error,
+    memory_exhausted: bool,
+    memory_mb: u64,
+    timeout_ms: u64,
+) -> Option<WasmRunError> {
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return (exit.0 != 0).then_some(WasmRunError::Exit(exit.0));
+    }
+    if memory_exhausted || error.downcast_ref::<MemoryLimitExceeded>().is_some() {
+        return Some(WasmRunError::MemoryExhausted {
+            limit_mb: memory_mb,
+        });
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Some(WasmRunError::Timeout { timeout_ms }),
+        Some(trap) => Some(WasmRunError::Trap(format!("wasm trap: {trap}"))),
+        None if error.downcast_ref::<wasmtime::WasmBacktrace>().is_some() => {
+            // A host function (WASI) failed the call; the module cannot go on.
+            Some(WasmRunError::Trap(format!("wasm trap: {error:#}")))
+        }
+        None => Some(WasmRunError::Capacity(format!("{error:#}"))),
+    }
+}
+
+/// The tick actually used by the ticker (see `Ticker::start`).
+fn effective_tick(tick: Duration) -> Duration {
+    tick.max(Duration::from_micros(100))
+}
+
+/// Ticks from now until `timeout` has surely passed: rounded up, plus one because the current
+/// tick may be about to end.
+fn deadline_ticks(timeout: Duration, tick: Duration) -> u64 {
+    let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1));
+    u64::try_from(ticks)
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_whole_ticks_plus_one() {
+        let ms = Duration::from_millis;
+        assert_eq!(deadline_ticks(ms(100), ms(1)), 101);
+        assert_eq!(deadline_ticks(ms(5), ms(2)), 4);
+        assert_eq!(deadline_ticks(Duration::ZERO, ms(1)), 1);
+        assert_eq!(effective_tick(Duration::ZERO), Duration::from_micros(100));
+    }
+
+    #[test]
+    fn run_payload_fields_become_ow_variables() {
+        let base = BTreeMap::from([
+            ("__OW_API_HOST".to_string(), "http://h".to_string()),
+            ("__OW_NAMESPACE".to_string(), "stale".to_string()),
+        ]);
+        let limits = RunLimits {
+            memory_mb: 128,
+            timeout: Duration::from_secs(1),
+        };
+        let request = RunRequest::from_run_payload(
+            &json!({"value": {"a": 1}, "namespace": "guest", "activation_id": "abc",
+                    "deadline": 123}),
+            &base,
+            limits,
+        );
+        assert_eq!(request.params, json!({"a": 1}));
+        assert_eq!(
+            request.env,
+            [
+                ("__OW_ACTIVATION_ID", "abc"),
+                ("__OW_API_HOST", "http://h"),
+                ("__OW_DEADLINE", "123"),
+                ("__OW_NAMESPACE", "guest"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        let empty = RunRequest::from_run_payload(&json!({}), &BTreeMap::new(), limits);
+        assert_eq!(empty.params, json!({}));
+        assert!(empty.env.is_empty());
+    }
+
+    #[test]
+    fn each_error_has_openwhisks_text_and_status() {
+        let outcome = |result| WasmOutcome {
+            result,
+            stdout_lines: Vec::new(),
+            stderr_lines: Vec::new(),
+            init_time: Duration::ZERO,
+            run_time: Duration::ZERO,
+            size: None,
+        };
+        let cases = [
+            (
+                WasmRunError::Timeout { timeout_ms: 250 },
+                "The action exceeded its time limits of 250 milliseconds.",
+                2,
+            ),
+            (
+                WasmRunError::MemoryExhausted { limit_mb: 128 },
+                "The action exhausted its memory and was aborted.",
+                2,
+            ),
+            (
+                WasmRunError::Trap("wasm trap: unreachable".into()),
+                "The action did not produce a valid response and exited unexpectedly.",
+                2,
+            ),
+            (
+                WasmRunError::Exit(3),
+                "The action did not produce a valid response and exited unexpectedly.",
+                2,
+            ),
+            (
+                WasmRunError::InvalidOutput("hi".into()),
+                "The action did not produce a valid JSON or JSON Array response: hi",
+                2,
+            ),
+            (
+                WasmRunError::NotADictionary,
+                "The action did not return a dictionary.",
+                2,
+            ),
+            (
+                WasmRunError::Capacity("pool".into()),
+                "Failed to provision resources to run the action.",
+                3,
+            ),
+        ];
+        for (error, text, status) in cases {
+            let timed_out = matches!(error, WasmRunError::Timeout { .. });
+            let outcome = outcome(Err(error));
+            let response = outcome.response();
+            assert_eq!(response.status_code, status, "{text}");
+            assert_eq!(response.result, Some(json!({ "error": text })));
+            assert_eq!(outcome.timed_out(), timed_out);
+        }
+        let ok = outcome(Ok(json!({"x": 1}))).response();
+        assert_eq!((ok.status_code, ok.result), (0, Some(json!({"x": 1}))));
+        let array = outcome(Ok(json!([1]))).response();
+        assert_eq!(array.status_code, 0);
+        let app = outcome(Ok(json!({"error": "nope"}))).response();
+        assert_eq!(
+            (app.status_code, app.result),
+            (1, Some(json!({"error": "nope"})))
+        );
+    }
+}

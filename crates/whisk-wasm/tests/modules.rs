@@ -1,0 +1,604 @@
+//! Modules built at test time from WAT text, run through the public API.
+
+#![allow(clippy::unwrap_used)] // a panic is the right way for a test to fail
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use whisk_wasm::{
+    RunLimits, RunRequest, WasmCompileError, WasmConfig, WasmEngine, WasmOutcome, WasmRunError,
+};
+
+fn engine() -> WasmEngine {
+    WasmEngine::new(WasmConfig {
+        max_instances: 4,
+        max_memory_mb: 256,
+        ..WasmConfig::default()
+    })
+    .unwrap()
+}
+
+fn wasm(text: &str) -> Vec<u8> {
+    wat::parse_str(text).unwrap()
+}
+
+fn limits() -> RunLimits {
+    RunLimits {
+        memory_mb: 128,
+        timeout: Duration::from_secs(60),
+    }
+}
+
+fn run(engine: &WasmEngine, module: &[u8], params: Value) -> WasmOutcome {
+    run_with(engine, module, params, Vec::new(), limits())
+}
+
+fn run_with(
+    engine: &WasmEngine,
+    module: &[u8],
+    params: Value,
+    env: Vec<(String, String)>,
+    limits: RunLimits,
+) -> WasmOutcome {
+    let action = engine.compile(module).unwrap();
+    engine.run(
+        &action,
+        RunRequest {
+            params,
+            env,
+            limits,
+        },
+    )
+}
+
+const IMPORTS: &str = r#"
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+"#;
+
+/// Writes `len` bytes at `ptr` to `fd` (iovec at 0, count at 8).
+const WRITE: &str = r#"
+  (func $write (param $fd i32) (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $ptr))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $fd_write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 8))))
+"#;
+
+/// Reads all of stdin to address 1024 and writes it back to stdout.
+fn echo() -> Vec<u8> {
+    wasm(&format!(
+        r#"(module {IMPORTS} {WRITE}
+  (memory (export "memory") 2)
+  (func (export "_start")
+    (local $len i32)
+    (block $done
+      (loop $more
+        (i32.store (i32.const 0) (i32.add (i32.const 1024) (local.get $len)))
+        (i32.store (i32.const 4) (i32.sub (i32.const 130048) (local.get $len)))
+        (br_if $done (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (br_if $done (i32.eqz (i32.load (i32.const 8))))
+        (local.set $len (i32.add (local.get $len) (i32.load (i32.const 8))))
+        (br $more)))
+    (call $write (i32.const 1) (i32.const 1024) (local.get $len))))"#
+    ))
+}
+
+/// A module that writes fixed text to stdout and stderr, then exits with `code` when given.
+fn writer(stdout: &str, stderr: &str, exit: Option<i32>) -> Vec<u8> {
+    let escape = |text: &str| {
+        text.bytes()
+            .map(|b| format!("\\{b:02x}"))
+            .collect::<String>()
+    };
+    let exit = exit
+        .map(|code| format!("(call $proc_exit (i32.const {code}))"))
+        .unwrap_or_default();
+    wasm(&format!(
+        r#"(module {IMPORTS} {WRITE}
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "{out}")
+  (data (i32.const 8192) "{err}")
+  (func (export "_start")
+    (call $write (i32.const 2) (i32.const 8192) (i32.const {err_len}))
+    (call $write (i32.const 1) (i32.const 1024) (i32.const {out_len}))
+    {exit}))"#,
+        out = escape(stdout),
+        err = escape(stderr),
+        out_len = stdout.len(),
+        err_len = stderr.len(),
+    ))
+}
+
+#[test]
+fn echo_returns_the_parameters() {
+    let engine = engine();
+    let params = json!({"name": "wasm", "nested": {"list": [1, 2, 3]}, "text": "é ✓"});
+    let outcome = run(&engine, &echo(), params.clone());
+    assert_eq!(outcome.result, Ok(params.clone()));
+    assert!(outcome.stdout_lines.is_empty());
+    assert!(outcome.stderr_lines.is_empty());
+    let response = outcome.response();
+    assert_eq!(response.status_code, 0);
+    assert_eq!(response.result, Some(params.clone()));
+    assert_eq!(
+        response.size,
+        Some(params.to_string().chars().count() as u64)
+    );
+}
+
+#[test]
+fn stderr_and_earlier_stdout_lines_are_logs() {
+    let engine = engine();
+    let module = writer(
+        "stdout log\n{\"ok\":true}\n",
+        "first log\nsecond log\n",
+        None,
+    );
+    let outcome = run(&engine, &module, json!({}));
+    assert_eq!(outcome.result, Ok(json!({"ok": true})));
+    assert_eq!(outcome.stdout_lines, ["stdout log"]);
+    assert_eq!(outcome.stderr_lines, ["first log", "second log"]);
+}
+
+#[test]
+fn an_error_field_is_an_application_error() {
+    let engine = engine();
+    let outcome = run(
+        &engine,
+        &writer("{\"error\":\"bad input\"}", "", None),
+        json!({}),
+    );
+    let response = outcome.response();
+    assert_eq!(response.status_code, 1);
+    assert_eq!(response.result, Some(json!({"error": "bad input"})));
+}
+
+#[test]
+fn non_json_output_is_a_developer_error_quoting_it() {
+    let engine = engine();
+    let outcome = run(&engine, &writer("log\nhello world\n", "", None), json!({}));
+    assert_eq!(
+        outcome.result,
+        Err(WasmRunError::InvalidOutput("hello world".into()))
+    );
+    assert_eq!(outcome.stdout_lines, ["log"]);
+    let response = outcome.response();
+    assert_eq!(response.status_code, 2);
+    assert_eq!(
+        response.result,
+        Some(
+            json!({"error": "The action did not produce a valid JSON or JSON Array response: hello world"})
+        )
+    );
+    let nothing = run(&engine, &writer("", "", None), json!({}));
+    assert_eq!(
+        nothing.response().result,
+        Some(json!({"error": "The action did not produce a valid JSON or JSON Array response."}))
+    );
+}
+
+#[test]
+fn a_scalar_result_is_not_a_dictionary() {
+    let engine = engine();
+    let outcome = run(&engine, &writer("42\n", "", None), json!({}));
+    assert_eq!(outcome.result, Err(WasmRunError::NotADictionary));
+    assert_eq!(
+        outcome.response().result,
+        Some(json!({"error": "The action did not return a dictionary."}))
+    );
+}
+
+#[test]
+fn exit_zero_keeps_the_result_and_other_codes_fail() {
+    let engine = engine();
+    let clean = run(&engine, &writer("{\"a\":1}", "", Some(0)), json!({}));
+    assert_eq!(clean.result, Ok(json!({"a": 1})));
+    let failed = run(&engine, &writer("{\"a\":1}", "oops\n", Some(3)), json!({}));
+    assert_eq!(failed.result, Err(WasmRunError::Exit(3)));
+    assert_eq!(failed.stderr_lines, ["oops"]);
+    assert_eq!(failed.stdout_lines, ["{\"a\":1}"]);
+    assert_eq!(
+        failed.response().result,
+        Some(
+            json!({"error": "The action did not produce a valid response and exited unexpectedly."})
+        )
+    );
+}
+
+#[test]
+fn a_trap_is_a_developer_error_with_the_trap_in_the_logs() {
+    let engine = engine();
+    let module = wasm(&format!(
+        r#"(module {IMPORTS} {WRITE}
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "about to fail\n")
+  (func (export "_start")
+    (call $write (i32.const 2) (i32.const 1024) (i32.const 14))
+    unreachable))"#
+    ));
+    let outcome = run(&engine, &module, json!({}));
+    match &outcome.result {
+        Err(WasmRunError::Trap(detail)) => assert!(detail.contains("unreachable"), "{detail}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_eq!(outcome.stderr_lines[0], "about to fail");
+    assert!(outcome.stderr_lines[1].starts_with("wasm trap:"));
+    let response = outcome.response();
+    assert_eq!(response.status_code, 2);
+    assert_eq!(
+        response.result,
+        Some(
+            json!({"error": "The action did not produce a valid response and exited unexpectedly."})
+        )
+    );
+    assert!(!outcome.timed_out());
+}
+
+#[test]
+fn a_stack_overflow_traps() {
+    let engine = engine();
+    let module = wasm(
+        r#"(module
+  (func $down (param i64) (result i64) (i64.add (call $down (local.get 0)) (i64.const 1)))
+  (func (export "_start") (drop (call $down (i64.const 0)))))"#,
+    );
+    let outcome = run(&engine, &module, json!({}));
+    assert!(
+        matches!(&outcome.result, Err(WasmRunError::Trap(detail)) if detail.contains("stack")),
+        "{:?}",
+        outcome.result
+    );
+}
+
+#[test]
+fn an_endless_loop_stops_at_the_deadline() {
+    let engine = engine();
+    let module = wasm(r#"(module (func (export "_start") (loop $forever (br $forever))))"#);
+    let timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let outcome = run_with(
+        &engine,
+        &module,
+        json!({}),
+        Vec::new(),
+        RunLimits {
+            memory_mb: 128,
+            timeout,
+        },
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(
+        outcome.result,
+        Err(WasmRunError::Timeout { timeout_ms: 300 })
+    );
+    assert!(outcome.timed_out());
+    assert!(elapsed >= timeout, "stopped after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "stopped after {elapsed:?}"
+    );
+    assert_eq!(
+        outcome.response().result,
+        Some(json!({"error": "The action exceeded its time limits of 300 milliseconds."}))
+    );
+    // The engine goes on serving other activations.
+    assert_eq!(
+        run(&engine, &echo(), json!({"x": 1})).result,
+        Ok(json!({"x": 1}))
+    );
+}
+
+#[test]
+fn growing_memory_past_the_limit_exhausts_it() {
+    let engine = engine();
+    // 64 KiB pages: 1 page to start, then ask for 160 MiB more under a 128 MB limit.
+    let module = wasm(
+        r#"(module (memory 1)
+  (func (export "_start") (drop (memory.grow (i32.const 2560)))))"#,
+    );
+    let outcome = run(&engine, &module, json!({}));
+    assert_eq!(
+        outcome.result,
+        Err(WasmRunError::MemoryExhausted { limit_mb: 128 })
+    );
+    assert_eq!(
+        outcome.response().result,
+        Some(json!({"error": "The action exhausted its memory and was aborted."}))
+    );
+    // The same growth fits under a larger limit.
+    let roomy = run_with(
+        &engine,
+        &module,
+        json!({}),
+        Vec::new(),
+        RunLimits {
+            memory_mb: 256,
+            timeout: Duration::from_secs(60),
+        },
+    );
+    assert_eq!(
+        roomy.result,
+        Err(WasmRunError::InvalidOutput(String::new())),
+        "the module ran to its end (and printed nothing)"
+    );
+}
+
+#[test]
+fn an_initial_memory_past_the_limit_exhausts_it() {
+    let engine = engine();
+    let module = wasm(r#"(module (memory 3000) (func (export "_start")))"#);
+    let outcome = run(&engine, &module, json!({}));
+    assert_eq!(
+        outcome.result,
+        Err(WasmRunError::MemoryExhausted { limit_mb: 128 })
+    );
+}
+
+#[test]
+fn a_memory_limit_above_the_engines_slots_is_capped() {
+    let engine = engine();
+    let module = wasm(
+        r#"(module (memory 1)
+  (func (export "_start") (drop (memory.grow (i32.const 4608)))))"#,
+    );
+    let outcome = run_with(
+        &engine,
+        &module,
+        json!({}),
+        Vec::new(),
+        RunLimits {
+            memory_mb: 4096,
+            timeout: Duration::from_secs(60),
+        },
+    );
+    assert_eq!(
+        outcome.result,
+        Err(WasmRunError::MemoryExhausted { limit_mb: 256 })
+    );
+}
+
+/// Counts activations in a global and in memory, and says whether this is the first one.
+#[test]
+fn no_state_carries_over_between_runs() {
+    let engine = engine();
+    let module = wasm(&format!(
+        r#"(module {IMPORTS} {WRITE}
+  (memory (export "memory") 1)
+  (global $count (mut i32) (i32.const 0))
+  (data (i32.const 1024) "{{\"first\":true}}")
+  (data (i32.const 2048) "{{\"first\":false}}")
+  (func (export "_start")
+    (global.set $count (i32.add (global.get $count) (i32.const 1)))
+    (i32.store (i32.const 4096) (i32.add (i32.load (i32.const 4096)) (i32.const 1)))
+    (if (i32.and (i32.eq (global.get $count) (i32.const 1))
+                 (i32.eq (i32.load (i32.const 4096)) (i32.const 1)))
+      (then (call $write (i32.const 1) (i32.const 1024) (i32.const 14)))
+      (else (call $write (i32.const 1) (i32.const 2048) (i32.const 15))))))"#
+    ));
+    let action = engine.compile(&module).unwrap();
+    for _ in 0..3 {
+        let outcome = engine.run(
+            &action,
+            RunRequest {
+                params: json!({}),
+                env: Vec::new(),
+                limits: limits(),
+            },
+        );
+        assert_eq!(outcome.result, Ok(json!({"first": true})));
+    }
+}
+
+/// Prints `{"preopens":false}` when fd 3 is not a preopened directory, then its environment
+/// (NUL-separated `K=V`) on stderr.
+#[test]
+fn no_filesystem_and_only_the_given_environment() {
+    let engine = engine();
+    let module = wasm(&format!(
+        r#"(module {IMPORTS}
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func $environ (param i32 i32) (result i32)))
+  {WRITE}
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "{{\"preopens\":false}}")
+  (data (i32.const 2048) "{{\"preopens\":true}}")
+  (func (export "_start")
+    (drop (call $sizes (i32.const 16) (i32.const 20)))
+    (drop (call $environ (i32.const 4096) (i32.const 8192)))
+    (call $write (i32.const 2) (i32.const 8192) (i32.load (i32.const 20)))
+    (if (call $prestat (i32.const 3) (i32.const 32))
+      (then (call $write (i32.const 1) (i32.const 1024) (i32.const 18)))
+      (else (call $write (i32.const 1) (i32.const 2048) (i32.const 17))))))"#
+    ));
+    let env = vec![
+        ("__OW_ACTIVATION_ID".to_string(), "abc123".to_string()),
+        ("WHISK_TEST".to_string(), "yes".to_string()),
+    ];
+    let outcome = run_with(&engine, &module, json!({}), env, limits());
+    assert_eq!(outcome.result, Ok(json!({"preopens": false})));
+    assert_eq!(
+        outcome.stderr_lines,
+        ["__OW_ACTIVATION_ID=abc123\0WHISK_TEST=yes\0"]
+    );
+}
+
+#[test]
+fn compiling_the_same_bytes_twice_compiles_once() {
+    let engine = engine();
+    let module = echo();
+    let first = engine.compile(&module).unwrap();
+    let second = engine.compile(&module).unwrap();
+    assert!(Arc::ptr_eq(&first, &second));
+    assert_eq!(engine.compilations(), 1);
+    let other = engine.compile(&writer("{}", "", None)).unwrap();
+    assert_ne!(other.digest(), first.digest());
+    assert_eq!(engine.compilations(), 2);
+    assert_eq!(first.digest_hex().len(), 64);
+}
+
+#[test]
+fn concurrent_compiles_of_one_module_compile_it_once() {
+    let engine = engine();
+    let module = Arc::new(echo());
+    let barrier = Arc::new(Barrier::new(4));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (engine, module, barrier) = (engine.clone(), module.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                engine.compile(&module).unwrap()
+            })
+        })
+        .collect();
+    let compiled: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(compiled.iter().all(|c| Arc::ptr_eq(c, &compiled[0])));
+    assert_eq!(engine.compilations(), 1);
+}
+
+#[test]
+fn a_full_cache_drops_its_oldest_module() {
+    let engine = WasmEngine::new(WasmConfig {
+        max_instances: 2,
+        max_memory_mb: 64,
+        cache_capacity: 1,
+        ..WasmConfig::default()
+    })
+    .unwrap();
+    let (a, b) = (echo(), writer("{}", "", None));
+    engine.compile(&a).unwrap();
+    engine.compile(&b).unwrap();
+    engine.compile(&b).unwrap();
+    assert_eq!(engine.compilations(), 2);
+    engine.compile(&a).unwrap();
+    assert_eq!(engine.compilations(), 3);
+}
+
+#[test]
+fn invalid_modules_are_init_failures() {
+    let engine = engine();
+    let garbage = engine.compile(b"not wasm at all").unwrap_err();
+    assert!(
+        matches!(garbage, WasmCompileError::Invalid(_)),
+        "{garbage:?}"
+    );
+    assert!(
+        garbage
+            .to_string()
+            .starts_with("The action's code is not a valid WebAssembly module: "),
+        "{garbage}"
+    );
+    let response = garbage.response();
+    assert_eq!(response.status_code, 2);
+    assert_eq!(response.result, Some(json!({"error": garbage.to_string()})));
+    // The failure is cached like a success.
+    assert_eq!(engine.compile(b"not wasm at all").unwrap_err(), garbage);
+    assert_eq!(engine.compilations(), 1);
+
+    let no_start = engine
+        .compile(&wasm("(module (func (export \"main\")))"))
+        .unwrap_err();
+    assert_eq!(no_start, WasmCompileError::NoStart);
+    let wrong_start = wasm("(module (func (export \"_start\") (param i32)))");
+    assert_eq!(
+        engine.compile(&wrong_start).unwrap_err(),
+        WasmCompileError::NoStart
+    );
+
+    let foreign = wasm(
+        r#"(module (import "env" "open_socket" (func (param i32)))
+  (func (export "_start")))"#,
+    );
+    let error = engine.compile(&foreign).unwrap_err();
+    assert!(
+        matches!(&error, WasmCompileError::Link(detail) if detail.contains("open_socket")),
+        "{error:?}"
+    );
+
+    let base64 = engine.compile_base64("not base64!").unwrap_err();
+    assert!(matches!(base64, WasmCompileError::Base64(_)), "{base64:?}");
+}
+
+#[test]
+fn base64_code_compiles_like_its_bytes() {
+    use base64::Engine as _;
+    let engine = engine();
+    let module = echo();
+    let code = format!(
+        "  {}\n",
+        base64::engine::general_purpose::STANDARD.encode(&module)
+    );
+    let from_code = engine.compile_base64(&code).unwrap();
+    let from_bytes = engine.compile(&module).unwrap();
+    assert!(Arc::ptr_eq(&from_code, &from_bytes));
+}
+
+#[test]
+fn concurrent_runs_each_get_their_own_instance() {
+    let engine = engine();
+    let action = engine.compile(&echo()).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|n| {
+            let (engine, action) = (engine.clone(), action.clone());
+            std::thread::spawn(move || {
+                (0..20).all(|i| {
+                    let params = json!({"thread": n, "i": i});
+                    let outcome = engine.run(
+                        &action,
+                        RunRequest {
+                            params: params.clone(),
+                            env: Vec::new(),
+                            limits: limits(),
+                        },
+                    );
+                    outcome.result == Ok(params)
+                })
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert!(thread.join().unwrap());
+    }
+}
+
+/// Cold-start figures for the report (`cargo test -p whisk-wasm --test modules -- --nocapture
+/// cold_start`): instantiate only, and a whole run of the echo module, from a compiled module.
+#[test]
+fn cold_start_figures() {
+    let engine = engine();
+    let action = engine.compile(&echo()).unwrap();
+    println!("compile (echo module): {:?}", action.compile_time());
+    let mut instantiate = Vec::new();
+    let mut whole = Vec::new();
+    for i in 0..300 {
+        let started = Instant::now();
+        let outcome = engine.run(
+            &action,
+            RunRequest {
+                params: json!({"i": i}),
+                env: Vec::new(),
+                limits: limits(),
+            },
+        );
+        whole.push(started.elapsed());
+        instantiate.push(outcome.init_time);
+        assert_eq!(outcome.result, Ok(json!({"i": i})));
+    }
+    instantiate.sort();
+    whole.sort();
+    let pick = |v: &[Duration], p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
+    println!(
+        "instantiate: p50 {:?} p99 {:?}; whole run: p50 {:?} p99 {:?} (300 runs, {} build)",
+        pick(&instantiate, 50),
+        pick(&instantiate, 99),
+        pick(&whole, 50),
+        pick(&whole, 99),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+    );
+}
