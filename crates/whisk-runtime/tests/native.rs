@@ -251,16 +251,31 @@ async fn actionloop_waits_for_the_ack_when_asked() {
 }
 
 #[tokio::test]
-async fn second_init_and_missing_code_are_refused_in_both_modes() {
+async fn skeleton_without_code_has_no_binary() {
+    let proxy = Proxy::native("skeleton");
+    let reply = init(&proxy.client(), json!({"main":"main"})).await;
+    assert_eq!(
+        (reply.status, body(&reply)),
+        (
+            502,
+            json!({"error":"The action failed to generate or locate a binary. See logs for details."})
+        )
+    );
+    proxy.logs_after_sentinels(1);
+}
+
+#[tokio::test]
+async fn second_init_is_refused_in_both_modes() {
     for mode in ["actionloop", "skeleton"] {
         let proxy = Proxy::native(mode);
         let client = proxy.client();
-        let reply = init(&client, json!({"main":"main"})).await;
-        assert_eq!(
-            (reply.status, body(&reply)),
-            (403, json!({"error":"Missing main/no code to execute."})),
-            "{mode}"
-        );
+        if mode == "actionloop" {
+            let reply = init(&client, json!({"main":"main"})).await;
+            assert_eq!(
+                (reply.status, body(&reply)),
+                (403, json!({"error":"Missing main/no code to execute."}))
+            );
+        }
         let script = "#!/bin/sh\nwhile read l; do echo '{}' >&3; done\n";
         assert_eq!(
             init(&client, json!({"main":"main","code":script}))
@@ -340,7 +355,7 @@ async fn skeleton_script_and_bad_results() {
         (reply.status, body(&reply)),
         (
             502,
-            json!({"error":"The action did not return a dictionary."})
+            json!({"error":"The action did not return a dictionary or array."})
         )
     );
     let (out, _) = proxy.logs_after_sentinels(2);
@@ -422,4 +437,42 @@ fn a_port_in_use_is_reported() {
     assert_eq!(output.status.code(), Some(2));
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("cannot listen on 127.0.0.1:"), "{err}");
+}
+
+#[tokio::test]
+async fn skeleton_large_arguments_come_on_stdin_and_arrays_pass() {
+    let proxy = Proxy::native("skeleton");
+    let client = proxy.client();
+    // Echoes stdin as the result: what the executable gets whatever the argument's size.
+    let script = "#!/bin/sh\necho \"args: $#\"\ncat\necho\n";
+    assert_eq!(
+        init(&client, json!({"main":"main","code":script}))
+            .await
+            .status,
+        200
+    );
+    let big = json!({"data":"q".repeat(1_000_000)});
+    let reply = run(&client, big.clone()).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        &reply.body[..200.min(reply.body.len())]
+    );
+    assert_eq!(body(&reply), big);
+    let reply = run(&client, json!([1, 2])).await;
+    assert_eq!((reply.status, body(&reply)), (200, json!([1, 2])));
+    let (out, _) = proxy.logs_after_sentinels(2);
+    assert_eq!(
+        out,
+        format!("args: 0\n{LOG_SENTINEL}\nargs: 1\n{LOG_SENTINEL}\n")
+    );
+    let reply = run(&client, json!("text")).await;
+    assert_eq!(
+        (reply.status, body(&reply)),
+        (
+            404,
+            json!({"error":"The action did not receive a dictionary or array as an argument."})
+        )
+    );
 }

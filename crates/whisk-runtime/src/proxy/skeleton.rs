@@ -8,6 +8,7 @@ use std::process::Stdio;
 
 use hyper::StatusCode;
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::Mutex;
 
@@ -15,7 +16,10 @@ use super::{
     InitRequest, Reply, install_code, locate_exec, log_error, replies, run_env, write_sentinels,
 };
 
-const NOT_A_DICTIONARY: &str = "The action did not return a dictionary.";
+const NOT_A_DICTIONARY: &str = "The action did not return a dictionary or array.";
+const NOT_AN_ARGUMENT: &str = "The action did not receive a dictionary or array as an argument.";
+/// Longest single argument Linux accepts (`MAX_ARG_STRLEN`, 32 pages, less the final NUL).
+const MAX_ARGUMENT_BYTES: usize = 131_071;
 const NO_ACTION: &str = "no action defined yet";
 
 #[derive(Debug)]
@@ -46,10 +50,18 @@ impl Skeleton {
     pub(crate) async fn init(&self, payload: Value) -> Reply {
         let mut state = self.state.lock().await;
         if !matches!(*state, State::Empty) {
+            log_error(replies::REINIT);
             return Reply::error(StatusCode::FORBIDDEN, replies::REINIT);
         }
+        // Without code there is no `exec` to locate (this proxy ships no stub action).
         let init = match InitRequest::parse(&payload) {
             Ok(init) => init,
+            Err(reply) if reply.status == StatusCode::FORBIDDEN => {
+                *state = State::Failed;
+                log_error(replies::MISSING_CODE);
+                write_sentinels();
+                return Reply::error(StatusCode::BAD_GATEWAY, replies::NO_BINARY);
+            }
             Err(reply) => return reply,
         };
         let installed = install_code(&init, &self.dir).and_then(|()| {
@@ -78,17 +90,25 @@ impl Skeleton {
         let State::Ready { exec, env } = &*state else {
             return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, NO_ACTION);
         };
-        let argument = payload
+        let args = payload
             .get("value")
             .cloned()
-            .unwrap_or_else(|| Value::Object(Default::default()))
-            .to_string();
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        if !(args.is_object() || args.is_array()) {
+            write_sentinels();
+            return Reply::error(StatusCode::NOT_FOUND, NOT_AN_ARGUMENT);
+        }
+        let input = args.to_string();
         let mut command = Command::new(exec);
+        // The arguments always arrive on stdin, and also as the first argument when the kernel
+        // allows a string that long (MAX_ARG_STRLEN).
+        if input.len() <= MAX_ARGUMENT_BYTES {
+            command.arg(&input);
+        }
         command
-            .arg(argument)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .envs(run_env(&payload))
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
@@ -97,7 +117,16 @@ impl Skeleton {
         }
         // Not `output()`: it would capture stderr too, and stderr belongs to the container's log.
         let output = match command.spawn() {
-            Ok(child) => child.wait_with_output().await,
+            Ok(mut child) => {
+                if let Some(mut stdin) = child.stdin.take() {
+                    // Feed stdin while stdout is drained, or a big input and a big output could
+                    // block each other; an executable that never reads stdin is no error.
+                    tokio::spawn(async move {
+                        let _ = stdin.write_all(input.as_bytes()).await;
+                    });
+                }
+                child.wait_with_output().await
+            }
             Err(e) => Err(e),
         };
         let output = match output {
@@ -115,7 +144,7 @@ impl Skeleton {
         }
         let last = lines.pop().unwrap_or("");
         let result = match serde_json::from_str::<Value>(last) {
-            Ok(result @ Value::Object(_)) => Some(result),
+            Ok(result @ (Value::Object(_) | Value::Array(_))) => Some(result),
             // Not a result: it was a log line like the others, so it is kept as one.
             _ => {
                 lines.push(last);
