@@ -143,10 +143,53 @@ async fn actionloop_exit_during_run_is_command_exited() {
                "result":{"error":"command exited"},"size":26})
     );
     proxy.logs_after_sentinels(1);
+    // The executable is gone, and with it the action.
     let reply = run(&client, json!({})).await;
     assert_eq!(
         (reply.status, body(&reply)),
-        (400, json!({"error":"command exited"}))
+        (500, json!({"error":"no action defined yet"}))
+    );
+}
+
+#[tokio::test]
+async fn actionloop_executable_gone_before_the_run_is_command_exited() {
+    let proxy = Proxy::native("actionloop");
+    let client = proxy.client();
+    // Exits right after starting, while /init already succeeded (no ack asked).
+    assert_eq!(
+        init(&client, json!({"main":"main","code":"#!/bin/sh\nexit 0\n"}))
+            .await
+            .status,
+        200
+    );
+    // Whether the proxy sees the exit before writing the request (500) or while waiting for the
+    // answer (400), the reply says the command exited, and the action is gone afterwards.
+    let reply = run(&client, json!({})).await;
+    assert!(matches!(reply.status, 400 | 500), "{}", reply.body);
+    assert_eq!(body(&reply), json!({"error":"command exited"}));
+    let reply = run(&client, json!({})).await;
+    assert_eq!(
+        (reply.status, body(&reply)),
+        (500, json!({"error":"no action defined yet"}))
+    );
+}
+
+#[tokio::test]
+async fn actionloop_bad_base64_is_a_decode_error() {
+    let proxy = Proxy::native("actionloop");
+    let reply = init(
+        &proxy.client(),
+        json!({"main":"main","code":"@@@@","binary":true}),
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        body(&reply)["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot decode the request: "),
+        "{}",
+        reply.body
     );
 }
 

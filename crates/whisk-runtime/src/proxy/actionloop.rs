@@ -27,6 +27,7 @@ enum State {
     Empty,
     Running(Box<Running>),
     /// Initialised once; the executable is gone (or never started) and nothing can run.
+    /// A second `/init` stays refused.
     Dead,
 }
 
@@ -93,12 +94,16 @@ impl ActionLoop {
         let mut state = self.state.lock().await;
         let running = match &mut *state {
             State::Running(running) => running,
-            State::Empty => return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, NO_ACTION),
-            State::Dead => {
-                write_sentinels();
-                return Reply::error(StatusCode::BAD_REQUEST, COMMAND_EXITED);
+            // After the executable died there is no action any more, as in OpenWhisk's proxy.
+            State::Empty | State::Dead => {
+                return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, NO_ACTION);
             }
         };
+        if matches!(running.child.try_wait(), Ok(Some(_))) {
+            *state = State::Dead;
+            write_sentinels();
+            return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, COMMAND_EXITED);
+        }
         // serde_json writes no raw newline in compact form, so this is exactly one line.
         let mut line = payload.to_string();
         line.push('\n');

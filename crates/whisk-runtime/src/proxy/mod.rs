@@ -305,9 +305,10 @@ impl InitRequest {
             base64::engine::general_purpose::STANDARD
                 .decode(code.trim())
                 .map_err(|e| {
-                    log_error(&format!("the action's code is not valid base64: {e}"));
-                    write_sentinels();
-                    Reply::error(StatusCode::BAD_GATEWAY, replies::NO_BINARY)
+                    Reply::error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("cannot decode the request: {e}"),
+                    )
                 })?
         } else {
             code.as_bytes().to_vec()
@@ -456,10 +457,13 @@ mod tests {
     fn binary_code_that_is_not_base64_fails_init() {
         let reply =
             InitRequest::parse(&json!({"value":{"code":"not base64!","binary":true}})).unwrap_err();
-        assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
-        assert_eq!(
-            reply.body,
-            r#"{"error":"The action failed to generate or locate a binary. See logs for details."}"#
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert!(
+            reply
+                .body
+                .starts_with(r#"{"error":"cannot decode the request: "#),
+            "{}",
+            reply.body
         );
     }
 

@@ -53,16 +53,16 @@ impl Skeleton {
             log_error(replies::REINIT);
             return Reply::error(StatusCode::FORBIDDEN, replies::REINIT);
         }
-        // Without code there is no `exec` to locate (this proxy ships no stub action).
+        // Without code (or with undecodable code) there is no `exec` to locate: this proxy ships
+        // no stub action.
         let init = match InitRequest::parse(&payload) {
             Ok(init) => init,
-            Err(reply) if reply.status == StatusCode::FORBIDDEN => {
+            Err(reply) => {
                 *state = State::Failed;
-                log_error(replies::MISSING_CODE);
+                log_error(&reply.body);
                 write_sentinels();
                 return Reply::error(StatusCode::BAD_GATEWAY, replies::NO_BINARY);
             }
-            Err(reply) => return reply,
         };
         let installed = install_code(&init, &self.dir).and_then(|()| {
             locate_exec(&self.dir).ok_or_else(|| "the archive holds no file named 'exec'".into())
