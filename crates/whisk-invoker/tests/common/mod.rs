@@ -32,8 +32,8 @@ fn unique() -> u32 {
     COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Namespaces made with `ip`: `wi<pid>n<k>`, host side `wi<pid>h<k>`, container side `eth0`.
-/// Addresses come from 10.251.0.0/16 by process id and counter.
+/// Namespaces made with `ip`: `wis<slot>`, host side `wih<slot>`, container side `eth0`, with
+/// the /30 number `slot` of 10.251.0.0/16.
 #[derive(Debug)]
 pub struct IpNetworks {
     next: AtomicU32,
@@ -71,16 +71,27 @@ impl IpNetworks {
 #[async_trait]
 impl NetworkProvider for IpNetworks {
     async fn take(&self) -> Result<ContainerNetwork, ContainerError> {
-        let pid = std::process::id();
-        let k = self.next.fetch_add(1, Ordering::Relaxed) * 1000 + unique();
-        let name = format!("wi{pid}n{k}");
-        let host = format!("wi{pid}h{k}");
-        // 2^14 /30 networks in 10.251.0.0/16: picked by pid and counter.
-        let slot = (pid.wrapping_mul(64).wrapping_add(k)) % 16384;
+        // A /30 of 10.251.0.0/16 per namespace. The namespace is named after its /30, so
+        // creating it claims the addresses atomically: parallel test processes that pick the
+        // same slot find the name taken and move on.
+        let start = std::process::id()
+            .wrapping_mul(64)
+            .wrapping_add(self.next.fetch_add(1, Ordering::Relaxed) * 7 + unique());
+        let mut claimed = None;
+        for attempt in 0..256 {
+            let slot = start.wrapping_add(attempt) % 16384;
+            let name = format!("wis{slot}");
+            if ip(&["netns", "add", &name]).await.is_ok() {
+                claimed = Some((slot, name));
+                break;
+            }
+        }
+        let (slot, name) =
+            claimed.ok_or_else(|| ContainerError::Create("no free test network".into()))?;
+        let host = format!("wih{slot}");
         let base = u32::from(Ipv4Addr::new(10, 251, 0, 0)) + slot * 4;
         let host_ip = Ipv4Addr::from(base + 1);
         let container_ip = Ipv4Addr::from(base + 2);
-        ip(&["netns", "add", &name]).await?;
         let setup = async {
             ip(&[
                 "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &name,
