@@ -91,9 +91,11 @@ async fn zip_actions_with_package_json_and_node_modules() {
             ),
             (
                 "lib/entry.js",
-                b"const pad = require('padder'); exports.main = (p) => ({padded: pad(p.s)});",
+                b"const pad = require('padder'); const fs = require('fs');\n\
+                  exports.main = (p) => ({padded: pad(p.s), file: fs.readFileSync('data/word.txt', 'utf8')});",
                 0o644,
             ),
+            ("data/word.txt", b"from a file", 0o644),
             (
                 "node_modules/padder/index.js",
                 b"module.exports = (s) => '[' + s + ']';",
@@ -110,7 +112,7 @@ async fn zip_actions_with_package_json_and_node_modules() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(
         body(&run(&client, json!({"s":"x"})).await),
-        json!({"padded":"[x]"})
+        json!({"padded":"[x]","file":"from a file"})
     );
 }
 

@@ -72,10 +72,11 @@ async fn zip_with_main_py_and_a_virtualenv() {
         &[
             (
                 "__main__.py",
-                b"import helper\nimport venvmod\ndef go(a):\n    return {'h': helper.twice(a['v']), 'venv': venvmod.NAME}\n",
+                b"import helper\nimport venvmod\ndef go(a):\n    return {'h': helper.twice(a['v']), 'venv': venvmod.NAME, 'file': open('word.txt').read()}\n",
                 0o644,
             ),
             ("helper.py", b"def twice(x):\n    return x * 2\n", 0o644),
+            ("word.txt", b"from a file", 0o644),
             (
                 "virtualenv/lib/python3.11/site-packages/venvmod.py",
                 b"NAME = 'from the virtualenv'\n",
@@ -92,7 +93,7 @@ async fn zip_with_main_py_and_a_virtualenv() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(
         body(&run(&client, json!({"v":21})).await),
-        json!({"h":42,"venv":"from the virtualenv"})
+        json!({"h":42,"venv":"from the virtualenv","file":"from a file"})
     );
 }
 

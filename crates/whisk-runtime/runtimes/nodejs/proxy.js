@@ -158,6 +158,8 @@ function loadArchive(buf, main, dir) {
   if (buf.length >= 4 && buf.readUInt32LE(0) === 0x04034b50) unzip(buf, dir);
   else if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) untar(zlib.gunzipSync(buf), dir);
   else throw new Error('the binary action is neither a zip nor a tar.gz archive');
+  // Archived actions read their own files by relative paths.
+  process.chdir(dir);
 
   // `file.fn`: the function `fn` exported by `file.js`, when there is such a file.
   const dot = main.lastIndexOf('.');

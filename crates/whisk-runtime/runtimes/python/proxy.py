@@ -90,6 +90,8 @@ def load_action(value):
                 if os.path.isdir(site):
                     sys.path.insert(0, site)
         sys.path.insert(0, directory)
+        # Archived actions read their own files by relative paths.
+        os.chdir(directory)
         spec = importlib.util.spec_from_file_location("__main__action__", entry)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
