@@ -14,6 +14,9 @@ use serde::Deserialize;
 pub const DEFAULT_PORT: u16 = 3233;
 /// Loopback only by default, so a fresh install is not reachable from the network.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// Environment variable (`true`/`false`) that overrides `[invoker] enabled`, so scripts and
+/// tests that only need the API can run without containers, root or host network setup.
+pub const INVOKER_ENABLED_ENV: &str = "WHISK_INVOKER_ENABLED";
 
 /// The contents of a configuration file; every field is optional so a file can say only what it changes.
 #[derive(Debug, Default, Deserialize)]
@@ -81,9 +84,9 @@ pub struct InvokerSettings {
 }
 
 impl InvokerSettings {
-    fn from_file(file: InvokerFile) -> Self {
+    fn from_file(file: InvokerFile, enabled_override: Option<bool>) -> Self {
         Self {
-            enabled: file.enabled.unwrap_or(true),
+            enabled: enabled_override.or(file.enabled).unwrap_or(true),
             instance: file
                 .instance
                 .unwrap_or_else(|| format!("whisk-{}", std::process::id())),
@@ -143,8 +146,27 @@ impl ServerConfig {
                 None => default_data_dir()?,
             },
             limits: file.limits,
-            invoker: InvokerSettings::from_file(file.invoker),
+            invoker: InvokerSettings::from_file(file.invoker, invoker_enabled_from_env()?),
         })
+    }
+}
+
+/// `WHISK_INVOKER_ENABLED`, when set.
+fn invoker_enabled_from_env() -> anyhow::Result<Option<bool>> {
+    match std::env::var(INVOKER_ENABLED_ENV) {
+        Ok(value) => parse_enabled(&value).map(Some),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{INVOKER_ENABLED_ENV} is not valid UTF-8")
+        }
+    }
+}
+
+fn parse_enabled(value: &str) -> anyhow::Result<bool> {
+    match value.trim() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        other => anyhow::bail!("{INVOKER_ENABLED_ENV}={other:?} is neither true nor false"),
     }
 }
 
@@ -252,6 +274,25 @@ mod tests {
         std::fs::write(&path, "[invoker]\nnetwork = \"everywhere\"\n")?;
         assert!(read_file_config(&path).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn invoker_switch_values() {
+        assert!(parse_enabled("true").is_ok_and(|on| on));
+        assert!(parse_enabled(" off ").is_ok_and(|on| !on));
+        assert!(parse_enabled("0").is_ok_and(|on| !on));
+        let refused = parse_enabled("maybe").err().map(|e| e.to_string());
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|e| e.contains("WHISK_INVOKER_ENABLED")),
+            "{refused:?}"
+        );
+        let file = InvokerFile {
+            enabled: Some(true),
+            ..InvokerFile::default()
+        };
+        assert!(!InvokerSettings::from_file(file, Some(false)).enabled);
     }
 
     #[test]

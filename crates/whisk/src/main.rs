@@ -52,7 +52,10 @@ struct StandaloneArgs {
 fn main() -> anyhow::Result<()> {
     // `whisk spawner` is the single-threaded container spawner the sandbox starts; it must run
     // before anything else (no runtime, no threads).
-    if std::env::args_os().nth(1).is_some_and(|arg| arg == "spawner") {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "spawner")
+    {
         whisk_sandbox::spawner::serve_stdin();
     }
     // Inside a container `whisk proxy ...` is the runtime proxy and nothing else.

@@ -1,15 +1,28 @@
 //! `whisk standalone`: the whole platform in one process on the embedded store.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use async_trait::async_trait;
 use whisk_bus::{Bus, InProcessBus};
 use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemClock};
+use whisk_invoker::pool::stem_cells_from_manifest;
+use whisk_invoker::service::in_flight_for;
+use whisk_invoker::{
+    ContainerError, ContainerNetwork, Invoker, InvokerConfig, InvokerHandle, NetworkProvider,
+    SandboxFactory, SandboxFactoryConfig,
+};
 use whisk_model::identity::AuthKey;
+use whisk_model::manifest::RuntimeManifest;
+use whisk_runtime::{HostTools, LaunchLayout};
+use whisk_sandbox::net::{NetConfig, NetMode, NetworkPool, PreparedNetwork};
+use whisk_sandbox::{Sandbox, SandboxConfig};
 use whisk_store::Store;
 
-use crate::config::{ServerConfig, ServerFlags};
+use crate::config::{InvokerSettings, NetworkMode, ServerConfig, ServerFlags};
 
 /// The development credentials every OpenWhisk standalone install ships with, so that existing
 /// `~/.wskprops` files and tutorials work unchanged. (subject = namespace name, uuid:key)
@@ -51,24 +64,192 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
         .start()
         .await
         .context("cannot start the load balancer")?;
-    if config.invoker.enabled {
-        tracing::warn!(
-            instance = %config.invoker.instance,
-            "this build has no invoker yet; invocations answer 503"
-        );
+    let controller = controller_config(&config);
+    let invoker = if config.invoker.enabled {
+        match LocalInvoker::start(
+            &config.invoker,
+            &config.data_dir,
+            address,
+            Arc::clone(&bus),
+            store.clone(),
+            &controller.manifest,
+        )
+        .await
+        {
+            Ok(invoker) => Some(invoker),
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "cannot start the invoker; the API runs and invocations answer 503"
+                );
+                None
+            }
+        }
     } else {
         tracing::info!("invoker disabled by configuration; invocations answer 503");
-    }
+        None
+    };
 
-    let state = whisk_controller::AppState::new(store, controller_config(&config))
+    let state = whisk_controller::AppState::new(store, controller)
         .with_invocations(Invocations::new(Arc::clone(&balancer)));
     announce(address, &config);
     let served = whisk_controller::serve(listener, state, shutdown_signal()).await;
+    // The invoker first: it records what it cuts short and removes its containers while the
+    // bus still carries its completions.
+    if let Some(invoker) = invoker {
+        invoker.shutdown().await;
+    }
     balancer.stop();
     bus.close().await;
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The in-process invoker 0 and the sandbox and network pool its containers live in.
+struct LocalInvoker {
+    invoker: InvokerHandle,
+    networks: Arc<NetworkPool>,
+    sandbox: Arc<Sandbox>,
+}
+
+impl LocalInvoker {
+    /// Starts the sandbox (which re-executes this binary as `whisk spawner`, a process of its
+    /// own, so the tokio threads of this one never meet a `clone`), the network pool with the
+    /// API relayed to `api`, the runtime assets under `data_dir`, and the invoker.
+    async fn start(
+        settings: &InvokerSettings,
+        data_dir: &Path,
+        api: SocketAddr,
+        bus: Arc<dyn Bus>,
+        store: Store,
+        manifest: &RuntimeManifest,
+    ) -> anyhow::Result<Self> {
+        let whisk_binary =
+            std::env::current_exe().context("cannot find this program's own binary")?;
+        let mut net = NetConfig::new(settings.instance.clone());
+        net.mode = match settings.network {
+            NetworkMode::Nat => NetMode::Nat,
+            NetworkMode::None => NetMode::None,
+        };
+        net.api_relay = Some(api);
+        if let Some(subnet) = &settings.subnet {
+            net.subnet = subnet
+                .parse()
+                .with_context(|| format!("[invoker] subnet {subnet:?} is not a subnet"))?;
+        }
+        let assets_dir = data_dir.join("runtime");
+        whisk_runtime::write_assets(&assets_dir).with_context(|| {
+            format!(
+                "cannot write the runtime assets to {}",
+                assets_dir.display()
+            )
+        })?;
+
+        let sandbox = Arc::new(
+            Sandbox::start(SandboxConfig {
+                instance: settings.instance.clone(),
+                spawner_program: whisk_binary.clone(),
+                spawner_args: vec!["spawner".into()],
+            })
+            .await
+            .context("cannot start the sandbox")?,
+        );
+        let networks = match NetworkPool::new(net).await {
+            Ok(networks) => Arc::new(networks),
+            Err(error) => {
+                stop_sandbox(&sandbox).await;
+                return Err(error).context("cannot set up container networking");
+            }
+        };
+
+        let factory = SandboxFactory::new(
+            Arc::clone(&sandbox),
+            Arc::new(PooledNetworks(Arc::clone(&networks))),
+            SandboxFactoryConfig::new(
+                LaunchLayout::standard(HostTools::detect()),
+                assets_dir,
+                whisk_binary,
+                settings.instance.clone(),
+            ),
+        );
+        let mut config = InvokerConfig::new(0);
+        config.pool.user_memory_mb = settings.user_memory_mb;
+        config.pool.pause_grace = Duration::from_millis(settings.pause_grace_ms);
+        config.pool.idle_timeout = Duration::from_millis(settings.idle_timeout_ms);
+        config.pool.stem_cells = if settings.stem_cells {
+            stem_cells_from_manifest(manifest)
+        } else {
+            Vec::new()
+        };
+        config.max_in_flight = in_flight_for(settings.user_memory_mb);
+        config.api_host = networks.api_host().map(str::to_owned);
+        match Invoker::start(config, bus, store, Arc::new(factory)).await {
+            Ok(invoker) => {
+                tracing::info!(instance = %settings.instance, "invoker 0 running");
+                Ok(Self {
+                    invoker,
+                    networks,
+                    sandbox,
+                })
+            }
+            Err(error) => {
+                stop_networks(&networks).await;
+                stop_sandbox(&sandbox).await;
+                Err(error).context("cannot start the invoker")
+            }
+        }
+    }
+
+    /// Stops the invoker (recording interrupted activations, removing containers), then the
+    /// network namespaces and the sandbox's cgroups.
+    async fn shutdown(self) {
+        self.invoker.shutdown().await;
+        stop_networks(&self.networks).await;
+        stop_sandbox(&self.sandbox).await;
+    }
+}
+
+async fn stop_networks(networks: &NetworkPool) {
+    if let Err(error) = networks.shutdown().await {
+        tracing::warn!(%error, "container networking not fully removed");
+    }
+}
+
+async fn stop_sandbox(sandbox: &Sandbox) {
+    if let Err(error) = sandbox.shutdown().await {
+        tracing::warn!(%error, "sandbox not fully removed");
+    }
+}
+
+/// The sandbox's pool of prepared network namespaces, as the invoker's factory asks for them.
+#[derive(Debug)]
+struct PooledNetworks(Arc<NetworkPool>);
+
+#[async_trait]
+impl NetworkProvider for PooledNetworks {
+    async fn take(&self) -> Result<ContainerNetwork, ContainerError> {
+        let prepared =
+            self.0.take().await.map_err(|error| {
+                ContainerError::Create(format!("no network namespace: {error}"))
+            })?;
+        Ok(ContainerNetwork {
+            netns: Some(prepared.netns_path.clone()),
+            address: IpAddr::V4(prepared.address),
+            token: Box::new(prepared),
+        })
+    }
+
+    async fn release(&self, network: ContainerNetwork) {
+        match network.token.downcast::<PreparedNetwork>() {
+            Ok(prepared) => {
+                if let Err(error) = self.0.release(*prepared).await {
+                    tracing::warn!(%error, "network namespace not released");
+                }
+            }
+            Err(_) => tracing::error!("a network handed back was not one of this pool's"),
+        }
+    }
 }
 
 fn controller_config(config: &ServerConfig) -> whisk_controller::ControllerConfig {

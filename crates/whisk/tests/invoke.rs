@@ -38,15 +38,14 @@ async fn without_an_invoker_invocations_answer_503_after_every_check() {
         .guest(Method::POST, "/namespaces/_/actions/missing", None)
         .await
         .assert_error(404, "The requested resource does not exist.");
-    let big = "x".repeat(1_048_577);
-    platform
-        .guest(
-            Method::POST,
-            "/namespaces/_/actions/hello",
-            Some(json!({ "big": big })),
-        )
-        .await
-        .assert_error(413, "Request larger than allowed: 1048587 > 1048576 bytes.");
+    // Only the declared length counts: a raw request that announces 2 MB and sends nothing is
+    // refused at once (a real client would still be sending, and might miss the answer).
+    let head = oversize_request_head(&platform.url, 2_000_000).await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(
+        head.contains("Request larger than allowed: 2000000 > 1048576 bytes."),
+        "{head}"
+    );
     platform
         .guest(Method::POST, "/namespaces/_/actions/hello", None)
         .await
@@ -59,6 +58,40 @@ async fn without_an_invoker_invocations_answer_503_after_every_check() {
         .guest(Method::GET, "/namespaces/_/activations", None)
         .await;
     assert_eq!(listed.assert_ok(), &json!([]));
+}
+
+/// Sends the head of an invoke that declares `length` bytes of body (and sends none), and
+/// returns what the server answers.
+async fn oversize_request_head(url: &str, length: u64) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let credentials = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(support::GUEST_AUTH)
+    };
+    let head = format!(
+        "POST /api/v1/namespaces/_/actions/hello HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: Basic {credentials}\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = std::time::Duration::from_secs(30);
+    while !String::from_utf8_lossy(&answer).contains("bytes.") {
+        let read = tokio::time::timeout(deadline, stream.read(&mut buffer))
+            .await
+            .expect("an answer within 30 s")
+            .expect("read");
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// An activation accepted before the platform stopped, whose record was never written, gets a
@@ -130,4 +163,307 @@ async fn an_activation_lost_in_flight_is_closed_at_the_next_start() {
         .map(|summary| summary["activationId"].clone())
         .collect();
     assert_eq!(ids, vec![json!(id)]);
+}
+
+// ---- real containers ------------------------------------------------------------------------------
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find(|line| line.starts_with("Uid:"))
+            .and_then(|line| line.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
+/// A platform whose invoker runs real containers, on a subnet and instance name of its own so
+/// parallel tests never meet; `None` (with the reason printed) without root.
+fn platform_with_invoker(name: &str, extra: &str) -> Option<Platform> {
+    if !running_as_root() {
+        eprintln!("SKIPPED: containers need root, and this test runs as another user");
+        return None;
+    }
+    let pid = std::process::id();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // 10.160.0.0/11 cut in /24s by pid and counter: distinct for every test process alive.
+    let slot = (pid.wrapping_mul(16).wrapping_add(n)) % 8192;
+    let subnet = format!("10.{}.{}.0/24", 160 + slot / 256, slot % 256);
+    Some(Platform::start_with_config(&format!(
+        "[invoker]\ninstance = \"e2e-{name}-{pid}-{n}\"\nsubnet = \"{subnet}\"\nstem-cells = false\n\
+         network = \"none\"\n{extra}"
+    )))
+}
+
+async fn put_action(platform: &Platform, name: &str, kind: &str, code: &str) {
+    platform
+        .guest(
+            Method::PUT,
+            &format!("/namespaces/_/actions/{name}?overwrite=true"),
+            Some(json!({"exec": {"kind": kind, "code": code}})),
+        )
+        .await
+        .assert_ok();
+}
+
+fn annotation<'a>(record: &'a Value, key: &str) -> Option<&'a Value> {
+    record["annotations"]
+        .as_array()?
+        .iter()
+        .find(|pair| pair["key"] == key)
+        .map(|pair| &pair["value"])
+}
+
+/// Polls `GET /activations/{id}` until the record is there (30 s at most).
+async fn wait_for_record(platform: &Platform, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let reply = platform
+            .guest(
+                Method::GET,
+                &format!("/namespaces/_/activations/{id}"),
+                None,
+            )
+            .await;
+        if reply.status == reqwest::StatusCode::OK {
+            return reply.body;
+        }
+        assert_eq!(
+            reply.status,
+            reqwest::StatusCode::NOT_FOUND,
+            "{}",
+            reply.text
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record for {id} within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn nodejs_blocking_invoke_returns_the_record_and_reuses_the_warm_container() {
+    let Some(platform) = platform_with_invoker("node", "") else {
+        return;
+    };
+    put_action(
+        &platform,
+        "hello",
+        "nodejs:20",
+        "const fs = require('fs');\n\
+         function main(p) {\n\
+           const seen = fs.existsSync('/tmp/marker');\n\
+           fs.writeFileSync('/tmp/marker', 'x');\n\
+           console.log('hello ' + p.name);\n\
+           return {greeting: 'Hello ' + p.name, warm: seen};\n\
+         }",
+    )
+    .await;
+    let reply = platform
+        .guest(
+            Method::POST,
+            "/namespaces/_/actions/hello?blocking=true",
+            Some(json!({"name": "Ann"})),
+        )
+        .await;
+    let record = reply.assert_ok().clone();
+    let id = record["activationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        reply
+            .headers
+            .get("x-openwhisk-activation-id")
+            .and_then(|value| value.to_str().ok()),
+        Some(id.as_str())
+    );
+    assert_eq!(record["namespace"], "guest");
+    assert_eq!(record["name"], "hello");
+    assert_eq!(record["subject"], "guest");
+    assert_eq!(record["response"]["status"], "success");
+    assert_eq!(
+        record["response"]["result"],
+        json!({"greeting": "Hello Ann", "warm": false})
+    );
+    assert_eq!(annotation(&record, "path"), Some(&json!("guest/hello")));
+    assert_eq!(annotation(&record, "kind"), Some(&json!("nodejs:20")));
+    assert_eq!(annotation(&record, "timeout"), Some(&json!(false)));
+    assert!(annotation(&record, "waitTime").is_some());
+    assert!(annotation(&record, "initTime").is_some(), "a cold start");
+
+    let stored = wait_for_record(&platform, &id).await;
+    let logs = stored["logs"].as_array().cloned().unwrap_or_default();
+    assert!(
+        logs.iter().any(|line| line
+            .as_str()
+            .is_some_and(|l| l.ends_with("stdout: hello Ann"))),
+        "{logs:?}"
+    );
+    let result = platform
+        .guest(
+            Method::GET,
+            &format!("/namespaces/_/activations/{id}/result"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        result.assert_ok(),
+        &json!({"result": {"greeting": "Hello Ann", "warm": false}, "success": true, "status": "success", "size": result.body["size"]})
+    );
+
+    let warm = platform
+        .guest(
+            Method::POST,
+            "/namespaces/_/actions/hello?blocking=true&result=true",
+            Some(json!({"name": "Bob"})),
+        )
+        .await;
+    assert_eq!(
+        warm.assert_ok(),
+        &json!({"greeting": "Hello Bob", "warm": true}),
+        "the second call lands in the same container"
+    );
+}
+
+#[tokio::test]
+async fn python_non_blocking_invoke_is_polled_until_its_record_appears() {
+    let Some(platform) = platform_with_invoker("python", "") else {
+        return;
+    };
+    put_action(
+        &platform,
+        "square",
+        "python:3.11",
+        "def main(args):\n    return {'square': args.get('n', 0) ** 2}\n",
+    )
+    .await;
+    let reply = platform
+        .guest(
+            Method::POST,
+            "/namespaces/_/actions/square",
+            Some(json!({"n": 7})),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 202, "{}", reply.text);
+    let id = reply.body["activationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let record = wait_for_record(&platform, &id).await;
+    assert_eq!(record["response"]["result"], json!({"square": 49}));
+    assert_eq!(annotation(&record, "kind"), Some(&json!("python:3.11")));
+
+    let listed = platform
+        .guest(Method::GET, "/namespaces/_/activations?name=square", None)
+        .await;
+    let listed = listed.assert_ok().as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["activationId"], id.as_str());
+    assert_eq!(listed[0]["statusCode"], 0);
+}
+
+#[tokio::test]
+async fn application_errors_are_502_with_just_the_error_under_result_true() {
+    let Some(platform) = platform_with_invoker("apperr", "") else {
+        return;
+    };
+    put_action(
+        &platform,
+        "fail",
+        "nodejs:20",
+        "function main() { return {error: 'bad input'} }",
+    )
+    .await;
+    let reply = platform
+        .guest(
+            Method::POST,
+            "/namespaces/_/actions/fail?blocking=true&result=true",
+            None,
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 502, "{}", reply.text);
+    assert_eq!(reply.body, json!({"error": "bad input"}));
+}
+
+#[tokio::test]
+async fn both_throttles_answer_429_with_openwhisk_texts() {
+    let Some(platform) = platform_with_invoker(
+        "throttle",
+        "[limits]\ninvocations-per-minute = 3\nconcurrent-invocations = 1\n",
+    ) else {
+        return;
+    };
+    put_action(
+        &platform,
+        "slow",
+        "nodejs:20",
+        "function main() { return new Promise(r => setTimeout(() => r({}), 3000)) }",
+    )
+    .await;
+    let first = platform
+        .guest(Method::POST, "/namespaces/_/actions/slow", None)
+        .await;
+    assert_eq!(first.status.as_u16(), 202, "{}", first.text);
+    platform
+        .guest(Method::POST, "/namespaces/_/actions/slow", None)
+        .await
+        .assert_error(
+            429,
+            "Too many concurrent requests in flight (count: 1, allowed: 1).",
+        );
+    let id = first.body["activationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    wait_for_record(&platform, &id).await;
+    // The completion may trail the record by a moment; the third call is the last allowed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let third = platform
+            .guest(Method::POST, "/namespaces/_/actions/slow", None)
+            .await;
+        if third.status.as_u16() == 202 {
+            break;
+        }
+        third.assert_error(
+            429,
+            "Too many concurrent requests in flight (count: 1, allowed: 1).",
+        );
+        assert!(std::time::Instant::now() < deadline, "slot never released");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn stopping_the_platform_mid_run_leaves_a_record() {
+    let Some(mut platform) = platform_with_invoker("stop", "") else {
+        return;
+    };
+    put_action(
+        &platform,
+        "sleepy",
+        "nodejs:20",
+        "function main() { console.log('started'); return new Promise(r => setTimeout(() => r({}), 60000)) }",
+    )
+    .await;
+    let reply = platform
+        .guest(Method::POST, "/namespaces/_/actions/sleepy", None)
+        .await;
+    assert_eq!(reply.status.as_u16(), 202, "{}", reply.text);
+    let id = reply.body["activationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // A graceful stop records what the invoker cuts short; had the activation not reached the
+    // invoker yet, the next start would close it from its pending note. A record either way.
+    platform.restart();
+    let record = wait_for_record(&platform, &id).await;
+    assert_eq!(
+        record["response"]["status"], "whisk internal error",
+        "{record}"
+    );
 }

@@ -47,6 +47,9 @@ impl Platform {
             .args(["standalone", "--port", "0", "--data-dir"])
             .arg(dir.path().join("data"))
             .env("WHISK_LOG", "warn")
+            // No containers: these tests drive the API, and a killed server would leave the
+            // invoker's host network setup behind.
+            .env("WHISK_INVOKER_ENABLED", "false")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -15,6 +15,8 @@ pub const GUEST_AUTH: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN
 
 /// One running `whisk standalone`, stopped (SIGTERM) when dropped.
 pub struct Platform {
+    /// Whether `whisk standalone` may start its invoker (and so containers and host networking).
+    invoker: bool,
     child: Option<Child>,
     pub url: String,
     data_dir: tempfile::TempDir,
@@ -22,10 +24,12 @@ pub struct Platform {
 }
 
 impl Platform {
+    /// A platform for API tests: no invoker, so no containers or host network setup.
     pub fn start() -> Self {
         let data_dir = tempfile::tempdir().expect("temp data dir");
-        let (child, url) = spawn(data_dir.path());
+        let (child, url) = spawn(data_dir.path(), false);
         Self {
+            invoker: false,
             child: Some(child),
             url,
             data_dir,
@@ -34,12 +38,13 @@ impl Platform {
     }
 
     /// Starts with `toml` as the configuration file (kept in the data directory as
-    /// `whisk.toml`, so restarts use it too).
+    /// `whisk.toml`, so restarts use it too); its `[invoker]` section decides about the invoker.
     pub fn start_with_config(toml: &str) -> Self {
         let data_dir = tempfile::tempdir().expect("temp data dir");
         std::fs::write(data_dir.path().join(CONFIG_FILE), toml).expect("write whisk.toml");
-        let (child, url) = spawn(data_dir.path());
+        let (child, url) = spawn(data_dir.path(), true);
         Self {
+            invoker: true,
             child: Some(child),
             url,
             data_dir,
@@ -54,7 +59,7 @@ impl Platform {
     /// Stops the server gracefully and starts a new one on the same data directory.
     pub fn restart(&mut self) {
         self.stop();
-        let (child, url) = spawn(self.data_dir.path());
+        let (child, url) = spawn(self.data_dir.path(), self.invoker);
         self.child = Some(child);
         self.url = url;
     }
@@ -126,8 +131,20 @@ impl Platform {
 }
 
 impl Drop for Platform {
+    /// Stops gracefully so an invoker removes its containers, cgroups and network namespaces
+    /// from the host; kills only a server that does not stop in time.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -184,11 +201,14 @@ impl Reply {
 /// The configuration file [`Platform::start_with_config`] writes into the data directory.
 const CONFIG_FILE: &str = "whisk.toml";
 
-fn spawn(data_dir: &Path) -> (Child, String) {
+fn spawn(data_dir: &Path, invoker: bool) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_whisk"));
     command
         .args(["standalone", "--port", "0", "--data-dir"])
         .arg(data_dir);
+    if !invoker {
+        command.env("WHISK_INVOKER_ENABLED", "false");
+    }
     let config = data_dir.join(CONFIG_FILE);
     if config.exists() {
         command.arg("--config").arg(config);
