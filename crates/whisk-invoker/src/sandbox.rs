@@ -26,6 +26,7 @@ use whisk_runtime::{
     DEFAULT_MAX_RESPONSE_BYTES, LOG_SENTINEL, LaunchLayout, PROXY_PORT, RuntimeClient, Verdict,
     init_verdict, launch_spec, run_verdict,
 };
+use whisk_sandbox::net::{NetworkPool, PreparedNetwork};
 use whisk_sandbox::{Bind, Sandbox};
 
 use crate::container::{
@@ -68,6 +69,32 @@ pub trait NetworkProvider: Send + Sync + fmt::Debug {
     async fn take(&self) -> Result<ContainerNetwork, ContainerError>;
     /// Gives a namespace back once its container is destroyed.
     async fn release(&self, network: ContainerNetwork);
+}
+
+/// The sandbox's network pool hands out the namespaces in production.
+#[async_trait]
+impl NetworkProvider for NetworkPool {
+    async fn take(&self) -> Result<ContainerNetwork, ContainerError> {
+        let prepared = NetworkPool::take(self)
+            .await
+            .map_err(|e| ContainerError::Create(format!("no network: {e}")))?;
+        Ok(ContainerNetwork {
+            netns: Some(prepared.netns_path.clone()),
+            address: IpAddr::V4(prepared.address),
+            token: Box::new(prepared),
+        })
+    }
+
+    async fn release(&self, network: ContainerNetwork) {
+        match network.token.downcast::<PreparedNetwork>() {
+            Ok(prepared) => {
+                if let Err(error) = NetworkPool::release(self, *prepared).await {
+                    warn!(%error, "a container's network could not be released");
+                }
+            }
+            Err(_) => warn!("a network from another provider was given back; ignored"),
+        }
+    }
 }
 
 /// Settings of the [`SandboxFactory`].

@@ -128,7 +128,7 @@ impl Harness {
 
     async fn stop(mut self) {
         self.invoker.take().unwrap().shutdown().await;
-        self._real.sandbox.shutdown().await.unwrap();
+        self._real.shutdown().await;
     }
 }
 

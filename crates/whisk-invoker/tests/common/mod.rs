@@ -1,19 +1,19 @@
-//! Real containers for the invoker's tests: a sandbox per test (unique instance name), runtime
-//! assets in a temporary directory, and network namespaces made with `ip` for each container
-//! (each with its own veth pair and a /30 of its own, so parallel tests never meet).
+//! Real containers for the invoker's tests: a sandbox and a network pool per test (unique
+//! instance names and subnets, so parallel tests never meet) and the runtime assets in a
+//! temporary directory.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
+use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use async_trait::async_trait;
-use whisk_invoker::{
-    ContainerError, ContainerNetwork, NetworkProvider, SandboxFactory, SandboxFactoryConfig,
-};
+use whisk_invoker::{SandboxFactory, SandboxFactoryConfig};
 use whisk_runtime::{HostTools, LaunchLayout};
+use whisk_sandbox::net::{Ipv4Subnet, NetConfig, NetError, NetMode, NetworkPool};
 use whisk_sandbox::{Sandbox, SandboxConfig};
 
 pub fn running_as_root() -> bool {
@@ -32,102 +32,51 @@ fn unique() -> u32 {
     COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Namespaces made with `ip`: `wis<slot>`, host side `wih<slot>`, container side `eth0`, with
-/// the /30 number `slot` of 10.251.0.0/16.
-#[derive(Debug)]
-pub struct IpNetworks {
-    next: AtomicU32,
-}
-
-struct Made {
-    name: String,
-}
-
-async fn ip(args: &[&str]) -> Result<(), ContainerError> {
-    let output = tokio::process::Command::new("ip")
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| ContainerError::Create(format!("ip: {e}")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(ContainerError::Create(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        )))
-    }
-}
-
-impl IpNetworks {
-    pub fn new() -> IpNetworks {
-        IpNetworks {
-            next: AtomicU32::new(0),
-        }
-    }
-}
-
-#[async_trait]
-impl NetworkProvider for IpNetworks {
-    async fn take(&self) -> Result<ContainerNetwork, ContainerError> {
-        // A /30 of 10.251.0.0/16 per namespace. The namespace is named after its /30, so
-        // creating it claims the addresses atomically: parallel test processes that pick the
-        // same slot find the name taken and move on.
-        let start = std::process::id()
-            .wrapping_mul(64)
-            .wrapping_add(self.next.fetch_add(1, Ordering::Relaxed) * 7 + unique());
-        let mut claimed = None;
-        for attempt in 0..256 {
-            let slot = start.wrapping_add(attempt) % 16384;
-            let name = format!("wis{slot}");
-            if ip(&["netns", "add", &name]).await.is_ok() {
-                claimed = Some((slot, name));
-                break;
-            }
-        }
-        let (slot, name) =
-            claimed.ok_or_else(|| ContainerError::Create("no free test network".into()))?;
-        let host = format!("wih{slot}");
-        let base = u32::from(Ipv4Addr::new(10, 251, 0, 0)) + slot * 4;
-        let host_ip = Ipv4Addr::from(base + 1);
-        let container_ip = Ipv4Addr::from(base + 2);
-        let setup = async {
-            ip(&[
-                "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &name,
-            ])
-            .await?;
-            ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host]).await?;
-            ip(&["link", "set", &host, "up"]).await?;
-            ip(&[
-                "-n",
-                &name,
-                "addr",
-                "add",
-                &format!("{container_ip}/30"),
-                "dev",
-                "eth0",
-            ])
-            .await?;
-            ip(&["-n", &name, "link", "set", "eth0", "up"]).await?;
-            ip(&["-n", &name, "link", "set", "lo", "up"]).await
+/// A network pool on a /24 of 10.252.0.0/16 of this test's own: the /24 is claimed by binding
+/// an abstract socket named after it (released when the test process ends, even by a crash),
+/// and one the host already uses is refused by the pool and skipped.
+async fn network_pool() -> (UnixListener, NetworkPool) {
+    let start = std::process::id()
+        .wrapping_mul(31)
+        .wrapping_add(unique() * 7)
+        % 256;
+    for step in 0..256 {
+        let index = (start + step) % 256;
+        let lock_name = format!("whisk-invoker-test-net-{index}");
+        let address = SocketAddr::from_abstract_name(lock_name.as_bytes()).unwrap();
+        let Ok(lock) = UnixListener::bind_addr(&address) else {
+            continue;
         };
-        if let Err(error) = setup.await {
-            let _ = ip(&["netns", "del", &name]).await;
-            return Err(error);
+        let config = NetConfig {
+            subnet: Ipv4Subnet::new(Ipv4Addr::new(10, 252, index as u8, 0), 24).unwrap(),
+            mode: NetMode::None,
+            api_relay: None,
+            pool_size: 1,
+            ..NetConfig::new(format!("it{}x{index}", std::process::id()))
+        };
+        match NetworkPool::new(config).await {
+            Ok(pool) => return (lock, pool),
+            Err(NetError::SubnetInUse { .. }) => continue,
+            Err(error) => panic!("network pool: {error}"),
         }
-        Ok(ContainerNetwork {
-            netns: Some(PathBuf::from(format!("/run/netns/{name}"))),
-            address: IpAddr::V4(container_ip),
-            token: Box::new(Made { name }),
-        })
     }
+    panic!("every test subnet is taken");
+}
 
-    async fn release(&self, network: ContainerNetwork) {
-        if let Ok(made) = network.token.downcast::<Made>() {
-            // Deleting the namespace deletes its end of the veth pair and so the host end.
-            let _ = ip(&["netns", "del", &made.name]).await;
-        }
+/// Sweeps a network instance when the test ends, also after a panic (a drop cannot await, so
+/// on a thread with its own runtime).
+struct SweepOnDrop(String);
+
+impl Drop for SweepOnDrop {
+    fn drop(&mut self) {
+        let instance = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|runtime| runtime.block_on(NetworkPool::sweep(&instance)))
+        })
+        .join();
     }
 }
 
@@ -135,7 +84,18 @@ impl NetworkProvider for IpNetworks {
 pub struct Real {
     pub factory: Arc<SandboxFactory>,
     pub sandbox: Arc<Sandbox>,
+    pub networks: Arc<NetworkPool>,
     _assets: tempfile::TempDir,
+    _sweep: SweepOnDrop,
+    _lock: UnixListener,
+}
+
+impl Real {
+    /// Destroys what is left: containers, then their networks.
+    pub async fn shutdown(&self) {
+        self.sandbox.shutdown().await.unwrap();
+        self.networks.shutdown().await.unwrap();
+    }
 }
 
 pub async fn real(name: &str) -> Option<Real> {
@@ -167,14 +127,20 @@ pub async fn real(name: &str) -> Option<Real> {
         PathBuf::from(env!("CARGO_BIN_EXE_whisk-invoker-proxy")),
         instance,
     );
+    let (lock, networks) = network_pool().await;
+    let networks = Arc::new(networks);
+    let sweep = SweepOnDrop(networks.config().instance.clone());
     let factory = Arc::new(SandboxFactory::new(
         sandbox.clone(),
-        Arc::new(IpNetworks::new()),
+        networks.clone(),
         config,
     ));
     Some(Real {
         factory,
         sandbox,
+        networks,
         _assets: assets,
+        _sweep: sweep,
+        _lock: lock,
     })
 }
