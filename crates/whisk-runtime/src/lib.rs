@@ -13,7 +13,7 @@ pub mod proxy;
 
 pub use assets::{NODE_PROXY, NODE_PROXY_PATH, PYTHON_PROXY, PYTHON_PROXY_PATH, write_assets};
 pub use client::{CallError, CallResult, DEFAULT_MAX_RESPONSE_BYTES, RuntimeClient, RuntimeReply};
-pub use launch::{HostTools, LaunchLayout, LaunchSpec, launch_spec, supported_kinds};
+pub use launch::{HostTools, LaunchLayout, LaunchSpec, Tool, launch_spec, supported_kinds};
 pub use mapping::{Verdict, init_verdict, run_verdict};
 pub use payload::{ActivationContext, InitCode, env_value, init_payload, run_payload};
 

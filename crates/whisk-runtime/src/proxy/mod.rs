@@ -290,7 +290,8 @@ pub(crate) struct InitRequest {
 }
 
 impl InitRequest {
-    /// `None` when there is no code to run (§13.6: 403 "Missing main/no code to execute.").
+    /// The reply to send instead when there is no code (§13.6: 403 "Missing main/no code to
+    /// execute.") or binary code is not base64 (400, as OpenWhisk's ActionLoop proxy answers).
     pub fn parse(payload: &Value) -> Result<InitRequest, Reply> {
         let value = payload.get("value").cloned().unwrap_or(Value::Null);
         let code = value.get("code").and_then(Value::as_str).unwrap_or("");
