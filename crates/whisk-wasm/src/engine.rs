@@ -29,8 +29,8 @@ pub struct WasmConfig {
     /// The largest memory limit an action may have, in MB: the size of each memory slot. A run
     /// asking for more is capped here.
     pub max_memory_mb: u64,
-    /// How often the epoch advances; a run's deadline is rounded up to whole ticks, so this is
-    /// the precision of timeouts.
+    /// How often the epoch advances: a running module yields to the executor once per tick, so
+    /// this bounds how long it holds a worker thread and how late a timeout can fire.
     pub epoch_tick: Duration,
     /// Compiled modules kept; the oldest entry is dropped first when full.
     pub cache_capacity: usize,
@@ -173,6 +173,8 @@ impl WasmEngine {
             .max_memories_per_module(1)
             .max_tables_per_module(1)
             .max_memory_size(memory_bytes)
+            // Async calls run wasm on a fiber stack; one per concurrent activation.
+            .total_stacks(slots)
             // Components are not run here; their slots would only reserve address space.
             .total_component_instances(0);
         let mut wasm = Config::new();
@@ -180,7 +182,7 @@ impl WasmEngine {
             .epoch_interruption(true);
         let engine = Engine::new(&wasm).map_err(|e| WasmEngineError::Config(format!("{e:#}")))?;
         let mut linker: Linker<RunState> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut RunState| &mut state.wasi)
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut RunState| &mut state.wasi)
             .map_err(|e| WasmEngineError::Config(format!("{e:#}")))?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
         tracing::info!(

@@ -12,14 +12,16 @@
 //!
 //! The pieces:
 //! * [`WasmEngine`] owns the wasmtime engine (pooling allocator, epoch interruption driven by one
-//!   ticker thread), the WASI linker and the cache of compiled modules keyed by SHA-256 digest.
+//!   ticker thread, async calls on fiber stacks), the WASI linker and the cache of compiled modules keyed by SHA-256 digest.
 //! * [`WasmEngine::compile`] turns module bytes into a shared [`CompiledAction`], or a
 //!   [`WasmCompileError`] whose text is the activation's init failure.
 //! * [`WasmEngine::run`] runs one activation in a fresh instance under a memory and time limit and
 //!   returns a [`WasmOutcome`], which maps itself to OpenWhisk's activation response.
 //!
-//! Runs are synchronous and CPU-bound: an async caller runs them on a blocking thread
-//! (`tokio::task::spawn_blocking`), never on a runtime worker.
+//! [`WasmEngine::run`] is async and needs a Tokio runtime with timers: the module yields every
+//! epoch tick, so it shares a worker thread fairly. [`WasmEngine::compile`] is synchronous and
+//! CPU-bound (Cranelift; tens of milliseconds for a small module, once per digest): an async
+//! caller runs it on a blocking thread (`tokio::task::spawn_blocking`).
 
 mod engine;
 mod output;

@@ -195,9 +195,14 @@ impl ResourceLimiter for MemoryLimiter {
 
 impl WasmEngine {
     /// Runs one activation of `action` in a fresh instance (so no state survives between
-    /// activations). Blocks the calling thread for up to the time limit: call it from a
-    /// blocking thread in async code.
-    pub fn run(&self, action: &CompiledAction, request: RunRequest) -> WasmOutcome {
+    /// activations).
+    ///
+    /// The module runs on the calling task, but never holds it for long: the epoch ticker makes
+    /// it yield to the executor every tick, and the time limit is a timer around the whole
+    /// instantiation and run. A module blocked in a WASI call (say `poll_oneoff` sleeping past
+    /// its deadline) is therefore stopped at the deadline too, which a trap on the epoch alone
+    /// could not do: epochs are only checked while wasm code runs.
+    pub async fn run(&self, action: &CompiledAction, request: RunRequest) -> WasmOutcome {
         let started = Instant::now();
         let config = &self.inner.config;
         let memory_mb = request.limits.memory_mb.min(config.max_memory_mb);
@@ -226,30 +231,25 @@ impl WasmEngine {
             },
         );
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(deadline_ticks(
-            request.limits.timeout,
-            effective_tick(config.epoch_tick),
-        ));
-        store.epoch_deadline_trap();
+        store.epoch_deadline_async_yield_and_update(1);
 
-        let instance = action.pre.instantiate(&mut store);
-        let init_time = started.elapsed();
-        let run_started = Instant::now();
-        let call = instance.and_then(|instance| {
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call(&mut store, ())
-        });
-        let run_time = run_started.elapsed();
+        let mut init_time = None;
+        let call = tokio::time::timeout(request.limits.timeout, async {
+            let instance = action.pre.instantiate_async(&mut store).await;
+            init_time = Some(started.elapsed());
+            let start = instance?.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        })
+        .await;
+        let elapsed = started.elapsed();
+        let init_time = init_time.unwrap_or(elapsed);
+        let run_time = elapsed.saturating_sub(init_time);
 
         let mut stderr_lines = lines(&stderr.contents());
         let failure = match call {
-            Ok(()) => None,
-            Err(error) => classify(
-                &error,
-                store.data().limiter.exhausted,
-                memory_mb,
-                timeout_ms,
-            ),
+            Err(_elapsed) => Some(WasmRunError::Timeout { timeout_ms }),
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => classify(&error, store.data().limiter.exhausted, memory_mb),
         };
         let (result, stdout_lines, size) = match failure {
             Some(error) => {
@@ -288,7 +288,6 @@ fn classify(
     error: &wasmtime::Error,
     memory_exhausted: bool,
     memory_mb: u64,
-    timeout_ms: u64,
 ) -> Option<WasmRunError> {
     if let Some(exit) = error.downcast_ref::<I32Exit>() {
         return (exit.0 != 0).then_some(WasmRunError::Exit(exit.0));
@@ -299,7 +298,6 @@ fn classify(
         });
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Some(WasmRunError::Timeout { timeout_ms }),
         Some(trap) => Some(WasmRunError::Trap(format!("wasm trap: {trap}"))),
         None if error.downcast_ref::<wasmtime::WasmBacktrace>().is_some() => {
             // A host function (WASI) failed the call; the module cannot go on.
@@ -309,34 +307,11 @@ fn classify(
     }
 }
 
-/// The tick actually used by the ticker (see `Ticker::start`).
-fn effective_tick(tick: Duration) -> Duration {
-    tick.max(Duration::from_micros(100))
-}
-
-/// Ticks from now until `timeout` has surely passed: rounded up, plus one because the current
-/// tick may be about to end.
-fn deadline_ticks(timeout: Duration, tick: Duration) -> u64 {
-    let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1));
-    u64::try_from(ticks)
-        .unwrap_or(u64::MAX - 1)
-        .saturating_add(1)
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn deadlines_round_up_to_whole_ticks_plus_one() {
-        let ms = Duration::from_millis;
-        assert_eq!(deadline_ticks(ms(100), ms(1)), 101);
-        assert_eq!(deadline_ticks(ms(5), ms(2)), 4);
-        assert_eq!(deadline_ticks(Duration::ZERO, ms(1)), 1);
-        assert_eq!(effective_tick(Duration::ZERO), Duration::from_micros(100));
-    }
 
     #[test]
     fn run_payload_fields_become_ow_variables() {

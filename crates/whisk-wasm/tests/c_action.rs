@@ -90,8 +90,8 @@ fn request(params: serde_json::Value) -> RunRequest {
     }
 }
 
-#[test]
-fn a_c_action_runs_with_libc_and_nothing_of_the_host() {
+#[tokio::test]
+async fn a_c_action_runs_with_libc_and_nothing_of_the_host() {
     let Some(module) = compile_c() else { return };
     let engine = WasmEngine::new(WasmConfig {
         max_instances: 2,
@@ -101,7 +101,9 @@ fn a_c_action_runs_with_libc_and_nothing_of_the_host() {
     .unwrap();
     let action = engine.compile(&module).unwrap();
 
-    let outcome = engine.run(&action, request(json!({"name": "C", "n": [1, 2]})));
+    let outcome = engine
+        .run(&action, request(json!({"name": "C", "n": [1, 2]})))
+        .await;
     assert_eq!(
         outcome.result,
         Ok(
@@ -117,7 +119,7 @@ fn a_c_action_runs_with_libc_and_nothing_of_the_host() {
         outcome.stderr_lines
     );
 
-    let hog = engine.run(&action, request(json!({"hog": true})));
+    let hog = engine.run(&action, request(json!({"hog": true}))).await;
     assert_eq!(
         hog.result,
         Err(WasmRunError::MemoryExhausted { limit_mb: 128 })

@@ -30,11 +30,11 @@ fn limits() -> RunLimits {
     }
 }
 
-fn run(engine: &WasmEngine, module: &[u8], params: Value) -> WasmOutcome {
-    run_with(engine, module, params, Vec::new(), limits())
+async fn run(engine: &WasmEngine, module: &[u8], params: Value) -> WasmOutcome {
+    run_with(engine, module, params, Vec::new(), limits()).await
 }
 
-fn run_with(
+async fn run_with(
     engine: &WasmEngine,
     module: &[u8],
     params: Value,
@@ -42,14 +42,16 @@ fn run_with(
     limits: RunLimits,
 ) -> WasmOutcome {
     let action = engine.compile(module).unwrap();
-    engine.run(
-        &action,
-        RunRequest {
-            params,
-            env,
-            limits,
-        },
-    )
+    engine
+        .run(
+            &action,
+            RunRequest {
+                params,
+                env,
+                limits,
+            },
+        )
+        .await
 }
 
 const IMPORTS: &str = r#"
@@ -111,11 +113,11 @@ fn writer(stdout: &str, stderr: &str, exit: Option<i32>) -> Vec<u8> {
     ))
 }
 
-#[test]
-fn echo_returns_the_parameters() {
+#[tokio::test]
+async fn echo_returns_the_parameters() {
     let engine = engine();
     let params = json!({"name": "wasm", "nested": {"list": [1, 2, 3]}, "text": "é ✓"});
-    let outcome = run(&engine, &echo(), params.clone());
+    let outcome = run(&engine, &echo(), params.clone()).await;
     assert_eq!(outcome.result, Ok(params.clone()));
     assert!(outcome.stdout_lines.is_empty());
     assert!(outcome.stderr_lines.is_empty());
@@ -128,37 +130,38 @@ fn echo_returns_the_parameters() {
     );
 }
 
-#[test]
-fn stderr_and_earlier_stdout_lines_are_logs() {
+#[tokio::test]
+async fn stderr_and_earlier_stdout_lines_are_logs() {
     let engine = engine();
     let module = writer(
         "stdout log\n{\"ok\":true}\n",
         "first log\nsecond log\n",
         None,
     );
-    let outcome = run(&engine, &module, json!({}));
+    let outcome = run(&engine, &module, json!({})).await;
     assert_eq!(outcome.result, Ok(json!({"ok": true})));
     assert_eq!(outcome.stdout_lines, ["stdout log"]);
     assert_eq!(outcome.stderr_lines, ["first log", "second log"]);
 }
 
-#[test]
-fn an_error_field_is_an_application_error() {
+#[tokio::test]
+async fn an_error_field_is_an_application_error() {
     let engine = engine();
     let outcome = run(
         &engine,
         &writer("{\"error\":\"bad input\"}", "", None),
         json!({}),
-    );
+    )
+    .await;
     let response = outcome.response();
     assert_eq!(response.status_code, 1);
     assert_eq!(response.result, Some(json!({"error": "bad input"})));
 }
 
-#[test]
-fn non_json_output_is_a_developer_error_quoting_it() {
+#[tokio::test]
+async fn non_json_output_is_a_developer_error_quoting_it() {
     let engine = engine();
-    let outcome = run(&engine, &writer("log\nhello world\n", "", None), json!({}));
+    let outcome = run(&engine, &writer("log\nhello world\n", "", None), json!({})).await;
     assert_eq!(
         outcome.result,
         Err(WasmRunError::InvalidOutput("hello world".into()))
@@ -172,17 +175,17 @@ fn non_json_output_is_a_developer_error_quoting_it() {
             json!({"error": "The action did not produce a valid JSON or JSON Array response: hello world"})
         )
     );
-    let nothing = run(&engine, &writer("", "", None), json!({}));
+    let nothing = run(&engine, &writer("", "", None), json!({})).await;
     assert_eq!(
         nothing.response().result,
         Some(json!({"error": "The action did not produce a valid JSON or JSON Array response."}))
     );
 }
 
-#[test]
-fn a_scalar_result_is_not_a_dictionary() {
+#[tokio::test]
+async fn a_scalar_result_is_not_a_dictionary() {
     let engine = engine();
-    let outcome = run(&engine, &writer("42\n", "", None), json!({}));
+    let outcome = run(&engine, &writer("42\n", "", None), json!({})).await;
     assert_eq!(outcome.result, Err(WasmRunError::NotADictionary));
     assert_eq!(
         outcome.response().result,
@@ -190,12 +193,12 @@ fn a_scalar_result_is_not_a_dictionary() {
     );
 }
 
-#[test]
-fn exit_zero_keeps_the_result_and_other_codes_fail() {
+#[tokio::test]
+async fn exit_zero_keeps_the_result_and_other_codes_fail() {
     let engine = engine();
-    let clean = run(&engine, &writer("{\"a\":1}", "", Some(0)), json!({}));
+    let clean = run(&engine, &writer("{\"a\":1}", "", Some(0)), json!({})).await;
     assert_eq!(clean.result, Ok(json!({"a": 1})));
-    let failed = run(&engine, &writer("{\"a\":1}", "oops\n", Some(3)), json!({}));
+    let failed = run(&engine, &writer("{\"a\":1}", "oops\n", Some(3)), json!({})).await;
     assert_eq!(failed.result, Err(WasmRunError::Exit(3)));
     assert_eq!(failed.stderr_lines, ["oops"]);
     assert_eq!(failed.stdout_lines, ["{\"a\":1}"]);
@@ -207,8 +210,8 @@ fn exit_zero_keeps_the_result_and_other_codes_fail() {
     );
 }
 
-#[test]
-fn a_trap_is_a_developer_error_with_the_trap_in_the_logs() {
+#[tokio::test]
+async fn a_trap_is_a_developer_error_with_the_trap_in_the_logs() {
     let engine = engine();
     let module = wasm(&format!(
         r#"(module {IMPORTS} {WRITE}
@@ -218,7 +221,7 @@ fn a_trap_is_a_developer_error_with_the_trap_in_the_logs() {
     (call $write (i32.const 2) (i32.const 1024) (i32.const 14))
     unreachable))"#
     ));
-    let outcome = run(&engine, &module, json!({}));
+    let outcome = run(&engine, &module, json!({})).await;
     match &outcome.result {
         Err(WasmRunError::Trap(detail)) => assert!(detail.contains("unreachable"), "{detail}"),
         other => panic!("expected a trap, got {other:?}"),
@@ -236,15 +239,15 @@ fn a_trap_is_a_developer_error_with_the_trap_in_the_logs() {
     assert!(!outcome.timed_out());
 }
 
-#[test]
-fn a_stack_overflow_traps() {
+#[tokio::test]
+async fn a_stack_overflow_traps() {
     let engine = engine();
     let module = wasm(
         r#"(module
   (func $down (param i64) (result i64) (i64.add (call $down (local.get 0)) (i64.const 1)))
   (func (export "_start") (drop (call $down (i64.const 0)))))"#,
     );
-    let outcome = run(&engine, &module, json!({}));
+    let outcome = run(&engine, &module, json!({})).await;
     assert!(
         matches!(&outcome.result, Err(WasmRunError::Trap(detail)) if detail.contains("stack")),
         "{:?}",
@@ -252,8 +255,8 @@ fn a_stack_overflow_traps() {
     );
 }
 
-#[test]
-fn an_endless_loop_stops_at_the_deadline() {
+#[tokio::test]
+async fn an_endless_loop_stops_at_the_deadline() {
     let engine = engine();
     let module = wasm(r#"(module (func (export "_start") (loop $forever (br $forever))))"#);
     let timeout = Duration::from_millis(300);
@@ -267,7 +270,8 @@ fn an_endless_loop_stops_at_the_deadline() {
             memory_mb: 128,
             timeout,
         },
-    );
+    )
+    .await;
     let elapsed = started.elapsed();
     assert_eq!(
         outcome.result,
@@ -285,20 +289,20 @@ fn an_endless_loop_stops_at_the_deadline() {
     );
     // The engine goes on serving other activations.
     assert_eq!(
-        run(&engine, &echo(), json!({"x": 1})).result,
+        run(&engine, &echo(), json!({"x": 1})).await.result,
         Ok(json!({"x": 1}))
     );
 }
 
-#[test]
-fn growing_memory_past_the_limit_exhausts_it() {
+#[tokio::test]
+async fn growing_memory_past_the_limit_exhausts_it() {
     let engine = engine();
     // 64 KiB pages: 1 page to start, then ask for 160 MiB more under a 128 MB limit.
     let module = wasm(
         r#"(module (memory 1)
   (func (export "_start") (drop (memory.grow (i32.const 2560)))))"#,
     );
-    let outcome = run(&engine, &module, json!({}));
+    let outcome = run(&engine, &module, json!({})).await;
     assert_eq!(
         outcome.result,
         Err(WasmRunError::MemoryExhausted { limit_mb: 128 })
@@ -317,7 +321,8 @@ fn growing_memory_past_the_limit_exhausts_it() {
             memory_mb: 256,
             timeout: Duration::from_secs(60),
         },
-    );
+    )
+    .await;
     assert_eq!(
         roomy.result,
         Err(WasmRunError::InvalidOutput(String::new())),
@@ -325,19 +330,19 @@ fn growing_memory_past_the_limit_exhausts_it() {
     );
 }
 
-#[test]
-fn an_initial_memory_past_the_limit_exhausts_it() {
+#[tokio::test]
+async fn an_initial_memory_past_the_limit_exhausts_it() {
     let engine = engine();
     let module = wasm(r#"(module (memory 3000) (func (export "_start")))"#);
-    let outcome = run(&engine, &module, json!({}));
+    let outcome = run(&engine, &module, json!({})).await;
     assert_eq!(
         outcome.result,
         Err(WasmRunError::MemoryExhausted { limit_mb: 128 })
     );
 }
 
-#[test]
-fn a_memory_limit_above_the_engines_slots_is_capped() {
+#[tokio::test]
+async fn a_memory_limit_above_the_engines_slots_is_capped() {
     let engine = engine();
     let module = wasm(
         r#"(module (memory 1)
@@ -352,7 +357,8 @@ fn a_memory_limit_above_the_engines_slots_is_capped() {
             memory_mb: 4096,
             timeout: Duration::from_secs(60),
         },
-    );
+    )
+    .await;
     assert_eq!(
         outcome.result,
         Err(WasmRunError::MemoryExhausted { limit_mb: 256 })
@@ -360,8 +366,8 @@ fn a_memory_limit_above_the_engines_slots_is_capped() {
 }
 
 /// Counts activations in a global and in memory, and says whether this is the first one.
-#[test]
-fn no_state_carries_over_between_runs() {
+#[tokio::test]
+async fn no_state_carries_over_between_runs() {
     let engine = engine();
     let module = wasm(&format!(
         r#"(module {IMPORTS} {WRITE}
@@ -379,22 +385,24 @@ fn no_state_carries_over_between_runs() {
     ));
     let action = engine.compile(&module).unwrap();
     for _ in 0..3 {
-        let outcome = engine.run(
-            &action,
-            RunRequest {
-                params: json!({}),
-                env: Vec::new(),
-                limits: limits(),
-            },
-        );
+        let outcome = engine
+            .run(
+                &action,
+                RunRequest {
+                    params: json!({}),
+                    env: Vec::new(),
+                    limits: limits(),
+                },
+            )
+            .await;
         assert_eq!(outcome.result, Ok(json!({"first": true})));
     }
 }
 
 /// Prints `{"preopens":false}` when fd 3 is not a preopened directory, then its environment
 /// (NUL-separated `K=V`) on stderr.
-#[test]
-fn no_filesystem_and_only_the_given_environment() {
+#[tokio::test]
+async fn no_filesystem_and_only_the_given_environment() {
     let engine = engine();
     let module = wasm(&format!(
         r#"(module {IMPORTS}
@@ -417,7 +425,7 @@ fn no_filesystem_and_only_the_given_environment() {
         ("__OW_ACTIVATION_ID".to_string(), "abc123".to_string()),
         ("WHISK_TEST".to_string(), "yes".to_string()),
     ];
-    let outcome = run_with(&engine, &module, json!({}), env, limits());
+    let outcome = run_with(&engine, &module, json!({}), env, limits()).await;
     assert_eq!(outcome.result, Ok(json!({"preopens": false})));
     assert_eq!(
         outcome.stderr_lines,
@@ -535,38 +543,97 @@ fn base64_code_compiles_like_its_bytes() {
     assert!(Arc::ptr_eq(&from_code, &from_bytes));
 }
 
-#[test]
-fn concurrent_runs_each_get_their_own_instance() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_each_get_their_own_instance() {
     let engine = engine();
     let action = engine.compile(&echo()).unwrap();
-    let threads: Vec<_> = (0..4)
+    let tasks: Vec<_> = (0..4)
         .map(|n| {
             let (engine, action) = (engine.clone(), action.clone());
-            std::thread::spawn(move || {
-                (0..20).all(|i| {
-                    let params = json!({"thread": n, "i": i});
-                    let outcome = engine.run(
-                        &action,
-                        RunRequest {
-                            params: params.clone(),
-                            env: Vec::new(),
-                            limits: limits(),
-                        },
-                    );
-                    outcome.result == Ok(params)
-                })
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    let params = json!({"task": n, "i": i});
+                    let request = RunRequest {
+                        params: params.clone(),
+                        env: Vec::new(),
+                        limits: limits(),
+                    };
+                    assert_eq!(engine.run(&action, request).await.result, Ok(params));
+                }
             })
         })
         .collect();
-    for thread in threads {
-        assert!(thread.join().unwrap());
+    for task in tasks {
+        task.await.unwrap();
     }
+}
+
+/// A module asleep in `poll_oneoff` (10 s) is stopped at its 300 ms deadline, not when it wakes.
+#[tokio::test]
+async fn a_sleeping_module_is_stopped_at_the_deadline() {
+    let engine = engine();
+    let module = wasm(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i64.store (i32.const 128) (i64.const 7))
+    (i32.store8 (i32.const 136) (i32.const 0))
+    (i32.store (i32.const 144) (i32.const 1))
+    (i64.store (i32.const 152) (i64.const 10000000000))
+    (i64.store (i32.const 160) (i64.const 0))
+    (i32.store16 (i32.const 168) (i32.const 0))
+    (drop (call $poll (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 512)))))"#,
+    );
+    let started = Instant::now();
+    let outcome = run_with(
+        &engine,
+        &module,
+        json!({}),
+        Vec::new(),
+        RunLimits {
+            memory_mb: 128,
+            timeout: Duration::from_millis(300),
+        },
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        outcome.result,
+        Err(WasmRunError::Timeout { timeout_ms: 300 })
+    );
+    assert!(
+        elapsed < Duration::from_secs(9),
+        "stopped after {elapsed:?}"
+    );
+    // A short sleep within the limit simply returns.
+    let short = module_sleeping_ms(20);
+    let outcome = run(&engine, &short, json!({})).await;
+    assert_eq!(
+        outcome.result,
+        Err(WasmRunError::InvalidOutput(String::new()))
+    );
+}
+
+fn module_sleeping_ms(ms: u64) -> Vec<u8> {
+    wasm(&format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 136) (i32.const 0))
+    (i32.store (i32.const 144) (i32.const 1))
+    (i64.store (i32.const 152) (i64.const {ns}))
+    (if (call $poll (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 512))
+      (then unreachable))))"#,
+        ns = ms * 1_000_000
+    ))
 }
 
 /// Cold-start figures for the report (`cargo test -p whisk-wasm --test modules -- --nocapture
 /// cold_start`): instantiate only, and a whole run of the echo module, from a compiled module.
-#[test]
-fn cold_start_figures() {
+#[tokio::test]
+async fn cold_start_figures() {
     let engine = engine();
     let action = engine.compile(&echo()).unwrap();
     println!("compile (echo module): {:?}", action.compile_time());
@@ -574,14 +641,16 @@ fn cold_start_figures() {
     let mut whole = Vec::new();
     for i in 0..300 {
         let started = Instant::now();
-        let outcome = engine.run(
-            &action,
-            RunRequest {
-                params: json!({"i": i}),
-                env: Vec::new(),
-                limits: limits(),
-            },
-        );
+        let outcome = engine
+            .run(
+                &action,
+                RunRequest {
+                    params: json!({"i": i}),
+                    env: Vec::new(),
+                    limits: limits(),
+                },
+            )
+            .await;
         whole.push(started.elapsed());
         instantiate.push(outcome.init_time);
         assert_eq!(outcome.result, Ok(json!({"i": i})));
