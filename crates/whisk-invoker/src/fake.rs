@@ -6,7 +6,8 @@
 //! - `/init` fails (developer error, container not reusable) when the action code contains
 //!   [`FAKE_INIT_FAILURE`];
 //! - `/run` looks at the string field `fake` of the run's `value`: `timeout`, `crash`, `oom`,
-//!   `error` (application error) and `hold` (waits until [`FakeFactory::release_runs`]);
+//!   `error` (application error), `reschedule` (the runtime is shutting down) and `hold` (waits
+//!   until [`FakeFactory::release_runs`]);
 //!   anything else succeeds with the result `{"container": <id>, "run": <n>, "value": <value>}`;
 //! - the run's `value.logs` (an array of strings) become stdout lines, followed by the sentinels.
 
@@ -242,6 +243,14 @@ impl ActionContainer for FakeContainer {
                 false,
                 elapsed,
             ),
+            Some("reschedule") => CallOutcome {
+                reschedule: true,
+                ..CallOutcome::failed(
+                    ActivationResponse::whisk_error(json!("shutting down")),
+                    false,
+                    elapsed,
+                )
+            },
             Some("error") => CallOutcome::answered(
                 ActivationResponse::application_error(json!("scripted")),
                 elapsed,

@@ -24,7 +24,10 @@ use whisk_model::{
     ActionLimits, ActivationId, EntityName, EntityPath, EntityType, Exec, FullyQualifiedEntityName,
     Identity, SemVer, WhiskAction, WhiskActivation,
 };
-use whisk_store::{EntityDocument, Store};
+use whisk_store::{
+    ActivationEntry, ActivationQuery, ActivationStore, EntityDocument, Store, StoreError,
+    StoreResult,
+};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -58,6 +61,11 @@ fn action(name: &str, code: &str, limits: ActionLimits) -> WhiskAction {
 
 impl Harness {
     async fn start(pool: PoolConfig) -> Harness {
+        Harness::start_with_store(pool, |store| store).await
+    }
+
+    /// With the invoker's store wrapped (the harness itself reads the real one).
+    async fn start_with_store(pool: PoolConfig, wrap: impl FnOnce(Store) -> Store) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = whisk_store::open_sqlite(dir.path()).unwrap();
         let bus = Arc::new(InProcessBus::new());
@@ -67,9 +75,14 @@ impl Harness {
         config.pool = pool;
         config.api_host = Some("http://127.0.0.1:3233".into());
         config.log_wait = DEADLINE;
-        let invoker = Invoker::start(config, bus.clone(), store.clone(), Arc::new(fake.clone()))
-            .await
-            .unwrap();
+        let invoker = Invoker::start(
+            config,
+            bus.clone(),
+            wrap(store.clone()),
+            Arc::new(fake.clone()),
+        )
+        .await
+        .unwrap();
         Harness {
             _dir: dir,
             store,
@@ -492,4 +505,125 @@ async fn a_redelivered_activation_with_a_stored_record_is_completed_not_rerun() 
     let completion = h.completion().await;
     assert_eq!(completion.record, Some(record));
     assert_eq!(h.fake.created(), 1, "not run again");
+}
+
+#[tokio::test]
+async fn a_runtime_that_shuts_down_sends_the_activation_elsewhere_a_few_times() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let record = h
+        .invoke(&message(&hello, &revision, json!({"fake": "reschedule"})))
+        .await;
+    assert_eq!(record.response.status_code, 3);
+    assert_eq!(h.fake.created(), 3, "tried on three containers");
+}
+
+#[tokio::test]
+async fn an_action_larger_than_the_invoker_is_a_whisk_error() {
+    let mut h = Harness::start(PoolConfig {
+        user_memory_mb: 256,
+        ..PoolConfig::default()
+    })
+    .await;
+    let big = action(
+        "big",
+        "x",
+        ActionLimits {
+            memory: 512,
+            ..ActionLimits::default()
+        },
+    );
+    let revision = h.put(&big).await;
+    let record = h.invoke(&message(&big, &revision, json!({}))).await;
+    assert_eq!(
+        record.response.result,
+        Some(json!({"error": RESOURCE_PROVISION_ERROR}))
+    );
+    assert_eq!(h.fake.created(), 0);
+}
+
+#[tokio::test]
+async fn an_action_that_does_not_decode_is_a_whisk_error() {
+    let mut h = Harness::start(PoolConfig::default()).await;
+    let document = EntityDocument {
+        doc_id: "guest/broken".into(),
+        entity_type: EntityType::Action,
+        namespace: "guest".into(),
+        name: "broken".into(),
+        updated: 1,
+        publish: false,
+        binding: false,
+        document: json!({"exec": "not an exec"}),
+    };
+    let revision = h.store.entities.put(document, None).await.unwrap();
+    let broken = action("broken", "x", ActionLimits::default());
+    let record = h
+        .invoke(&message(&broken, &revision.to_string(), json!({})))
+        .await;
+    assert_eq!(record.response.status_code, 3);
+    assert_eq!(
+        record.response.result,
+        Some(json!({"error": whisk_invoker::service::ACTION_FETCH_ERROR}))
+    );
+}
+
+/// Fails the first `put`s, then stores.
+#[derive(Debug)]
+struct FlakyActivations {
+    inner: Arc<dyn ActivationStore>,
+    failures: AtomicU8,
+}
+
+#[async_trait::async_trait]
+impl ActivationStore for FlakyActivations {
+    async fn put(&self, entry: ActivationEntry) -> StoreResult<()> {
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Unavailable("scripted".into()));
+        }
+        self.inner.put(entry).await
+    }
+
+    async fn get(&self, namespace: &str, id: &str) -> StoreResult<Option<Value>> {
+        self.inner.get(namespace, id).await
+    }
+
+    async fn list(&self, query: &ActivationQuery) -> StoreResult<Vec<Value>> {
+        self.inner.list(query).await
+    }
+
+    async fn count(&self, query: &ActivationQuery) -> StoreResult<u64> {
+        self.inner.count(query).await
+    }
+
+    async fn delete_older_than(&self, epoch_ms: u64) -> StoreResult<u64> {
+        self.inner.delete_older_than(epoch_ms).await
+    }
+}
+
+#[tokio::test]
+async fn a_record_that_cannot_be_stored_leaves_the_message_for_another_try() {
+    let mut h = Harness::start_with_store(PoolConfig::default(), |store| Store {
+        activations: Arc::new(FlakyActivations {
+            inner: store.activations.clone(),
+            failures: AtomicU8::new(1),
+        }),
+        ..store
+    })
+    .await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let message = message(&hello, &revision, json!({}));
+    let record = h.invoke(&message).await;
+    assert!(record.response.is_success());
+    assert_eq!(h.stored(&message.activation_id).await, record);
+    assert_eq!(
+        h.fake.containers()[0].runs().len(),
+        2,
+        "run again after the failed store"
+    );
 }
