@@ -38,22 +38,27 @@ while True:
     c.close()
 "#;
 
-/// Connects, sends the optional third argument, prints `OK <answer>` or `ERR <error>`.
+/// Connects, sends the optional third argument, prints `OK <answer>` once connected (even if
+/// the answer then fails or times out) or `ERR <error>` when the connection itself fails.
 const CLIENT: &str = r#"
 import socket, sys
 try:
     s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+except OSError as e:
+    print("ERR", type(e).__name__, e.errno)
+    sys.exit(0)
+data = b""
+try:
     if len(sys.argv) > 3:
         s.sendall(sys.argv[3].encode())
-    data = b""
     while True:
         chunk = s.recv(4096)
         if not chunk:
             break
         data += chunk
-    print("OK", data.decode())
 except OSError as e:
-    print("ERR", type(e).__name__, e.errno)
+    data += ("<%s>" % type(e).__name__).encode()
+print("OK", data.decode(errors="replace"))
 "#;
 
 fn running_as_root() -> bool {
@@ -83,14 +88,19 @@ fn claim() -> Claim {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let call = COUNTER.fetch_add(1, Ordering::Relaxed);
     let start = std::process::id().wrapping_mul(31).wrapping_add(call * 7) % 2048;
+    let in_use = host_networks();
     for step in 0..2048 {
         let index = (start + step) % 2048;
+        let base = u32::from(Ipv4Addr::new(172, 16, 0, 0)) + index * 512;
+        let both = Ipv4Subnet::new(Ipv4Addr::from(base), 23).unwrap();
+        if in_use.iter().any(|network| network.overlaps(&both)) {
+            continue;
+        }
         let name = format!("whisk-net-test-{index}");
         let address = UnixAddr::from_abstract_name(name.as_bytes()).unwrap();
         let Ok(lock) = UnixListener::bind_addr(&address) else {
             continue;
         };
-        let base = u32::from(Ipv4Addr::new(172, 16, 0, 0)) + index * 512;
         return Claim {
             _lock: lock,
             index,
@@ -100,6 +110,45 @@ fn claim() -> Claim {
         };
     }
     panic!("every test subnet is taken");
+}
+
+/// The networks the host's own addresses and routes cover (a CI host may well use part of
+/// 172.16.0.0/12 itself, e.g. for a Docker bridge), leaving out the /32 routes of containers
+/// of other tests, whose subnets are locked anyway.
+fn host_networks() -> Vec<Ipv4Subnet> {
+    let json = |args: &[&str]| -> Vec<serde_json::Value> {
+        let output = std::process::Command::new("ip")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let mut networks = Vec::new();
+    for route in json(&["-j", "-4", "route", "show"]) {
+        if let Some(Ok(network)) = route["dst"].as_str().map(str::parse::<Ipv4Subnet>)
+            && network.prefix_len() < 32
+        {
+            networks.push(network);
+        }
+    }
+    for link in json(&["-j", "-4", "address", "show"]) {
+        for info in link["addr_info"].as_array().into_iter().flatten() {
+            let (Some(local), Some(prefix)) = (info["local"].as_str(), info["prefixlen"].as_u64())
+            else {
+                continue;
+            };
+            let address: Ipv4Addr = local.parse().unwrap();
+            let prefix = u8::try_from(prefix).unwrap();
+            if prefix == 32 {
+                continue;
+            }
+            let mask = u32::MAX << (32 - u32::from(prefix));
+            networks
+                .push(Ipv4Subnet::new(Ipv4Addr::from(u32::from(address) & mask), prefix).unwrap());
+        }
+    }
+    networks
 }
 
 impl Claim {
@@ -510,6 +559,26 @@ async fn none_mode_keeps_everything_in_but_the_relay() {
     .unwrap();
     assert!(answer.ends_with("api saw GET / HTTP/1.0"), "{answer}");
 
+    // A neighbour on the host's network that routes to the gateway address does not get the
+    // relay: it is for containers only.
+    ip(&[
+        "-n",
+        &outside.name,
+        "route",
+        "add",
+        &format!("{}/32", pool.gateway()),
+        "via",
+        &outside.host_address.to_string(),
+    ]);
+    let refused = connect_from(
+        &outside.path(),
+        &relay_host,
+        relay_port,
+        Some("GET / HTTP/1.0\r\n\r\n"),
+    )
+    .await;
+    assert!(refused.is_err(), "{refused:?}");
+
     pool.release(container).await.unwrap();
     pool.shutdown().await.unwrap();
 }
@@ -567,6 +636,13 @@ async fn sweep_removes_what_a_dropped_pool_left() {
         .unwrap();
     let a = pool.take().await.unwrap();
     let b = pool.take().await.unwrap();
+    // Let the refill finish, so that no `ip` is half-way through a namespace when the pool
+    // is dropped (its namespace could appear after the sweep below has looked).
+    let deadline = Instant::now() + DEADLINE;
+    while pool.ready() < 2 {
+        assert!(Instant::now() < deadline, "the pool never refilled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // A crash: no release, no shutdown.
     drop(pool);
     assert!(a.netns_path.exists() && b.netns_path.exists());

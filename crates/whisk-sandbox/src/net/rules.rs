@@ -55,6 +55,15 @@ impl RuleSet<'_> {
             );
         }
         reject(&mut out, &from);
+        // The gateway address exists for the containers (and the host itself): a neighbour
+        // on the host's own network routing to it must not reach the relay.
+        reject(
+            &mut out,
+            &format!(
+                "ip daddr {} iifname != \"lo\" iifname != {veths}",
+                self.gateway
+            ),
+        );
         let _ = writeln!(out, "  }}");
 
         // Traffic routed through the host. Nothing new ever enters a container (that is how

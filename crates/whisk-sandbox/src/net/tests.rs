@@ -176,6 +176,13 @@ fn nat_rules_allow_relay_and_outside_and_masquerade() {
         )),
         "{rules}"
     );
+    assert!(
+        rules.contains(&format!(
+            "ip daddr 10.9.0.1 iifname != \"lo\" iifname != \"{}\" reject",
+            names.veth_pattern()
+        )),
+        "{rules}"
+    );
     // The relay is accepted before the input chain's catch-all refusal.
     let relay = rules.find("tcp dport 4321").unwrap();
     let refusal = rules
