@@ -380,3 +380,71 @@ async fn an_idle_container_is_frozen_and_thawed_for_the_next_activation() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_stem_cell_serves_the_first_activation_and_is_replaced() {
+    let Some(mut h) = Harness::start_with("stem", |config| {
+        config.pool.stem_cells = vec![whisk_invoker::StemCellConfig {
+            kind: "nodejs:20".into(),
+            memory_mb: 256,
+            count: 1,
+        }];
+    })
+    .await
+    else {
+        return;
+    };
+    let pool = h.invoker.as_ref().unwrap().pool().clone();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while pool.snapshot().stem_cells() < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stem cell in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stem = pool.snapshot().slots[0].container.clone();
+    let action = h
+        .put(
+            "marker",
+            code("nodejs:20", NODE_MARKER),
+            ActionLimits::default(),
+        )
+        .await;
+    let started = std::time::Instant::now();
+    let first = h.invoke(&action, json!({"name": "Ada"})).await;
+    let with_stem = started.elapsed();
+    assert!(first.response.is_success(), "{first:?}");
+    assert!(
+        first.annotations.get("initTime").is_some(),
+        "a stem cell still gets /init"
+    );
+    pool.settle().await;
+    let snapshot = pool.snapshot();
+    assert_eq!(snapshot.warm(), 1);
+    assert_eq!(snapshot.stem_cells(), 1, "replaced: {snapshot:?}");
+    let warm = snapshot.slots.iter().find(|s| s.key.is_some()).unwrap();
+    assert_eq!(
+        warm.container, stem,
+        "the stem cell became the action's container"
+    );
+
+    // For comparison: a cold start of another kind, without a stem cell.
+    let python = h
+        .put(
+            "py",
+            code("python:3.11", "def main(args):\n    return {}\n"),
+            ActionLimits::default(),
+        )
+        .await;
+    let started = std::time::Instant::now();
+    h.invoke(&python, json!({})).await;
+    let cold = started.elapsed();
+    let started = std::time::Instant::now();
+    h.invoke(&action, json!({})).await;
+    let warm = started.elapsed();
+    eprintln!(
+        "MEASURED stem-cell start {with_stem:?}, cold start (python) {cold:?}, warm run {warm:?}"
+    );
+    h.stop().await;
+}
