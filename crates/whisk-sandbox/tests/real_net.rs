@@ -514,6 +514,19 @@ async fn nat_reaches_the_outside_as_the_host_but_never_link_local() {
     .await;
     assert!(refused.is_err(), "{refused:?}");
 
+    // The host's address on that network is the host all the same: refused.
+    let host_service = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let host_port = host_service.local_addr().unwrap().port();
+    let refused = connect_from(
+        &path_of(&container),
+        &outside.host_address.to_string(),
+        host_port,
+        None,
+    )
+    .await;
+    assert!(refused.is_err(), "{refused:?}");
+    drop(host_service);
+
     pool.release(container).await.unwrap();
     pool.shutdown().await.unwrap();
 }
