@@ -17,16 +17,20 @@
 //!   [`WasmCompileError`] whose text is the activation's init failure.
 //! * [`WasmEngine::run`] runs one activation in a fresh instance under a memory and time limit and
 //!   returns a [`WasmOutcome`], which maps itself to OpenWhisk's activation response.
+//! * [`WasmContainer`] wraps both behind OpenWhisk's `/init` and `/run` payloads, for the
+//!   invoker's container seam.
 //!
 //! [`WasmEngine::run`] is async and needs a Tokio runtime with timers: the module yields every
 //! epoch tick, so it shares a worker thread fairly. [`WasmEngine::compile`] is synchronous and
 //! CPU-bound (Cranelift; tens of milliseconds for a small module, once per digest): an async
 //! caller runs it on a blocking thread (`tokio::task::spawn_blocking`).
 
+mod container;
 mod engine;
 mod output;
 mod run;
 
+pub use container::{WasmContainer, WasmInitError};
 pub use engine::{CompiledAction, WasmCompileError, WasmConfig, WasmEngine, WasmEngineError};
 pub use output::{NOT_A_DICTIONARY, ParsedOutput, parse_stdout};
 pub use run::{RunLimits, RunRequest, WasmOutcome, WasmRunError};

@@ -37,8 +37,7 @@ pub struct RunRequest {
 impl RunRequest {
     /// A request from an OpenWhisk `/run` payload (`{"value": params, "activation_id": ..}`),
     /// following the runtimes' convention: `value` is the parameters and every other top-level
-    /// field `k` becomes the variable `__OW_K` (upper case); string values are passed as they
-    /// are, others as their JSON text. `base_env` (the container's environment, e.g.
+    /// field `k` becomes the variable `__OW_K` (upper case), its value as [`env_text`] writes it. `base_env` (the container's environment, e.g.
     /// `__OW_API_HOST`) comes first, so the payload's fields win over it.
     pub fn from_run_payload(
         payload: &Value,
@@ -52,11 +51,7 @@ impl RunRequest {
         let mut env: BTreeMap<String, String> = base_env.clone();
         if let Some(fields) = payload.as_object() {
             for (key, value) in fields.iter().filter(|(key, _)| *key != "value") {
-                let text = match value {
-                    Value::String(text) => text.clone(),
-                    other => other.to_string(),
-                };
-                env.insert(format!("__OW_{}", key.to_uppercase()), text);
+                env.insert(format!("__OW_{}", key.to_uppercase()), env_text(value));
             }
         }
         RunRequest {
@@ -90,6 +85,9 @@ pub enum WasmRunError {
     /// The result was JSON but neither an object nor an array.
     #[error("{}", NOT_A_DICTIONARY)]
     NotADictionary,
+    /// `/run` before a successful `/init` (see [`crate::WasmContainer`]).
+    #[error("Cannot invoke an uninitialized action.")]
+    Uninitialized,
     /// No instance slot could be had (all in use) or another platform-side failure.
     #[error("{}", messages::RESOURCE_PROVISION_ERROR)]
     Capacity(String),
@@ -283,6 +281,16 @@ impl WasmEngine {
     }
 }
 
+/// A JSON value as an environment variable: strings as they are, `null` as empty, anything else
+/// as compact JSON (the rule of the other runtimes' proxies).
+pub(crate) fn env_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
 /// What an error out of instantiation or `_start` means; `None` for a clean `proc_exit(0)`.
 fn classify(
     error: &wasmtime::Error,
@@ -325,7 +333,7 @@ mod tests {
         };
         let request = RunRequest::from_run_payload(
             &json!({"value": {"a": 1}, "namespace": "guest", "activation_id": "abc",
-                    "deadline": 123}),
+                    "deadline": 123, "api_key": null}),
             &base,
             limits,
         );
@@ -335,6 +343,7 @@ mod tests {
             [
                 ("__OW_ACTIVATION_ID", "abc"),
                 ("__OW_API_HOST", "http://h"),
+                ("__OW_API_KEY", ""),
                 ("__OW_DEADLINE", "123"),
                 ("__OW_NAMESPACE", "guest"),
             ]
@@ -384,6 +393,11 @@ mod tests {
             (
                 WasmRunError::NotADictionary,
                 "The action did not return a dictionary.",
+                2,
+            ),
+            (
+                WasmRunError::Uninitialized,
+                "Cannot invoke an uninitialized action.",
                 2,
             ),
             (
