@@ -83,6 +83,7 @@ struct Shared {
     containers: Mutex<Vec<Arc<FakeContainerState>>>,
     fail_creates: AtomicBool,
     fail_resumes: AtomicBool,
+    fail_pauses: AtomicBool,
     run_gate: Semaphore,
     next: AtomicU64,
 }
@@ -106,6 +107,7 @@ impl FakeFactory {
                 containers: Mutex::new(Vec::new()),
                 fail_creates: AtomicBool::new(false),
                 fail_resumes: AtomicBool::new(false),
+                fail_pauses: AtomicBool::new(false),
                 run_gate: Semaphore::new(0),
                 next: AtomicU64::new(0),
             }),
@@ -138,6 +140,11 @@ impl FakeFactory {
     /// Makes `resume` fail (or succeed again).
     pub fn fail_resumes(&self, fail: bool) {
         self.shared.fail_resumes.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes `pause` fail (or succeed again).
+    pub fn fail_pauses(&self, fail: bool) {
+        self.shared.fail_pauses.store(fail, Ordering::SeqCst);
     }
 
     /// Lets `count` held runs (`value.fake == "hold"`) finish.
@@ -275,6 +282,9 @@ impl ActionContainer for FakeContainer {
     }
 
     async fn pause(&self) -> Result<(), ContainerError> {
+        if self.shared.fail_pauses.load(Ordering::SeqCst) {
+            return Err(ContainerError::Freeze("the fake refuses to freeze".into()));
+        }
         self.state.pauses.fetch_add(1, Ordering::SeqCst);
         self.state.paused.store(true, Ordering::SeqCst);
         Ok(())

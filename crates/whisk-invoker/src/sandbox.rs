@@ -454,3 +454,66 @@ impl ActionContainer for SandboxContainer {
         logs::collect(&mut *channel, request).await
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a panic is the right way for a test to fail
+mod tests {
+    use super::*;
+
+    async fn lines_of(input: &[u8], already_buffered: u64) -> Vec<String> {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let buffered = Arc::new(AtomicU64::new(already_buffered));
+        read_lines(input, Stream::Stdout, sender, buffered).await;
+        let mut lines = Vec::new();
+        while let Ok(record) = receiver.try_recv() {
+            assert_eq!(record.stream, Stream::Stdout);
+            lines.push(record.text);
+        }
+        lines
+    }
+
+    #[tokio::test]
+    async fn output_is_split_into_lines_and_a_last_partial_line_is_kept() {
+        assert_eq!(
+            lines_of(b"one\ntwo\nthree", 0).await,
+            vec!["one\n", "two\n", "three"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_overlong_line_becomes_several_records() {
+        let long = vec![b'a'; MAX_LINE_BYTES * 2 + 10];
+        let lines = lines_of(&long, 0).await;
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[2].len(), 10);
+    }
+
+    #[tokio::test]
+    async fn over_the_bound_lines_are_dropped_but_never_sentinels() {
+        let input = format!("dropped\n{LOG_SENTINEL}\n");
+        let lines = lines_of(input.as_bytes(), MAX_BUFFERED_LOG_BYTES).await;
+        assert_eq!(lines, vec![format!("{LOG_SENTINEL}\n")]);
+    }
+
+    #[tokio::test]
+    async fn the_collected_side_gives_back_what_it_reads() {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let buffered = Arc::new(AtomicU64::new(0));
+        assert!(emit(&sender, &buffered, Stream::Stderr, "12345\n".into()));
+        assert_eq!(buffered.load(Ordering::Relaxed), 6);
+        drop(sender);
+        let mut channel = LogChannel {
+            receiver,
+            buffered: buffered.clone(),
+        };
+        let record = channel.next_record().await.unwrap().unwrap();
+        assert_eq!(record.text, "12345\n");
+        assert_eq!(buffered.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            channel.next_record().await.unwrap(),
+            None,
+            "both streams ended"
+        );
+    }
+}

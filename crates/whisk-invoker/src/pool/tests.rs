@@ -478,6 +478,42 @@ async fn shutdown_fails_the_line_and_destroys_every_container() {
     assert!(f.fake.alive().is_empty(), "{:?}", f.fake.alive());
 }
 
+#[tokio::test]
+async fn a_container_that_does_not_pause_is_destroyed() {
+    let f = fixture(PoolConfig::default());
+    ready(&f.pool, &hello()).await.release(true);
+    f.fake.fail_pauses(true);
+    f.clock.advance(DEFAULT_PAUSE_GRACE);
+    f.pool.tick();
+    f.pool.settle().await;
+    assert!(f.fake.containers()[0].is_destroyed());
+    assert!(f.pool.snapshot().slots.is_empty());
+}
+
+#[tokio::test]
+async fn a_request_that_gives_up_waiting_leaves_nothing_behind() {
+    let f = fixture(budget(256));
+    let holder = ready(&f.pool, &request("guest", "guest/a", "1", 256)).await;
+    let pool = f.pool.clone();
+    let waiting = tokio::spawn(async move {
+        pool.acquire(&request("guest", "guest/b", "1", 256))
+            .await
+            .map(|_| ())
+    });
+    wait_for(|| f.pool.snapshot().waiting == 1).await;
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    assert_eq!(f.pool.snapshot().waiting, 0);
+    holder.release(true);
+    f.pool.settle().await;
+    let snapshot = f.pool.snapshot();
+    assert_eq!(
+        snapshot.used_mb, 256,
+        "no container was made for the abandoned request"
+    );
+    assert_eq!(f.fake.created(), 1);
+}
+
 /// Polls a condition that background tasks make true (no fixed sleeps).
 async fn wait_for(condition: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
