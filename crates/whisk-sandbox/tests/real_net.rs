@@ -861,3 +861,38 @@ async fn bad_configuration_and_broken_tools_are_named_errors() {
         other => panic!("{other}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_setup_is_undone() {
+    require_root!();
+    use std::os::unix::fs::PermissionsExt;
+    let claim = claim();
+    let _sweep = SweepOnDrop(claim.instance.clone());
+    // An `nft` that lists like the real one but refuses to load a table: the gateway interface
+    // and the relay exist by then and must be removed again.
+    let dir = tempfile::tempdir().unwrap();
+    let nft = dir.path().join("nft");
+    std::fs::write(
+        &nft,
+        "#!/bin/sh\nif [ \"$1\" = -f ]; then echo refused >&2; exit 1; fi\nexec nft \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&nft, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let error = NetworkPool::new(NetConfig {
+        tools: NetTools {
+            ip: "ip".into(),
+            nft: nft.clone(),
+        },
+        ..claim.config(NetMode::Nat, Some(fake_api().await))
+    })
+    .await
+    .unwrap_err();
+    match &error {
+        NetError::Command { args, stderr, .. } => {
+            assert_eq!(args, "-f -");
+            assert_eq!(stderr, "refused");
+        }
+        other => panic!("{other}"),
+    }
+    assert_nothing_left(&claim.instance);
+}

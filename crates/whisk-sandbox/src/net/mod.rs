@@ -88,7 +88,8 @@ impl Default for NetTools {
 pub struct NetConfig {
     /// Names every host resource of the pool (namespaces `<instance>.<n>`, table
     /// `inet whisk_<instance>`, interfaces aliased `whisk-net:<instance>`), so that two
-    /// platforms on one host never meet and a sweep finds a crashed run's leftovers.
+    /// platforms on one host never meet and a sweep finds a crashed run's leftovers. One live
+    /// pool per name: starting a pool removes whatever already exists under its name.
     pub instance: String,
     /// Container addresses come from here; the first host address is the gateway. It must not
     /// overlap anything the host already has.
