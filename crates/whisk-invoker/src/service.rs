@@ -5,7 +5,6 @@
 //! record is stored, the message is delivered again. A redelivered message whose record already
 //! exists is not run twice; its completion is simply sent again.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,7 +46,8 @@ pub struct InvokerConfig {
     /// This invoker's number: it consumes `invoker<N>` and says so in its beats.
     pub invoker: u32,
     pub pool: PoolConfig,
-    /// `__OW_API_HOST` for actions (how they reach the platform's API), if any.
+    /// `__OW_API_HOST` for actions (how they reach the platform's API), if any: in every
+    /// container's environment and in each `/init`'s.
     pub api_host: Option<String>,
     pub health_interval: Duration,
     /// How often the pool's idle rules are applied.
@@ -140,6 +140,13 @@ impl Invoker {
         factory: Arc<dyn ContainerFactory>,
         clock: Arc<dyn Clock>,
     ) -> Result<InvokerHandle, InvokerError> {
+        let mut config = config;
+        if let Some(api_host) = &config.api_host {
+            config
+                .pool
+                .container_env
+                .insert("__OW_API_HOST".to_string(), api_host.clone());
+        }
         let consumer = bus.consume(&invoker_topic(config.invoker)).await?;
         let (stop, stopping) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -492,10 +499,7 @@ async fn execute(
         Exec::Blackbox { image, .. } => Some(image.clone()),
         _ => None,
     };
-    let mut env = BTreeMap::new();
-    if let Some(api_host) = &shared.config.api_host {
-        env.insert("__OW_API_HOST".to_string(), api_host.clone());
-    }
+    let env = shared.config.pool.container_env.clone();
     let request = ContainerRequest {
         key: WarmKey {
             namespace: message.user.namespace.clone(),

@@ -77,6 +77,8 @@ pub struct PoolConfig {
     pub pause_grace: Duration,
     pub idle_timeout: Duration,
     pub stem_cells: Vec<StemCellConfig>,
+    /// Environment every container starts with, stem cells included (e.g. `__OW_API_HOST`).
+    pub container_env: BTreeMap<String, String>,
 }
 
 impl Default for PoolConfig {
@@ -86,6 +88,7 @@ impl Default for PoolConfig {
             pause_grace: DEFAULT_PAUSE_GRACE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             stem_cells: Vec::new(),
+            container_env: BTreeMap::new(),
         }
     }
 }
@@ -470,7 +473,7 @@ impl Inner {
             memory_mb,
             action: None,
             namespace: None,
-            env: Default::default(),
+            env: self.config.container_env.clone(),
         };
         let created = self.factory.create(&spec).await;
         let mut state = self.state();

@@ -162,6 +162,20 @@ async fn a_matching_stem_cell_serves_a_cold_start_and_is_replaced() {
 }
 
 #[tokio::test]
+async fn stem_cells_get_the_containers_environment() {
+    let mut config = stem_config(1);
+    config
+        .container_env
+        .insert("__OW_API_HOST".into(), "http://10.0.0.1:3233".into());
+    let f = fixture(config);
+    f.pool.prewarm().await;
+    assert_eq!(
+        f.fake.containers()[0].spec.env["__OW_API_HOST"],
+        "http://10.0.0.1:3233"
+    );
+}
+
+#[tokio::test]
 async fn a_stem_cell_of_another_memory_size_is_not_used() {
     let f = fixture(stem_config(1));
     f.pool.prewarm().await;
