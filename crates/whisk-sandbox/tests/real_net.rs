@@ -795,7 +795,13 @@ async fn a_subnet_in_use_or_exhausted_is_refused() {
     })
     .await
     .unwrap_err();
-    assert!(matches!(error, NetError::SubnetInUse { .. }), "{error}");
+    match &error {
+        NetError::SubnetInUse { existing, .. } => assert!(
+            existing.contains(&format!("network instance {:?}", claim.instance)),
+            "{existing}"
+        ),
+        other => panic!("{other}"),
+    }
     assert_nothing_left(&other);
     first.shutdown().await.unwrap();
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::command::run;
-use super::names::Names;
+use super::names::{ALIAS_PREFIX, Names};
 use super::subnet::Ipv4Subnet;
 use super::{NetError, NetTools};
 
@@ -84,7 +84,8 @@ pub(crate) async fn overlapping(
             if let Some(network) = network_of(address, prefix)
                 && network.overlaps(&subnet)
             {
-                return Ok(Some(format!("{local}/{prefix} on {}", link.ifname)));
+                let owner = owner_of(tools, &link.ifname).await;
+                return Ok(Some(format!("{local}/{prefix} on {}{owner}", link.ifname)));
             }
         }
     }
@@ -98,10 +99,30 @@ pub(crate) async fn overlapping(
             && network.overlaps(&subnet)
         {
             let dev = route.dev.unwrap_or_default();
-            return Ok(Some(format!("route {} dev {dev}", route.dst)));
+            let owner = owner_of(tools, &dev).await;
+            return Ok(Some(format!("route {} dev {dev}{owner}", route.dst)));
         }
     }
     Ok(None)
+}
+
+/// Names the network instance an interface belongs to, if it is one of ours: the usual reason
+/// for a subnet in use is another platform on the same default subnet, or a crashed one whose
+/// instance name (e.g. with a pid in it) the next run does not know to sweep.
+async fn owner_of(tools: &NetTools, interface: &str) -> String {
+    let Ok(text) = run(&tools.ip, &["-j", "link", "show", "dev", interface], None).await else {
+        return String::new();
+    };
+    let Ok(links) = serde_json::from_str::<Vec<Link>>(&text) else {
+        return String::new();
+    };
+    links
+        .into_iter()
+        .find_map(|link| link.ifalias?.strip_prefix(ALIAS_PREFIX).map(str::to_owned))
+        .map(|instance| {
+            format!(" (network instance {instance:?}; if that platform is gone, sweep it)")
+        })
+        .unwrap_or_default()
 }
 
 fn network_of(address: Ipv4Addr, prefix: u8) -> Option<Ipv4Subnet> {

@@ -13,6 +13,9 @@ use super::NetError;
 /// Where `ip netns` keeps its named namespaces.
 pub(crate) const NETNS_DIR: &str = "/run/netns";
 
+/// What the alias of every host interface of an instance starts with.
+pub(crate) const ALIAS_PREFIX: &str = "whisk-net:";
+
 /// The longest accepted instance name: it must fit in a netns file name with its id and read
 /// well in logs.
 const MAX_INSTANCE_LEN: usize = 48;
@@ -111,7 +114,7 @@ impl Names {
 
     /// The alias set on every host interface of the instance.
     pub(crate) fn alias(&self) -> String {
-        format!("whisk-net:{}", self.instance)
+        format!("{ALIAS_PREFIX}{}", self.instance)
     }
 }
 
