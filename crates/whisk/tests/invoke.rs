@@ -198,9 +198,11 @@ fn platform_with_invoker(name: &str, extra: &str) -> Option<Platform> {
     }
     let pid = std::process::id();
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // 10.160.0.0/11 cut in /24s by pid and counter: distinct for every test process alive.
-    let slot = (pid.wrapping_mul(16).wrapping_add(n)) % 8192;
-    let subnet = format!("10.{}.{}.0/24", 160 + slot / 256, slot % 256);
+    // A random /26 of 10.160.0.0/11: test processes run in parallel and must not pick the same
+    // one (the network pool refuses a subnet already on the host).
+    let slot: u32 = rand::random_range(0..32_768);
+    let base = u32::from(std::net::Ipv4Addr::new(10, 160, 0, 0)) + slot * 64;
+    let subnet = format!("{}/26", std::net::Ipv4Addr::from(base));
     Some(Platform::start_with_config(&format!(
         "[invoker]\ninstance = \"e2e-{name}-{pid}-{n}\"\nsubnet = \"{subnet}\"\nstem-cells = false\n\
          network = \"none\"\n{extra}"
