@@ -62,7 +62,7 @@ impl Spawner {
             program: program.to_path_buf(),
             source,
         };
-        let (ours, theirs) = socketpair(
+        let (first, second) = socketpair(
             AddressFamily::UNIX,
             SocketType::SEQPACKET,
             SocketFlags::CLOEXEC,
@@ -70,11 +70,13 @@ impl Spawner {
         )
         .map_err(|error| start_error(error.into()))?;
         // Our own fd 0 may be closed (CI has no stdin), so either end may have come back as a
-        // stdio number; move both above them.
-        let ours =
-            rustix::io::fcntl_dupfd_cloexec(&ours, 3).map_err(|error| start_error(error.into()))?;
-        let theirs = rustix::io::fcntl_dupfd_cloexec(&theirs, 3)
+        // stdio number; move both above them (and close the originals, or the spawner's end
+        // would stay open here and its exit would go unnoticed).
+        let ours = rustix::io::fcntl_dupfd_cloexec(&first, 3)
             .map_err(|error| start_error(error.into()))?;
+        let theirs = rustix::io::fcntl_dupfd_cloexec(&second, 3)
+            .map_err(|error| start_error(error.into()))?;
+        drop((first, second));
         rustix::io::ioctl_fionbio(&ours, true).map_err(|error| start_error(error.into()))?;
         let child = Command::new(program)
             .args(args)

@@ -444,6 +444,9 @@ fn setup(
     }
     // Only after joining our cgroup: the cgroup namespace's root is the cgroup we are in.
     sys::unshare(libc::CLONE_NEWCGROUP).map_err(at("unshare cgroup namespace"))?;
+    if spec.netns.is_none() {
+        sys::bring_loopback_up().map_err(at("bring up loopback"))?;
+    }
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|error| at("sethostname")(error.into()))?;
     build_root(steps)?;

@@ -487,3 +487,83 @@ async fn shutdown_destroys_what_is_left_and_refuses_new_containers() {
         Err(whisk_sandbox::SandboxError::ShuttingDown)
     ));
 }
+
+/// Without a prepared namespace the container has only its own loopback: up and usable inside,
+/// and the host's 127.0.0.1 services are out of reach.
+const NETWORK_PROBE: &str = r#"
+import socket, sys
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(1)
+client = socket.create_connection(server.getsockname(), timeout=5)
+print("own_loopback=ok")
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    print("host_loopback=reached")
+except OSError as error:
+    print("host_loopback=refused")
+print("interfaces=" + ",".join(name for _, name in socket.if_nameindex()))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_has_its_own_loopback_and_cannot_reach_the_hosts() {
+    let Some(sandbox) = sandbox("network").await else {
+        return;
+    };
+    let host_service = std::net::TcpListener::bind("127.0.0.1:0").expect("a host service");
+    let port = host_service
+        .local_addr()
+        .expect("its port")
+        .port()
+        .to_string();
+    let (out, err, status) = run(
+        &sandbox,
+        spec("net", &["python3", "-c", NETWORK_PROBE, &port]),
+    )
+    .await;
+    assert_eq!(status, ExitStatus::Code(0), "stdout: {out}\nstderr: {err}");
+    assert_eq!(value(&out, "own_loopback"), Some("ok"), "{out}");
+    assert_eq!(value(&out, "host_loopback"), Some("refused"), "{out}");
+    assert_eq!(value(&out, "interfaces"), Some("lo"), "{out}");
+    sandbox.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_containers_created_at_once_each_get_their_own_answer() {
+    let Some(sandbox) = sandbox("parallel").await else {
+        return;
+    };
+    let sandbox = std::sync::Arc::new(sandbox);
+    let started = std::time::Instant::now();
+    let mut runs = tokio::task::JoinSet::new();
+    for index in 0..16 {
+        let sandbox = sandbox.clone();
+        runs.spawn(async move {
+            let (out, _, status) = run(
+                &sandbox,
+                shell(&format!("p{index}"), &format!("echo me={index}")),
+            )
+            .await;
+            (index, out, status)
+        });
+    }
+    while let Some(result) = runs.join_next().await {
+        let (index, out, status) = result.expect("a run");
+        assert_eq!(status, ExitStatus::Code(0));
+        assert_eq!(value(&out, "me"), Some(index.to_string().as_str()), "{out}");
+    }
+    eprintln!(
+        "16 containers created, run and destroyed in {:?}",
+        started.elapsed()
+    );
+    let duplicate = sandbox
+        .create(shell("dup", "sleep 1000"))
+        .await
+        .expect("create");
+    assert!(matches!(
+        sandbox.create(shell("dup", "true")).await,
+        Err(whisk_sandbox::SandboxError::Duplicate(_))
+    ));
+    duplicate.destroy().await.expect("destroy");
+    sandbox.shutdown().await.expect("shutdown");
+}
