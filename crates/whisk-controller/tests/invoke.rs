@@ -488,3 +488,49 @@ async fn home_invoker_is_stable_and_a_full_one_is_stepped_over() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn unreadable_pending_notes_are_dropped_without_a_record() {
+    let app = TestApp::new().await;
+    let mut note = whisk_store::ActivationEntry {
+        namespace: "guest".into(),
+        activation_id: "0123456789abcdef0123456789abcdef".into(),
+        name: "hello".into(),
+        path_name: None,
+        start: 1,
+        document: json!({"not": "an activation"}),
+    };
+    app.store
+        .activations
+        .put_pending(note.clone())
+        .await
+        .unwrap();
+    note.activation_id = "fedcba9876543210fedcba9876543210".into();
+    note.document = json!({
+        "namespace": "guest", "name": "hello", "subject": "guest",
+        "activationId": note.activation_id, "start": 1, "end": 0,
+        "response": {"statusCode": 3}, "logs": [], "version": "0.0.1",
+        "publish": false, "annotations": []
+    });
+    app.store.activations.put_pending(note).await.unwrap();
+
+    assert_eq!(close_unfinished(&app.store, 10).await.unwrap(), 1);
+    assert!(app.store.activations.pending().await.unwrap().is_empty());
+    assert_eq!(
+        app.store
+            .activations
+            .get("guest", "0123456789abcdef0123456789abcdef")
+            .await
+            .unwrap(),
+        None
+    );
+    let closed = app
+        .get(
+            "/api/v1/namespaces/_/activations/fedcba9876543210fedcba9876543210",
+            GUEST,
+        )
+        .await
+        .json();
+    assert_eq!(closed["end"], 10);
+    assert_eq!(closed["response"]["result"]["error"], LOST_ACTIVATION);
+}
