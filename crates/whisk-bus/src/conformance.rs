@@ -54,6 +54,7 @@ macro_rules! bus_conformance_tests {
             invalid_topics_are_refused,
             close_ends_consumers_and_subscribers,
             close_refuses_new_work,
+            ack_after_close_is_refused,
             big_payloads_travel_whole,
             concurrent_publishers_keep_their_own_order,
         );
@@ -510,6 +511,23 @@ pub async fn close_refuses_new_work(bus: Arc<dyn Bus>) {
         Err(BusError::Closed)
     ));
     bus.close().await;
+}
+
+pub async fn ack_after_close_is_refused(bus: Arc<dyn Bus>) {
+    publish_all(&bus, "late-ack", &["a", "b"]).await;
+    let mut consumer = bus.consume("late-ack").await.expect("consume");
+    let acked_late = next_delivery(&mut consumer).await;
+    let dropped_late = next_delivery(&mut consumer).await;
+    bus.close().await;
+    let outcome = acked_late.ack().await;
+    assert!(matches!(outcome, Err(BusError::Closed)), "got {outcome:?}");
+    drop(dropped_late);
+    assert!(
+        within("the consumer to end", consumer.next())
+            .await
+            .is_none(),
+        "a closed bus still delivers"
+    );
 }
 
 pub async fn big_payloads_travel_whole(bus: Arc<dyn Bus>) {

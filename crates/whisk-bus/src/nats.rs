@@ -342,6 +342,22 @@ impl NatsBus {
         }
     }
 
+    /// Runs a client call that may wait for the server, for at most `connect_timeout`: while the
+    /// connection is down such calls wait for it to come back, and the bus must not hang with it.
+    async fn bounded<T, E: std::fmt::Display>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, String> {
+        let patience = self.inner.config.connect_timeout;
+        match tokio::time::timeout(patience, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!(
+                "no answer from the NATS server within {patience:?}"
+            )),
+        }
+    }
+
     /// Resolves once [`Bus::close`] was called.
     async fn closing(&self) {
         let mut closed = self.inner.closed.subscribe();
@@ -354,19 +370,18 @@ impl NatsBus {
         validate_topic(topic)?;
         self.check_open()?;
         let subject = self.broadcast_subject(topic);
-        let mut subscriber =
-            self.inner
-                .client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|error| {
-                    BusError::Unavailable(format!("cannot subscribe to '{subject}': {error}"))
-                })?;
+        let unavailable = |error: String| {
+            BusError::Unavailable(format!("cannot subscribe to '{subject}': {error}"))
+        };
+        let mut subscriber = self
+            .bounded(self.inner.client.subscribe(subject.clone()))
+            .await
+            .map_err(&unavailable)?;
         // Once the server answered the flush it has the subscription: whatever is broadcast from
         // now on reaches it.
-        self.inner.client.flush().await.map_err(|error| {
-            BusError::Unavailable(format!("cannot subscribe to '{subject}': {error}"))
-        })?;
+        self.bounded(self.inner.client.flush())
+            .await
+            .map_err(&unavailable)?;
         let (sender, receiver) = broadcast::channel(self.inner.config.broadcast_capacity.max(1));
         let forwarded = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&forwarded);
@@ -489,13 +504,13 @@ impl Bus for NatsBus {
     async fn broadcast(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
         validate_topic(topic)?;
         self.check_open()?;
-        self.inner
-            .client
-            .publish(self.broadcast_subject(topic), payload)
-            .await
-            .map_err(|error| {
-                BusError::Unavailable(format!("broadcast on '{topic}' failed: {error}"))
-            })
+        self.bounded(
+            self.inner
+                .client
+                .publish(self.broadcast_subject(topic), payload),
+        )
+        .await
+        .map_err(|error| BusError::Unavailable(format!("broadcast on '{topic}' failed: {error}")))
     }
 
     async fn subscribe(&self, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
@@ -507,12 +522,21 @@ impl Bus for NatsBus {
             return;
         }
         // What was published is already stored (JetStream acknowledged it); flushing sends the
-        // last broadcasts and acks before the connection goes.
-        if let Err(error) = self.inner.client.flush().await {
-            tracing::debug!(%error, "flush before closing the NATS bus failed");
+        // last broadcasts and acks before the connection goes. A flush waits for the server, so it
+        // is bounded: closing must not hang on a server that is away.
+        let patience = self.inner.config.connect_timeout;
+        match tokio::time::timeout(patience, self.inner.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "flush before closing the NATS bus failed"),
+            Err(_) => tracing::warn!(
+                ?patience,
+                "the NATS server did not answer the closing flush"
+            ),
         }
-        if let Err(error) = self.inner.client.drain().await {
-            tracing::debug!(%error, "draining the NATS connection failed");
+        match tokio::time::timeout(patience, self.inner.client.drain()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "draining the NATS connection failed"),
+            Err(_) => tracing::warn!(?patience, "draining the NATS connection timed out"),
         }
         tracing::info!(cluster = %self.inner.config.cluster, "NATS bus closed");
     }

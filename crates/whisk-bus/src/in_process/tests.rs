@@ -64,20 +64,6 @@ async fn redelivery_follows_publish_order_whatever_the_drop_order() {
     assert_eq!(order, ["a", "b", "c", "d"]);
 }
 
-#[tokio::test]
-async fn ack_after_close_is_refused_and_drop_after_close_is_harmless() {
-    let bus = InProcessBus::new();
-    bus.publish("t", Bytes::from("a")).await.unwrap();
-    bus.publish("t", Bytes::from("b")).await.unwrap();
-    let mut consumer = bus.consume("t").await.unwrap();
-    let a = next_delivery(&mut consumer).await;
-    let b = next_delivery(&mut consumer).await;
-    bus.close().await;
-    assert!(matches!(a.ack().await, Err(crate::BusError::Closed)));
-    drop(b);
-    assert!(consumer.next().await.is_none());
-}
-
 #[test]
 fn bounds_are_at_least_one() {
     let bus = InProcessBus::with_config(InProcessConfig {

@@ -355,6 +355,81 @@ async fn a_server_restart_loses_nothing_accepted() {
     bus.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stays_away_makes_the_bus_unavailable() {
+    let Some(binary) = OwnServer::binary() else {
+        eprintln!("skipped: no nats-server binary (.ci/nats installs it)");
+        return;
+    };
+    let mut server = OwnServer::start(binary);
+    let bus = within("a bus", async {
+        loop {
+            let config = NatsConfig {
+                publish_timeout: Duration::from_millis(500),
+                connect_timeout: Duration::from_secs(1),
+                ..test_config(&server.url(), "away")
+            };
+            match NatsBus::connect(config).await {
+                Ok(bus) => return bus,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    bus.publish("work", Bytes::from("stored")).await.unwrap();
+    server.stop();
+
+    let publish = within(
+        "publish to give up",
+        bus.publish("work", Bytes::from("lost")),
+    )
+    .await;
+    assert!(
+        matches!(publish, Err(BusError::Unavailable(_))),
+        "{publish:?}"
+    );
+    let try_publish = within(
+        "try_publish to give up",
+        bus.try_publish("work", Bytes::from("lost")),
+    )
+    .await;
+    assert!(
+        matches!(try_publish, Err(BusError::Unavailable(_))),
+        "{try_publish:?}"
+    );
+    let consume = within("consume to give up", bus.consume("fresh")).await;
+    assert!(
+        matches!(consume, Err(BusError::Unavailable(_))),
+        "{consume:?}"
+    );
+    let subscribe = within("subscribe to give up", bus.subscribe("news")).await;
+    assert!(
+        matches!(subscribe, Err(BusError::Unavailable(_))),
+        "{subscribe:?}"
+    );
+    bus.close().await;
+}
+
+#[tokio::test]
+async fn a_stream_deleted_behind_the_bus_is_made_again() {
+    let Some(url) = server_url() else { return };
+    let bus = NatsBus::connect(test_config(&url, &unique_cluster()))
+        .await
+        .unwrap();
+    bus.publish("gone", Bytes::from("first")).await.unwrap();
+    bus.inner
+        .jetstream
+        .delete_stream(bus.stream_name("gone"))
+        .await
+        .unwrap();
+    bus.publish("gone", Bytes::from("second")).await.unwrap();
+    let mut consumer = bus.consume("gone").await.unwrap();
+    let delivery = next_delivery(&mut consumer).await;
+    assert_eq!(delivery.payload, "second");
+    delivery.ack().await.unwrap();
+    bus.close().await;
+}
+
 /// The order of magnitude, printed for the record
 /// (`cargo test -p whisk-bus nats::tests::throughput -- --nocapture`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
