@@ -10,7 +10,10 @@
 //!   behind is told how many it missed rather than slowing the publisher.
 //!
 //! Payloads are bytes: the bus knows nothing of what the messages mean (their types live in
-//! `whisk-model::bus`). The same controller and invoker code runs over every adapter.
+//! `whisk-model::bus`). The same controller and invoker code runs over every adapter:
+//! [`InProcessBus`] for one process (`whisk standalone`), [`NatsBus`] (NATS JetStream) for a
+//! cluster. Both pass the suite in `conformance` (feature `conformance`), which any new adapter
+//! must pass too.
 
 use async_trait::async_trait;
 use bytes::Bytes;
