@@ -19,6 +19,7 @@ pub mod edge;
 pub mod entitlement;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod invoke;
 pub mod names;
 pub mod state;

@@ -45,6 +45,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(rules::routes())
         .merge(activations::routes())
         .merge(web::routes())
+        .merge(crate::gateway::routes())
 }
 
 /// Answer for paths no route matches.

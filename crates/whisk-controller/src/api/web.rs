@@ -57,9 +57,30 @@ async fn web_action(
     tid: TransactionId,
     request: Request,
 ) -> Response {
+    let address = request
+        .uri()
+        .path()
+        .strip_prefix("/api/v1/web/")
+        .and_then(WebAddress::parse);
+    answer(&state, &tid, address, request).await
+}
+
+/// Runs the web action at `address` for `request` and answers as a web action does, CORS
+/// included. The API gateway's routes call this too, so a routed request behaves exactly like
+/// a direct one; `None` (no action named) is the usual `404`.
+pub(crate) async fn answer(
+    state: &AppState,
+    tid: &TransactionId,
+    address: Option<WebAddress>,
+    request: Request,
+) -> Response {
     let mut custom_options = false;
     let request_headers = request.headers().clone();
-    let mut response = match serve(&state, &tid, request, &mut custom_options).await {
+    let served = match address {
+        Some(address) => serve(state, tid, &address, request, &mut custom_options).await,
+        None => Err(does_not_exist()),
+    };
+    let mut response = match served {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -92,16 +113,11 @@ fn does_not_exist() -> ApiError {
 async fn serve(
     state: &AppState,
     tid: &TransactionId,
+    address: &WebAddress,
     request: Request,
     custom_options: &mut bool,
 ) -> ApiResult<Response> {
     let accepted_at = state.clock.now_millis();
-    let path = request
-        .uri()
-        .path()
-        .strip_prefix("/api/v1/web/")
-        .unwrap_or_default();
-    let address = WebAddress::parse(path).ok_or_else(does_not_exist)?;
     let owner = state
         .store
         .subjects
@@ -111,7 +127,7 @@ async fn serve(
     // Credentials are optional: valid ones make the caller known, anything else is anonymous.
     let caller = auth::authenticate(state, request.headers()).await.ok();
     state.invocations.throttle(state, &owner)?;
-    let (resolved, action) = exported_action(state, &owner, &address).await?;
+    let (resolved, action) = exported_action(state, &owner, address).await?;
     let annotations = &action.annotations;
     let custom = annotations.get_bool(WEB_CUSTOM_OPTIONS) == Some(true);
     *custom_options = custom;
