@@ -40,6 +40,9 @@ pub struct EdgeConfig {
     pub max_head_bytes: usize,
     /// How long a client may take to send a request head (and, with TLS, to finish the handshake).
     pub head_timeout: Duration,
+    /// After the shutdown signal, how long requests in flight (and HTTP/2 clients acknowledging
+    /// the shutdown) may take before their connections are dropped.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for EdgeConfig {
@@ -48,6 +51,9 @@ impl Default for EdgeConfig {
             tls: None,
             max_head_bytes: 64 * 1024,
             head_timeout: Duration::from_secs(20),
+            // OpenWhisk's server request timeout: a blocking invocation accepted just before the
+            // signal can still be answered.
+            shutdown_grace: Duration::from_secs(65),
         }
     }
 }
@@ -242,7 +248,12 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(%address, grace_ms = config.shutdown_grace.as_millis(), "connections still open after the shutdown grace; dropping them");
+    }
     tracing::info!(%address, "edge stopped");
     Ok(())
 }

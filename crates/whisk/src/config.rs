@@ -29,6 +29,46 @@ pub struct FileConfig {
     pub limits: LimitOverrides,
     #[serde(default)]
     pub invoker: InvokerFile,
+    #[serde(default)]
+    pub tls: TlsFile,
+}
+
+/// The `[tls]` section: serve the API and web actions over HTTPS.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsFile {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub self_signed: Option<bool>,
+}
+
+/// How the edge speaks to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSettings {
+    /// Plain HTTP (the default: loopback development needs nothing else).
+    Off,
+    /// HTTPS with a PEM certificate chain and key from files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// HTTPS with a development certificate generated at start (kept in `<data-dir>/tls/`).
+    SelfSigned,
+}
+
+impl TlsSettings {
+    fn resolve(flags: &ServerFlags, file: TlsFile) -> anyhow::Result<Self> {
+        let cert = flags.tls_cert.clone().or(file.cert);
+        let key = flags.tls_key.clone().or(file.key);
+        let self_signed = flags.tls_self_signed || file.self_signed.unwrap_or(false);
+        match (cert, key, self_signed) {
+            (Some(_), _, true) | (_, Some(_), true) => {
+                anyhow::bail!("--tls-self-signed cannot be combined with --tls-cert/--tls-key")
+            }
+            (Some(cert), Some(key), false) => Ok(Self::Files { cert, key }),
+            (Some(_), None, false) => anyhow::bail!("--tls-cert needs --tls-key"),
+            (None, Some(_), false) => anyhow::bail!("--tls-key needs --tls-cert"),
+            (None, None, true) => Ok(Self::SelfSigned),
+            (None, None, false) => Ok(Self::Off),
+        }
+    }
 }
 
 /// The `[invoker]` section: the invoker a standalone platform runs in-process.
@@ -116,6 +156,9 @@ pub struct ServerFlags {
     pub host: Option<IpAddr>,
     pub port: Option<u16>,
     pub data_dir: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_self_signed: bool,
 }
 
 /// The resolved configuration a server runs with.
@@ -126,6 +169,7 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub limits: LimitOverrides,
     pub invoker: InvokerSettings,
+    pub tls: TlsSettings,
 }
 
 impl ServerConfig {
@@ -147,6 +191,7 @@ impl ServerConfig {
             },
             limits: file.limits,
             invoker: InvokerSettings::from_file(file.invoker, invoker_enabled_from_env()?),
+            tls: TlsSettings::resolve(flags, file.tls)?,
         })
     }
 }

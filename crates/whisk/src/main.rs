@@ -47,6 +47,15 @@ struct StandaloneArgs {
     /// Where the embedded store keeps its files [default: ~/.whisk].
     #[arg(long, env = "WHISK_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "WHISK_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "WHISK_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a development certificate generated at start (written to <data-dir>/tls/).
+    #[arg(long, env = "WHISK_TLS_SELF_SIGNED")]
+    tls_self_signed: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +80,9 @@ fn main() -> anyhow::Result<()> {
                 host: args.host,
                 port: args.port,
                 data_dir: args.data_dir,
+                tls_cert: args.tls_cert,
+                tls_key: args.tls_key,
+                tls_self_signed: args.tls_self_signed,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

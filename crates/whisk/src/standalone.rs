@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use whisk_bus::{Bus, InProcessBus};
+use whisk_controller::edge::{EdgeConfig, PemIdentity};
 use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemClock};
 use whisk_invoker::pool::stem_cells_from_manifest;
 use whisk_invoker::service::in_flight_for;
@@ -22,7 +23,7 @@ use whisk_sandbox::net::{NetConfig, NetMode, NetworkPool, PreparedNetwork};
 use whisk_sandbox::{Sandbox, SandboxConfig};
 use whisk_store::Store;
 
-use crate::config::{InvokerSettings, NetworkMode, ServerConfig, ServerFlags};
+use crate::config::{InvokerSettings, NetworkMode, ServerConfig, ServerFlags, TlsSettings};
 
 /// The development credentials every OpenWhisk standalone install ships with, so that existing
 /// `~/.wskprops` files and tutorials work unchanged. (subject = namespace name, uuid:key)
@@ -92,8 +93,9 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
 
     let state = whisk_controller::AppState::new(store, controller)
         .with_invocations(Invocations::new(Arc::clone(&balancer)));
+    let edge = edge_config(&config)?;
     announce(address, &config);
-    let served = whisk_controller::serve(listener, state, shutdown_signal()).await;
+    let served = whisk_controller::serve_with(listener, state, edge, shutdown_signal()).await;
     // The invoker first: it records what it cuts short and removes its containers while the
     // bus still carries its completions.
     if let Some(invoker) = invoker {
@@ -288,15 +290,69 @@ async fn ensure_well_known_subjects(store: &Store) -> anyhow::Result<()> {
 /// Tells a person (and the end-to-end tests, which read the first line) where the API is and how
 /// to point the usual clients at it.
 fn announce(address: SocketAddr, config: &ServerConfig) {
-    let url = format!("http://{address}");
+    let scheme = match config.tls {
+        TlsSettings::Off => "http",
+        TlsSettings::Files { .. } | TlsSettings::SelfSigned => "https",
+    };
+    let url = format!("{scheme}://{address}");
     let guest = WELL_KNOWN_SUBJECTS[0].1;
     println!("whisk-rs standalone listening on {url}");
     println!("data directory: {}", config.data_dir.display());
+    if config.tls == TlsSettings::SelfSigned {
+        let cert = config.data_dir.join("tls").join(SELF_SIGNED_CERT);
+        println!(
+            "self-signed certificate: {} (trust it, or use wsk -i)",
+            cert.display()
+        );
+    }
     println!();
     println!("Use it with the wsk CLI:");
     println!("  wsk property set --apihost {url} --auth {guest}");
     println!("or with the openwhisk npm client:");
     println!("  require('openwhisk')({{apihost: '{url}', api_key: '{guest}'}})");
+}
+
+/// The edge's TLS: none, the operator's files, or a development certificate generated now and
+/// written to `<data-dir>/tls/` (certificate and key) so that clients can be told to trust it.
+fn edge_config(config: &ServerConfig) -> anyhow::Result<EdgeConfig> {
+    let identity = match &config.tls {
+        TlsSettings::Off => return Ok(EdgeConfig::default()),
+        TlsSettings::Files { cert, key } => PemIdentity::from_files(cert, key)?,
+        TlsSettings::SelfSigned => {
+            let identity = PemIdentity::self_signed(&[config.host.to_string()])?;
+            let dir = config.data_dir.join("tls");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let cert = dir.join(SELF_SIGNED_CERT);
+            std::fs::write(&cert, &identity.certificate_chain)
+                .with_context(|| format!("cannot write {}", cert.display()))?;
+            let key = dir.join(SELF_SIGNED_KEY);
+            write_private(&key, identity.private_key.as_bytes())
+                .with_context(|| format!("cannot write {}", key.display()))?;
+            identity
+        }
+    };
+    Ok(EdgeConfig {
+        tls: Some(identity.server_config()?),
+        ..EdgeConfig::default()
+    })
+}
+
+/// File names of the generated development certificate and key in `<data-dir>/tls/`.
+pub const SELF_SIGNED_CERT: &str = "self-signed-cert.pem";
+pub const SELF_SIGNED_KEY: &str = "self-signed-key.pem";
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
 }
 
 /// Resolves on SIGINT or SIGTERM, so `serve` can finish the requests in flight and return.
