@@ -299,47 +299,54 @@ impl NatsBus {
         payload: &Bytes,
         message_id: &str,
     ) -> Result<(), Attempt> {
-        if !lock(&self.inner.streams).contains(&self.stream_name(topic)) {
-            self.ensure_stream(topic)
+        let stream = self.stream_name(topic);
+        // The second round is for a stream deleted behind this bus's back: made again, then used.
+        for round in 0..2 {
+            if !lock(&self.inner.streams).contains(&stream) {
+                self.ensure_stream(topic)
+                    .await
+                    .map_err(Attempt::Transient)?;
+            }
+            let message = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(message_id);
+            let outcome = match self
+                .inner
+                .jetstream
+                .send_publish(self.queue_subject(topic), message)
                 .await
-                .map_err(Attempt::Transient)?;
+            {
+                Ok(acknowledgement) => acknowledgement.await,
+                Err(error) => Err(error),
+            };
+            let Err(error) = outcome else {
+                return Ok(());
+            };
+            match error.kind() {
+                PublishErrorKind::StreamNotFound if round == 0 => {
+                    tracing::info!(topic, %stream, "stream gone; making it again");
+                    lock(&self.inner.streams).remove(&stream);
+                }
+                PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(Attempt::Fatal(BusError::Unavailable(format!(
+                        "a message of {} bytes is larger than the NATS server accepts: {error}",
+                        payload.len()
+                    ))));
+                }
+                PublishErrorKind::Other if is_stream_full(&error) => {
+                    return Err(Attempt::Full(BusError::Full(topic.to_string())));
+                }
+                _ => {
+                    lock(&self.inner.streams).remove(&stream);
+                    return Err(Attempt::Transient(BusError::Unavailable(format!(
+                        "publish to '{topic}' failed: {error}"
+                    ))));
+                }
+            }
         }
-        let message = PublishMessage::build()
-            .payload(payload.clone())
-            .message_id(message_id);
-        let outcome = match self
-            .inner
-            .jetstream
-            .send_publish(self.queue_subject(topic), message)
-            .await
-        {
-            Ok(acknowledgement) => acknowledgement.await,
-            Err(error) => Err(error),
-        };
-        let Err(error) = outcome else {
-            return Ok(());
-        };
-        match error.kind() {
-            PublishErrorKind::StreamNotFound => {
-                // Deleted behind our back (or never made by us): make it again on the next try.
-                lock(&self.inner.streams).remove(&self.stream_name(topic));
-                Err(Attempt::Transient(BusError::Unavailable(format!(
-                    "no stream for topic '{topic}'"
-                ))))
-            }
-            PublishErrorKind::MaxPayloadExceeded => {
-                Err(Attempt::Fatal(BusError::Unavailable(format!(
-                    "a message of {} bytes is larger than the NATS server accepts: {error}",
-                    payload.len()
-                ))))
-            }
-            PublishErrorKind::Other if is_stream_full(&error) => {
-                Err(Attempt::Full(BusError::Full(topic.to_string())))
-            }
-            _ => Err(Attempt::Transient(BusError::Unavailable(format!(
-                "publish to '{topic}' failed: {error}"
-            )))),
-        }
+        Err(Attempt::Transient(BusError::Unavailable(format!(
+            "no stream for topic '{topic}'"
+        ))))
     }
 
     /// Runs a client call that may wait for the server, for at most `connect_timeout`: while the

@@ -422,7 +422,9 @@ async fn a_stream_deleted_behind_the_bus_is_made_again() {
         .delete_stream(bus.stream_name("gone"))
         .await
         .unwrap();
-    bus.publish("gone", Bytes::from("second")).await.unwrap();
+    bus.try_publish("gone", Bytes::from("second"))
+        .await
+        .unwrap();
     let mut consumer = bus.consume("gone").await.unwrap();
     let delivery = next_delivery(&mut consumer).await;
     assert_eq!(delivery.payload, "second");
