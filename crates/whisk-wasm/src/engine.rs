@@ -34,7 +34,8 @@ pub struct WasmConfig {
     pub epoch_tick: Duration,
     /// Compiled modules kept; the oldest entry is dropped first when full.
     pub cache_capacity: usize,
-    /// Bytes kept of each of stdout and stderr per run; writes past it fail inside the module.
+    /// Bytes kept of each of stdout and stderr per run. Stdout past it (result and stdout log
+    /// lines together) makes the run an over-long response; stderr past it is cut.
     pub max_output_bytes: usize,
 }
 

@@ -25,6 +25,7 @@
 //! CPU-bound (Cranelift; tens of milliseconds for a small module, once per digest): an async
 //! caller runs it on a blocking thread (`tokio::task::spawn_blocking`).
 
+mod capture;
 mod container;
 mod engine;
 mod output;

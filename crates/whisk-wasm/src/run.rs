@@ -6,14 +6,18 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use whisk_model::{ActivationResponse, ActivationStatus, messages};
 
+use crate::capture::Capture;
 use crate::engine::{CompiledAction, WasmEngine};
 use crate::output::{NOT_A_DICTIONARY, lines, parse_stdout};
 
 const MIB: u64 = 1024 * 1024;
+
+/// How much of an over-long output the error message quotes.
+const QUOTED_OUTPUT_CHARS: usize = 1024;
 
 /// The action's limits for one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +89,14 @@ pub enum WasmRunError {
     /// The result was JSON but neither an object nor an array.
     #[error("{}", NOT_A_DICTIONARY)]
     NotADictionary,
+    /// Stdout was longer than the engine keeps (`WasmConfig::max_output_bytes`); `start` is
+    /// its beginning. An application error, as OpenWhisk reports an over-long response.
+    #[error("{}", messages::truncated_response(*length, *limit, start))]
+    OutputTooLarge {
+        length: u64,
+        limit: u64,
+        start: String,
+    },
     /// `/run` before a successful `/init` (see [`crate::WasmContainer`]).
     #[error("Cannot invoke an uninitialized action.")]
     Uninitialized,
@@ -117,8 +129,9 @@ impl WasmOutcome {
     }
 
     /// The activation response: an object with a top-level `error` is an application error, any
-    /// other object or array a success, a platform failure a whisk error, everything else a
-    /// developer error carrying [`WasmRunError`]'s text.
+    /// other object or array a success; an over-long output is an application error, a
+    /// platform failure a whisk error, everything else a developer error carrying
+    /// [`WasmRunError`]'s text.
     pub fn response(&self) -> ActivationResponse {
         match &self.result {
             Ok(value) => {
@@ -129,6 +142,11 @@ impl WasmOutcome {
                 };
                 ActivationResponse::new(status, Some(value.clone()), self.size)
             }
+            Err(error @ WasmRunError::OutputTooLarge { .. }) => ActivationResponse::error(
+                ActivationStatus::ApplicationError,
+                Value::String(error.to_string()),
+                self.size,
+            ),
             Err(WasmRunError::Capacity(_)) => ActivationResponse::whisk_error(Value::String(
                 messages::RESOURCE_PROVISION_ERROR.into(),
             )),
@@ -207,8 +225,8 @@ impl WasmEngine {
         let limit_bytes = usize::try_from(memory_mb.saturating_mul(MIB)).unwrap_or(usize::MAX);
         let timeout_ms = u64::try_from(request.limits.timeout.as_millis()).unwrap_or(u64::MAX);
 
-        let stdout = MemoryOutputPipe::new(config.max_output_bytes);
-        let stderr = MemoryOutputPipe::new(config.max_output_bytes);
+        let stdout = Capture::new(config.max_output_bytes);
+        let stderr = Capture::new(config.max_output_bytes);
         let mut stdin = request.params.to_string().into_bytes();
         stdin.push(b'\n');
         let wasi = WasiCtxBuilder::new()
@@ -243,21 +261,38 @@ impl WasmEngine {
         let init_time = init_time.unwrap_or(elapsed);
         let run_time = elapsed.saturating_sub(init_time);
 
-        let mut stderr_lines = lines(&stderr.contents());
+        let (stdout, stdout_total) = stdout.contents();
+        let (stderr, _) = stderr.contents();
+        let mut stderr_lines = lines(&stderr);
         let failure = match call {
             Err(_elapsed) => Some(WasmRunError::Timeout { timeout_ms }),
             Ok(Ok(())) => None,
             Ok(Err(error)) => classify(&error, store.data().limiter.exhausted, memory_mb),
         };
+        if let Some(WasmRunError::Capacity(detail)) = &failure {
+            tracing::warn!(digest = %action.digest_hex(), %detail, "WebAssembly instance could not be created");
+        }
         let (result, stdout_lines, size) = match failure {
             Some(error) => {
                 if let WasmRunError::Trap(detail) = &error {
                     stderr_lines.push(detail.clone());
                 }
-                (Err(error), lines(&stdout.contents()), None)
+                (Err(error), lines(&stdout), None)
+            }
+            None if stdout_total > stdout.len() as u64 => {
+                let start: String = String::from_utf8_lossy(&stdout)
+                    .chars()
+                    .take(QUOTED_OUTPUT_CHARS)
+                    .collect();
+                let error = WasmRunError::OutputTooLarge {
+                    length: stdout_total,
+                    limit: stdout.len() as u64,
+                    start,
+                };
+                (Err(error), Vec::new(), Some(stdout_total))
             }
             None => {
-                let parsed = parse_stdout(&stdout.contents());
+                let parsed = parse_stdout(&stdout);
                 (parsed.result, parsed.log_lines, Some(parsed.size))
             }
         };
@@ -406,6 +441,19 @@ mod tests {
                 3,
             ),
         ];
+        let too_long = WasmRunError::OutputTooLarge {
+            length: 20,
+            limit: 10,
+            start: "{\"a\":\"xxxx".into(),
+        };
+        let response = outcome(Err(too_long)).response();
+        assert_eq!(response.status_code, 1);
+        assert_eq!(
+            response.result,
+            Some(
+                json!({"error": "The action produced a response that exceeded the allowed length: 20 > 10 bytes. The truncated response was: {\"a\":\"xxxx"})
+            )
+        );
         for (error, text, status) in cases {
             let timed_out = matches!(error, WasmRunError::Timeout { .. });
             let outcome = outcome(Err(error));

@@ -671,3 +671,120 @@ async fn cold_start_figures() {
         },
     );
 }
+
+#[tokio::test]
+async fn stdout_past_the_cap_is_an_over_long_response_and_stderr_is_cut() {
+    let engine = WasmEngine::new(WasmConfig {
+        max_instances: 2,
+        max_memory_mb: 64,
+        max_output_bytes: 16,
+        ..WasmConfig::default()
+    })
+    .unwrap();
+    let result = "{\"a\":\"0123456789012345678901234567890\"}";
+    let log = "0123456789012345678901234567890123456789\n";
+    let outcome = run(&engine, &writer(result, log, None), json!({})).await;
+    assert_eq!(
+        outcome.result,
+        Err(WasmRunError::OutputTooLarge {
+            length: result.len() as u64,
+            limit: 16,
+            start: result[..16].to_string(),
+        })
+    );
+    assert_eq!(outcome.stderr_lines, [&log[..16]]);
+    let response = outcome.response();
+    assert_eq!(response.status_code, 1);
+    assert_eq!(
+        response.result,
+        Some(json!({"error": format!(
+            "The action produced a response that exceeded the allowed length: {} > 16 bytes. The truncated response was: {}",
+            result.len(),
+            &result[..16]
+        )}))
+    );
+    // Exactly at the cap is fine.
+    let fits = run(
+        &engine,
+        &writer("{\"a\":\"12345678\"}", "", None),
+        json!({}),
+    )
+    .await;
+    assert_eq!(fits.result, Ok(json!({"a": "12345678"})));
+}
+
+/// With one slot taken by a module that spins until its (long) deadline, another run gets no
+/// instance: a platform error, not the action's. Polled until it happens, as the spinning run
+/// starts on another task (and retries while a probe holds the slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_is_a_platform_error() {
+    let engine = WasmEngine::new(WasmConfig {
+        max_instances: 1,
+        max_memory_mb: 64,
+        ..WasmConfig::default()
+    })
+    .unwrap();
+    let spin = engine
+        .compile(&wasm(
+            r#"(module (func (export "_start") (loop $forever (br $forever))))"#,
+        ))
+        .unwrap();
+    let echo = engine.compile(&echo()).unwrap();
+    let spinning = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            // The probing runs below may hold the slot when this one starts: try again then.
+            loop {
+                let request = RunRequest {
+                    params: json!({}),
+                    env: Vec::new(),
+                    limits: RunLimits {
+                        memory_mb: 64,
+                        timeout: Duration::from_secs(120),
+                    },
+                };
+                let outcome = engine.run(&spin, request).await;
+                if !matches!(outcome.result, Err(WasmRunError::Capacity(_))) {
+                    return outcome;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let request = RunRequest {
+            params: json!({}),
+            env: Vec::new(),
+            limits: limits(),
+        };
+        let outcome = engine.run(&echo, request).await;
+        if matches!(outcome.result, Err(WasmRunError::Capacity(_))) {
+            break outcome;
+        }
+        assert!(Instant::now() < deadline, "the pool never filled up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    spinning.abort();
+    let response = refused.response();
+    assert_eq!(response.status_code, 3);
+    assert_eq!(
+        response.result,
+        Some(json!({"error": "Failed to provision resources to run the action."}))
+    );
+    // Once the spinning run is gone, its slot serves again.
+    let _ = spinning.await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let request = RunRequest {
+            params: json!({"back": true}),
+            env: Vec::new(),
+            limits: limits(),
+        };
+        if engine.run(&echo, request).await.result == Ok(json!({"back": true})) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot was never released");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
