@@ -200,3 +200,36 @@ async fn a_container_serves_again_after_a_timeout() {
     let next = container.run(&json!({"value": {"x": 1}}), SECOND).await;
     assert_eq!(next.result, Ok(json!({})));
 }
+
+/// Cold-start figures for the report (`cargo test -p whisk-wasm --test container -- --nocapture
+/// cold_start`): a new container, `/init` of a module already compiled once (the cache hit every
+/// cold start after an action's first makes), and one `/run`.
+#[tokio::test]
+async fn cold_start_figures() {
+    let engine = engine();
+    let payload = init_payload(&base64(&env_echo()));
+    let mut cold = Vec::new();
+    for i in 0..300 {
+        let started = std::time::Instant::now();
+        let container = WasmContainer::new(engine.clone(), 128, BTreeMap::new());
+        container.init(&payload, SECOND).await.unwrap();
+        let outcome = container
+            .run(&json!({"value": {"i": i}, "activation_id": "x"}), SECOND)
+            .await;
+        cold.push(started.elapsed());
+        assert_eq!(outcome.result, Ok(json!({"i": i})));
+    }
+    assert_eq!(engine.compilations(), 1);
+    cold.sort();
+    println!(
+        "container cold start (new container + cached /init + /run): p50 {:?} p99 {:?} (300 runs, module {} bytes, {} build)",
+        cold[cold.len() / 2],
+        cold[cold.len() * 99 / 100],
+        env_echo().len(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+}
