@@ -161,6 +161,30 @@ async fn connections_of_one_cluster_share_topics() {
     invoker.close().await;
 }
 
+/// A delivery whose holder vanished without a word (a crashed process: no ack, no NAK) comes
+/// back once `ack_wait` has passed.
+#[tokio::test]
+async fn a_vanished_delivery_comes_back_after_ack_wait() {
+    let Some(url) = server_url() else { return };
+    let bus = NatsBus::connect(NatsConfig {
+        ack_wait: Duration::from_secs(1),
+        ..test_config(&url, &unique_cluster())
+    })
+    .await
+    .unwrap();
+    bus.publish("crash", Bytes::from("orphan")).await.unwrap();
+    let mut consumer = bus.consume("crash").await.unwrap();
+    let lost = next_delivery(&mut consumer).await;
+    std::mem::forget(lost);
+    let again = next_delivery(&mut consumer).await;
+    assert_eq!(
+        (again.payload.as_ref(), again.redeliveries),
+        (&b"orphan"[..], 1)
+    );
+    again.ack().await.unwrap();
+    bus.close().await;
+}
+
 #[tokio::test]
 async fn lag_is_reported_exactly_once_forwarded() {
     let Some(url) = server_url() else { return };
