@@ -106,8 +106,8 @@ impl CompiledAction {
         self.digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// How long compiling and linking took (zero is never reported for a cache hit: the value
-    /// is that of the compilation that produced this entry).
+    /// How long the compilation that produced this entry took (a cache hit reports the same
+    /// value again).
     pub fn compile_time(&self) -> Duration {
         self.compile_time
     }
@@ -293,9 +293,10 @@ fn lock(cache: &Mutex<Cache>) -> MutexGuard<'_, Cache> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The thread that advances the engine's epoch every tick, so that a running module can be
-/// stopped at its deadline without any cost on its hot path beyond an epoch check. It stops
-/// when the engine is dropped (the channel's sender goes away).
+/// The thread that advances the engine's epoch every tick. A running module checks the epoch at
+/// function entries and loop headers (its only cost on the hot path) and yields to the executor
+/// when it moved, which is what lets the run's timer and other tasks get a turn. The thread
+/// stops when the engine is dropped (the channel's sender goes away).
 struct Ticker {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,

@@ -41,7 +41,8 @@ pub struct RunRequest {
 impl RunRequest {
     /// A request from an OpenWhisk `/run` payload (`{"value": params, "activation_id": ..}`),
     /// following the runtimes' convention: `value` is the parameters and every other top-level
-    /// field `k` becomes the variable `__OW_K` (upper case), its value as [`env_text`] writes it. `base_env` (the container's environment, e.g.
+    /// field `k` becomes the variable `__OW_K` (upper case; strings as they are, `null` as
+    /// empty, anything else as compact JSON). `base_env` (the container's environment, e.g.
     /// `__OW_API_HOST`) comes first, so the payload's fields win over it.
     pub fn from_run_payload(
         payload: &Value,
@@ -70,7 +71,8 @@ impl RunRequest {
 /// result, as OpenWhisk words it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WasmRunError {
-    /// The deadline passed (epoch interruption).
+    /// The time limit passed (the module is stopped at its next epoch yield, or in the WASI
+    /// call it is blocked in).
     #[error("{}", messages::timed_out_run(*timeout_ms))]
     Timeout { timeout_ms: u64 },
     /// The module tried to grow its memory past the action's memory limit.
