@@ -29,6 +29,7 @@ macro_rules! out {
 
 mod action_get;
 mod activations;
+mod api;
 mod entities;
 mod feeds;
 mod invoke;
@@ -98,6 +99,9 @@ enum Command {
     /// Work with the local properties file.
     #[command(subcommand)]
     Property(PropertyCommand),
+    /// Work with APIs: routes from an API path and verb to web actions.
+    #[command(subcommand)]
+    Api(api::ApiCommand),
     /// Deploy or undeploy a wskdeploy manifest (`manifest.yaml`).
     #[command(subcommand)]
     Project(project::ProjectCommand),
@@ -370,6 +374,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Namespace(command) => {
             entities::namespace(command, &Settings::resolve(&cli.global, &props)).await
         }
+        Command::Api(command) => api::api(command, &Settings::resolve(&cli.global, &props)).await,
         Command::Project(command) => {
             project::project(command, &Settings::resolve(&cli.global, &props)).await
         }
