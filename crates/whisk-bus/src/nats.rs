@@ -262,27 +262,48 @@ impl NatsBus {
         format!("{}.b.{topic}", self.inner.config.cluster)
     }
 
-    /// Creates the topic's stream unless this bus already knows it exists.
+    /// Creates the topic's stream, or brings an existing one to this bus's bound (an operator
+    /// who changes `queue_capacity` expects it to apply to the topics that already exist).
     async fn ensure_stream(&self, topic: &str) -> Result<jetstream::stream::Stream, BusError> {
         let name = self.stream_name(topic);
-        let capacity = i64::try_from(self.inner.config.queue_capacity).unwrap_or(i64::MAX);
+        let capacity = i64::try_from(self.inner.config.queue_capacity)
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let config = StreamConfig {
+            name: name.clone(),
+            subjects: vec![self.queue_subject(topic)],
+            retention: RetentionPolicy::WorkQueue,
+            max_messages: capacity,
+            discard: DiscardPolicy::New,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: 1,
+            ..StreamConfig::default()
+        };
+        let unavailable = |error: &dyn std::fmt::Display| {
+            BusError::Unavailable(format!("cannot set up JetStream stream '{name}': {error}"))
+        };
         let stream = self
             .inner
             .jetstream
-            .get_or_create_stream(StreamConfig {
-                name: name.clone(),
-                subjects: vec![self.queue_subject(topic)],
-                retention: RetentionPolicy::WorkQueue,
-                max_messages: capacity.max(1),
-                discard: DiscardPolicy::New,
-                storage: jetstream::stream::StorageType::File,
-                num_replicas: 1,
-                ..StreamConfig::default()
-            })
+            .get_or_create_stream(config.clone())
             .await
-            .map_err(|error| {
-                BusError::Unavailable(format!("cannot create JetStream stream '{name}': {error}"))
-            })?;
+            .map_err(|error| unavailable(&error))?;
+        let found = stream.cached_info().config.max_messages;
+        let stream = if found == capacity {
+            stream
+        } else {
+            tracing::info!(topic, stream = %name, from = found, to = capacity, "queue bound changed");
+            self.inner
+                .jetstream
+                .update_stream(config)
+                .await
+                .map_err(|error| unavailable(&error))?;
+            self.inner
+                .jetstream
+                .get_stream(&name)
+                .await
+                .map_err(|error| unavailable(&error))?
+        };
         lock(&self.inner.streams).insert(name);
         Ok(stream)
     }

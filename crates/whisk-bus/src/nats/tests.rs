@@ -186,6 +186,30 @@ async fn a_vanished_delivery_comes_back_after_ack_wait() {
 }
 
 #[tokio::test]
+async fn a_new_queue_bound_applies_to_existing_topics() {
+    let Some(url) = server_url() else { return };
+    let cluster = unique_cluster();
+    let roomy = NatsBus::connect(test_config(&url, &cluster)).await.unwrap();
+    roomy.publish("bound", Bytes::from("m0")).await.unwrap();
+    let tight = NatsBus::connect(NatsConfig {
+        queue_capacity: 3,
+        ..test_config(&url, &cluster)
+    })
+    .await
+    .unwrap();
+    for message in ["m1", "m2"] {
+        tight
+            .try_publish("bound", Bytes::from(message))
+            .await
+            .unwrap();
+    }
+    let refused = tight.try_publish("bound", Bytes::from("m3")).await;
+    assert!(matches!(refused, Err(BusError::Full(_))), "{refused:?}");
+    roomy.close().await;
+    tight.close().await;
+}
+
+#[tokio::test]
 async fn lag_is_reported_exactly_once_forwarded() {
     let Some(url) = server_url() else { return };
     let bus = NatsBus::connect(NatsConfig {
