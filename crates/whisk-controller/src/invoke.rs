@@ -322,7 +322,7 @@ fn publish_error(error: &BalancerError) -> ApiError {
 }
 
 /// `202 {"activationId": id}`.
-fn accepted(activation_id: &ActivationId) -> Response {
+pub(crate) fn accepted(activation_id: &ActivationId) -> Response {
     with_activation_id(
         StatusCode::ACCEPTED,
         Json(json!({ "activationId": activation_id })),

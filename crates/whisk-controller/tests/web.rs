@@ -395,3 +395,44 @@ async fn raw_actions_and_form_bodies() {
     .await;
     assert_eq!(form.json()["name"], "Jane Doe");
 }
+
+#[tokio::test]
+async fn an_exported_sequence_is_a_web_action() {
+    let (app, _balancer, stand_in) = web_app().await;
+    create(&app, "echo", json!([]), json!([])).await;
+    create(&app, "page", json!([]), json!([])).await;
+    let response = app
+        .put(
+            "/api/v1/namespaces/_/actions/site",
+            GUEST,
+            json!({
+                "exec": {"kind": "sequence", "components": ["/_/echo", "/_/page"]},
+                "annotations": [{"key": "web-export", "value": true}]
+            }),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    let page = web(
+        &app,
+        Method::GET,
+        "/api/v1/web/guest/default/site.html",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.text, "<h1>Hello</h1>");
+    let id = page
+        .header("x-openwhisk-activation-id")
+        .unwrap()
+        .to_string();
+    let record = app
+        .get(&format!("/api/v1/namespaces/_/activations/{id}"), GUEST)
+        .await;
+    assert_eq!(
+        record.json()["name"],
+        "site",
+        "the header names the sequence"
+    );
+    assert_eq!(stand_in.received.lock().unwrap().len(), 2);
+}

@@ -21,6 +21,7 @@ use whisk_store::{EntityScope, EntityStore};
 
 use crate::api::Listing;
 use crate::auth::{self, Caller};
+use crate::compose::{self, SequenceCall};
 use crate::documents::{self, Stored, action_document};
 use crate::entitlement::{self, Collection, PackageAccess, Privilege, Resource};
 use crate::error::{ApiError, ApiResult};
@@ -29,9 +30,6 @@ use crate::invoke::{self, Activation};
 use crate::names;
 use crate::state::AppState;
 use crate::transaction::TransactionId;
-
-/// The answer to sequence invocations until sequences run in the controller.
-pub const INVOCATION_UNAVAILABLE: &str = "Action invocation is not available yet.";
 
 /// The longest a blocking invoke may wait, in ms (OpenWhisk's
 /// `controller.activation.max-wait-for-blocking-activation`, 60 s); also the default wait.
@@ -89,6 +87,15 @@ impl ActionAddress {
             package,
             name,
         })
+    }
+
+    /// The address of a fully qualified name (a sequence component, a rule's action).
+    pub(crate) fn of(name: &FullyQualifiedEntityName) -> Self {
+        Self {
+            namespace: name.path.root().clone(),
+            package: name.path.package().cloned(),
+            name: name.name.clone(),
+        }
     }
 
     /// `ns` or `ns/pkg`.
@@ -594,17 +601,31 @@ async fn invoke(
         check_components(state, caller, merged.exec.components(), Privilege::Activate).await?;
     }
     check_final_parameters(&merged, &payload)?;
-    if merged.exec.is_sequence() {
-        tracing::warn!(action = %merged.doc_id(), "sequence invocation requested but not available");
-        return Err(ApiError::unavailable(INVOCATION_UNAVAILABLE));
-    }
-    let api_key = presented_key
-        .filter(|_| merged.provides_api_key())
-        .map(|key| key.to_string());
     let binding = resolved
         .access
         .as_ref()
         .and_then(PackageAccess::binding_path);
+    if merged.exec.is_sequence() {
+        return compose::invoke_sequence(
+            state,
+            SequenceCall {
+                caller: caller.clone(),
+                presented_key,
+                sequence: merged,
+                binding,
+                payload,
+                blocking: options.blocking,
+                result_only: options.result,
+                wait_ms: options.timeout_ms,
+                transaction_id: tid.as_str().to_owned(),
+                accepted_at,
+            },
+        )
+        .await;
+    }
+    let api_key = presented_key
+        .filter(|_| merged.provides_api_key())
+        .map(|key| key.to_string());
     invoke::activate(
         state,
         Activation {

@@ -20,6 +20,7 @@ use whisk_model::{Identity, WhiskAction, WhiskActivation};
 
 use crate::api::actions::{ActionAddress, ResolvedAction};
 use crate::auth;
+use crate::compose::{self, SequenceCall};
 use crate::cors::ALLOWED_HEADERS;
 use crate::entitlement::{self, Privilege};
 use crate::error::{ApiError, ApiResult, messages};
@@ -177,35 +178,56 @@ async fn serve(
     let raw = annotations.get_bool(RAW_HTTP) == Some(true);
     let payload = request_parameters(&web_request, raw, &immutable)
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    if action.exec.is_sequence() {
-        tracing::warn!(action = %action.doc_id(), "sequence web action requested but sequences are not available");
-        return Err(ApiError::unavailable(messages::SERVICE_UNAVAILABLE));
-    }
     let binding = resolved
         .access
         .as_ref()
         .and_then(entitlement::PackageAccess::binding_path);
-    let started = invoke::start(
-        state,
-        Activation {
-            caller: &owner,
-            api_key: None,
-            action: &action,
-            revision: resolved.action.revision.to_string(),
-            binding,
-            payload,
-            blocking: true,
-            result_only: true,
-            wait_ms: u64::try_from(WEB_WAIT.as_millis()).unwrap_or(u64::MAX),
-            transaction_id: tid.as_str().to_owned(),
-            accepted_at,
-            cause: None,
-            caused_by: None,
-        },
-    )
-    .await?;
-    let activation_id = started.activation_id.clone();
-    let record = invoke::wait_for_record(state, started, WEB_WAIT).await?;
+    let (activation_id, record) = if action.exec.is_sequence() {
+        let (activation_id, finished) = compose::start_sequence(
+            state,
+            SequenceCall {
+                caller: owner.clone(),
+                presented_key: None,
+                sequence: action,
+                binding,
+                payload,
+                blocking: true,
+                result_only: true,
+                wait_ms: u64::try_from(WEB_WAIT.as_millis()).unwrap_or(u64::MAX),
+                transaction_id: tid.as_str().to_owned(),
+                accepted_at,
+            },
+        )
+        .await?;
+        let record = match tokio::time::timeout(WEB_WAIT, finished).await {
+            Ok(Ok(record)) => record,
+            _ => None,
+        };
+        (activation_id, record)
+    } else {
+        let started = invoke::start(
+            state,
+            Activation {
+                caller: &owner,
+                api_key: None,
+                action: &action,
+                revision: resolved.action.revision.to_string(),
+                binding,
+                payload,
+                blocking: true,
+                result_only: true,
+                wait_ms: u64::try_from(WEB_WAIT.as_millis()).unwrap_or(u64::MAX),
+                transaction_id: tid.as_str().to_owned(),
+                accepted_at,
+                cause: None,
+                caused_by: None,
+            },
+        )
+        .await?;
+        let activation_id = started.activation_id.clone();
+        let record = invoke::wait_for_record(state, started, WEB_WAIT).await?;
+        (activation_id, record)
+    };
     let mut response = match record {
         None => (
             StatusCode::ACCEPTED,
