@@ -329,6 +329,10 @@ async fn routes_run_their_web_actions_by_method() {
     let item = call_route(&app, Method::GET, "/api/guest/hello/items/42", "").await;
     assert_eq!(item.status, StatusCode::NO_CONTENT, "{}", item.text);
 
+    let preflight = call_route(&app, Method::OPTIONS, "/api/guest/hello/world", "").await;
+    assert_eq!(preflight.status, StatusCode::OK, "{}", preflight.text);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+
     for (method, path) in [
         (Method::PUT, "/api/guest/hello/world"),
         (Method::GET, "/api/guest/hello/nowhere"),

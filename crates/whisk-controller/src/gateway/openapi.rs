@@ -348,6 +348,10 @@ fn path_matches(template: &str, path: &str) -> bool {
 }
 
 /// The web action for `method` on `rel_path` in `doc`: a literal path wins over a template.
+///
+/// A browser's pre-flight `OPTIONS` on a path without an `options` operation goes to one of
+/// the path's actions, so it is answered (CORS headers, or the action's own `OPTIONS` handling)
+/// as a direct web action request would be.
 pub fn find_operation(doc: &Value, rel_path: &str, method: &str) -> Option<Target> {
     let paths = doc.get("paths")?.as_object()?;
     let method = method.to_ascii_lowercase();
@@ -357,7 +361,13 @@ pub fn find_operation(doc: &Value, rel_path: &str, method: &str) -> Option<Targe
             .find(|(template, _)| path_matches(template, rel_path))
             .map(|(_, operations)| operations)
     })?;
-    target_of(operations.get(&method)?)
+    match operations.get(&method) {
+        Some(operation) => target_of(operation),
+        None if method == "options" => OPERATIONS
+            .iter()
+            .find_map(|name| operations.get(*name).and_then(target_of)),
+        None => None,
+    }
 }
 
 fn target_of(operation: &Value) -> Option<Target> {
@@ -444,7 +454,14 @@ mod tests {
         let target = find_operation(&doc, "/world", "GET").unwrap();
         assert_eq!(target.extension, Extension::Http);
         assert_eq!(target.namespace, "guest");
+        assert_eq!(target.address().action, "greet");
         assert!(find_operation(&doc, "/world", "POST").is_none());
+        assert_eq!(
+            find_operation(&doc, "/world", "OPTIONS"),
+            Some(target),
+            "pre-flight goes to the path's action"
+        );
+        assert!(find_operation(&doc, "/other", "OPTIONS").is_none());
         assert!(find_operation(&doc, "/other", "GET").is_none());
     }
 
