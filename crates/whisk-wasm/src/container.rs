@@ -138,6 +138,7 @@ impl WasmContainer {
                 result: Err(WasmRunError::Uninitialized),
                 stdout_lines: Vec::new(),
                 stderr_lines: Vec::new(),
+                logs: Vec::new(),
                 init_time: Duration::ZERO,
                 run_time: Duration::ZERO,
                 size: None,

@@ -33,6 +33,7 @@ mod engine;
 mod output;
 mod run;
 
+pub use capture::{LogLine, LogStream};
 pub use container::{WasmContainer, WasmInitError};
 pub use engine::{CompiledAction, WasmCompileError, WasmConfig, WasmEngine, WasmEngineError};
 pub use output::{NOT_A_DICTIONARY, ParsedOutput, parse_stdout};

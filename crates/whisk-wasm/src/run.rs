@@ -1,7 +1,7 @@
 //! One activation: a fresh instance, parameters on stdin, result from stdout, under limits.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 use wasmtime::{ResourceLimiter, Store, Trap};
@@ -10,7 +10,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use whisk_model::{ActivationResponse, ActivationStatus, messages};
 
-use crate::capture::Capture;
+use crate::capture::{Capture, LogLine, LogStream};
 use crate::engine::{CompiledAction, WasmEngine};
 use crate::output::{NOT_A_DICTIONARY, lines, parse_stdout};
 
@@ -116,6 +116,9 @@ pub struct WasmOutcome {
     pub stdout_lines: Vec<String>,
     /// Everything written on stderr, line by line, then a trap's detail if there was one.
     pub stderr_lines: Vec<String>,
+    /// The same log lines of both streams in the order they were written, with the time each
+    /// ended: what the activation record's `logs` are made of.
+    pub logs: Vec<LogLine>,
     /// Creating the store and the instance (what a cold start costs beyond the run).
     pub init_time: Duration,
     /// Running `_start`.
@@ -227,8 +230,7 @@ impl WasmEngine {
         let limit_bytes = usize::try_from(memory_mb.saturating_mul(MIB)).unwrap_or(usize::MAX);
         let timeout_ms = u64::try_from(request.limits.timeout.as_millis()).unwrap_or(u64::MAX);
 
-        let stdout = Capture::new(config.max_output_bytes);
-        let stderr = Capture::new(config.max_output_bytes);
+        let (stdout, stderr) = Capture::pair(config.max_output_bytes);
         let mut stdin = request.params.to_string().into_bytes();
         stdin.push(b'\n');
         let wasi = WasiCtxBuilder::new()
@@ -263,6 +265,7 @@ impl WasmEngine {
         let init_time = init_time.unwrap_or(elapsed);
         let run_time = elapsed.saturating_sub(init_time);
 
+        let journal = stdout.finish();
         let (stdout, stdout_total) = stdout.contents();
         let (stderr, _) = stderr.contents();
         let mut stderr_lines = lines(&stderr);
@@ -298,6 +301,21 @@ impl WasmEngine {
                 (parsed.result, parsed.log_lines, Some(parsed.size))
             }
         };
+        // Stdout lines are logs except those that made the result (see `parse_stdout`): the
+        // log lines it returns are always the first ones.
+        let stdout_logs = stdout_lines.len();
+        let mut logs: Vec<LogLine> = journal
+            .into_iter()
+            .filter(|j| j.line.stream == LogStream::Stderr || j.number < stdout_logs)
+            .map(|j| j.line)
+            .collect();
+        if let Err(WasmRunError::Trap(detail)) = &result {
+            logs.push(LogLine {
+                time: SystemTime::now(),
+                stream: LogStream::Stderr,
+                text: detail.clone(),
+            });
+        }
         tracing::debug!(
             digest = %action.digest_hex(),
             memory_mb,
@@ -311,6 +329,7 @@ impl WasmEngine {
             result,
             stdout_lines,
             stderr_lines,
+            logs,
             init_time,
             run_time,
             size,
@@ -397,6 +416,7 @@ mod tests {
             result,
             stdout_lines: Vec::new(),
             stderr_lines: Vec::new(),
+            logs: Vec::new(),
             init_time: Duration::ZERO,
             run_time: Duration::ZERO,
             size: None,

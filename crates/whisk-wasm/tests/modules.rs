@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use whisk_wasm::{
-    RunLimits, RunRequest, WasmCompileError, WasmConfig, WasmEngine, WasmOutcome, WasmRunError,
+    LogStream, RunLimits, RunRequest, WasmCompileError, WasmConfig, WasmEngine, WasmOutcome,
+    WasmRunError,
 };
 
 fn engine() -> WasmEngine {
@@ -142,6 +143,50 @@ async fn stderr_and_earlier_stdout_lines_are_logs() {
     assert_eq!(outcome.result, Ok(json!({"ok": true})));
     assert_eq!(outcome.stdout_lines, ["stdout log"]);
     assert_eq!(outcome.stderr_lines, ["first log", "second log"]);
+    assert_eq!(
+        log_texts(&outcome),
+        [
+            (LogStream::Stderr, "first log"),
+            (LogStream::Stderr, "second log"),
+            (LogStream::Stdout, "stdout log"),
+        ]
+    );
+}
+
+fn log_texts(outcome: &WasmOutcome) -> Vec<(LogStream, &str)> {
+    outcome
+        .logs
+        .iter()
+        .map(|line| (line.stream, line.text.as_str()))
+        .collect()
+}
+
+/// Writes `out 1` (stdout), `err 1` (stderr), `out 2` (stdout) and then the result.
+#[tokio::test]
+async fn logs_interleave_both_streams_in_write_order() {
+    let engine = engine();
+    let module = wasm(&format!(
+        r#"(module {IMPORTS} {WRITE}
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "out 1\nerr 1\nout 2\n{{}}\n")
+  (func (export "_start")
+    (call $write (i32.const 1) (i32.const 1024) (i32.const 6))
+    (call $write (i32.const 2) (i32.const 1030) (i32.const 6))
+    (call $write (i32.const 1) (i32.const 1036) (i32.const 9))))"#
+    ));
+    let started = std::time::SystemTime::now();
+    let outcome = run(&engine, &module, json!({})).await;
+    assert_eq!(outcome.result, Ok(json!({})));
+    assert_eq!(
+        log_texts(&outcome),
+        [
+            (LogStream::Stdout, "out 1"),
+            (LogStream::Stderr, "err 1"),
+            (LogStream::Stdout, "out 2"),
+        ]
+    );
+    assert!(outcome.logs.iter().all(|line| line.time >= started));
+    assert!(outcome.logs.windows(2).all(|w| w[0].time <= w[1].time));
 }
 
 #[tokio::test]
@@ -167,6 +212,7 @@ async fn non_json_output_is_a_developer_error_quoting_it() {
         Err(WasmRunError::InvalidOutput("hello world".into()))
     );
     assert_eq!(outcome.stdout_lines, ["log"]);
+    assert_eq!(log_texts(&outcome), [(LogStream::Stdout, "log")]);
     let response = outcome.response();
     assert_eq!(response.status_code, 2);
     assert_eq!(
@@ -228,6 +274,9 @@ async fn a_trap_is_a_developer_error_with_the_trap_in_the_logs() {
     }
     assert_eq!(outcome.stderr_lines[0], "about to fail");
     assert!(outcome.stderr_lines[1].starts_with("wasm trap:"));
+    assert_eq!(outcome.logs.len(), 2);
+    assert_eq!(outcome.logs[1].stream, LogStream::Stderr);
+    assert_eq!(outcome.logs[1].text, outcome.stderr_lines[1]);
     let response = outcome.response();
     assert_eq!(response.status_code, 2);
     assert_eq!(
