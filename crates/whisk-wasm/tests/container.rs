@@ -233,3 +233,34 @@ async fn cold_start_figures() {
         }
     );
 }
+
+/// A compilation that cannot finish within the init time limit (zero) is an init timeout; the
+/// compilation still completes in the background, so the next init finds the module cached.
+#[tokio::test]
+async fn an_init_past_its_time_limit_times_out() {
+    let engine = engine();
+    // Many functions, so that compiling surely takes longer than polling a zero timeout once.
+    let functions: String = (0..400)
+        .map(|i| {
+            format!(
+                "(func $f{i} (param i32) (result i32) (i32.mul (local.get 0) (i32.const {i})))\n"
+            )
+        })
+        .collect();
+    let module =
+        wat::parse_str(format!("(module {functions} (func (export \"_start\")))")).unwrap();
+    let payload = init_payload(&base64(&module));
+    let container = WasmContainer::new(engine.clone(), 128, BTreeMap::new());
+    let error = container.init(&payload, Duration::ZERO).await.unwrap_err();
+    assert_eq!(error, WasmInitError::Timeout { timeout_ms: 0 });
+    assert!(error.timed_out());
+    assert_eq!(
+        error.response().result,
+        Some(
+            json!({"error": "The action exceeded its time limits of 0 milliseconds during initialization."})
+        )
+    );
+    assert!(!container.is_initialized());
+    container.init(&payload, SECOND).await.unwrap();
+    assert_eq!(engine.compilations(), 1);
+}

@@ -837,3 +837,18 @@ async fn a_full_pool_is_a_platform_error() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[test]
+fn an_engine_wasmtime_refuses_is_a_config_error() {
+    // Memory slots cannot be larger than the 4 GiB each one reserves.
+    let error = WasmEngine::new(WasmConfig {
+        max_instances: 1,
+        max_memory_mb: 8192,
+        ..WasmConfig::default()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(error, whisk_wasm::WasmEngineError::Config(_)),
+        "{error:?}"
+    );
+}
