@@ -175,6 +175,14 @@ async fn create_get_list_and_delete_routes() {
         json!({"apis": []}),
         "an API without routes goes"
     );
+    // The npm client calls the endpoints without an extension.
+    let bare = app
+        .get(
+            "/api/v1/web/whisk.system/apimgmt/getApi?basepath=Shop",
+            GUEST,
+        )
+        .await;
+    assert_eq!(bare.json()["apis"].as_array().unwrap().len(), 1);
     let deleted = app.delete(&format!("{DELETE}?basepath=Shop"), GUEST).await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
     assert_eq!(app.get(GET, GUEST).await.json(), json!({"apis": []}));

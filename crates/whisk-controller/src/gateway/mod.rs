@@ -3,7 +3,7 @@
 //! OpenWhisk runs route management as Node.js web actions (`whisk.system/apimgmt`) in front of
 //! a separate gateway. whisk-rs answers the same URLs natively, with the same request and
 //! response shapes, so `wsk api` and the `openwhisk` npm client's `routes` work unchanged:
-//! * `POST /api/v1/web/whisk.system/apimgmt/createApi.http` with `{"apidoc": ...}`
+//! * `POST /api/v1/web/whisk.system/apimgmt/createApi[.http]` with `{"apidoc": ...}`
 //!   (`?responsetype=`) adds a route or imports a swagger document;
 //! * `GET .../getApi.http` (`?basepath=` base path or API name) lists or reads APIs;
 //! * `DELETE .../deleteApi.http` (`?basepath=&relpath=&operation=`) removes an API or a route.
@@ -41,16 +41,17 @@ const MANAGEMENT: &str = "/api/v1/web/whisk.system/apimgmt";
 
 pub(crate) fn routes() -> Router<AppState> {
     let mut router = Router::new();
-    // `.http` is what current clients call; `.json` answers the same for older ones.
-    for extension in ["http", "json"] {
+    // `wsk` calls `.http`, the npm client no extension (a web action's default, `.http` too);
+    // `.json` answers the same for older clients.
+    for extension in ["", ".http", ".json"] {
         router = router
             .route(
-                &format!("{MANAGEMENT}/createApi.{extension}"),
+                &format!("{MANAGEMENT}/createApi{extension}"),
                 post(create_api),
             )
-            .route(&format!("{MANAGEMENT}/getApi.{extension}"), get(get_api))
+            .route(&format!("{MANAGEMENT}/getApi{extension}"), get(get_api))
             .route(
-                &format!("{MANAGEMENT}/deleteApi.{extension}"),
+                &format!("{MANAGEMENT}/deleteApi{extension}"),
                 delete(delete_api),
             );
     }
