@@ -852,3 +852,18 @@ fn an_engine_wasmtime_refuses_is_a_config_error() {
         "{error:?}"
     );
 }
+
+/// A module whose start function (run while instantiating) traps fails like any other trap.
+#[tokio::test]
+async fn a_trap_while_instantiating_is_a_trap() {
+    let engine = engine();
+    let module =
+        wasm(r#"(module (func $boom unreachable) (start $boom) (func (export "_start")))"#);
+    let outcome = run(&engine, &module, json!({})).await;
+    assert!(
+        matches!(&outcome.result, Err(WasmRunError::Trap(detail)) if detail.contains("unreachable")),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(outcome.response().status_code, 2);
+}
