@@ -81,6 +81,20 @@ assert.equal(updatedTrigger.version, '0.0.2');
 assert.ok((await ow.rules.list()).some((r) => r.name === 'npm-rule'));
 assert.ok((await ow.triggers.list()).some((t) => t.name === 'npm-trigger'));
 
+// Routes through the built-in API gateway (the `apimgmt` endpoints)
+await ow.actions.create({ name: 'npm-web', action: code, annotations: { 'web-export': true } });
+const route = await ow.routes.create({ basepath: '/npm', relpath: '/hello', operation: 'GET', action: 'npm-web' });
+assert.equal(route.apidoc.basePath, '/npm');
+const operation = route.apidoc.paths['/hello'].get['x-openwhisk'];
+assert.equal(operation.action, 'npm-web');
+assert.ok(operation.namespace !== '_', 'the caller namespace replaces _');
+assert.ok(route.gwApiUrl.endsWith('/npm'), route.gwApiUrl);
+assert.equal((await ow.routes.get({ basepath: '/npm' })).apis.length, 1);
+assert.ok((await ow.routes.list()).apis.some((api) => api.value.apidoc.basePath === '/npm'));
+await ow.routes.delete({ basepath: '/npm', relpath: '/hello', operation: 'GET' });
+assert.deepEqual((await ow.routes.list()).apis, []);
+await ow.actions.delete({ name: 'npm-web' });
+
 // Deletes, and what is gone stays gone
 await ow.rules.delete({ name: 'npm-rule' });
 await ow.triggers.delete({ name: 'npm-trigger' });
