@@ -22,10 +22,12 @@ const CREATE: &str = "/api/v1/web/whisk.system/apimgmt/createApi.http";
 const GET: &str = "/api/v1/web/whisk.system/apimgmt/getApi.http";
 const DELETE: &str = "/api/v1/web/whisk.system/apimgmt/deleteApi.http";
 
-/// `echo` returns its input with the action's name; `page` returns HTML.
+/// `echo` returns its input with the action's name; `page` returns HTML; `mirror` returns its
+/// input as an `.http` body.
 fn script(message: &ActivationMessage) -> Reply {
     let result = match message.action.name.as_str() {
         "page" => json!({"html": "<p>routed</p>"}),
+        "mirror" => json!({"body": message.content}),
         name => {
             let mut input = json!(message.content);
             input["__action"] = json!(name);
@@ -336,6 +338,18 @@ async fn routes_run_their_web_actions_by_method() {
     // `.http` shaping: a result without `body` or `statusCode` is an empty 204 (`.json` is 200).
     let item = call_route(&app, Method::GET, "/api/guest/hello/items/42", "").await;
     assert_eq!(item.status, StatusCode::NO_CONTENT, "{}", item.text);
+    // An `.http` route hands the relative path on, so the action sees `{id}`'s value.
+    web_action(&app, "mirror").await;
+    let created = create(
+        &app,
+        "?responsetype=http",
+        cli_apidoc("/raw", "/things/{id}", "get", "mirror"),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    let mirrored = call_route(&app, Method::GET, "/api/guest/raw/things/42", "").await;
+    assert_eq!(mirrored.status, StatusCode::OK, "{}", mirrored.text);
+    assert_eq!(mirrored.json()["__ow_path"], "/things/42");
 
     let preflight = call_route(&app, Method::OPTIONS, "/api/guest/hello/world", "").await;
     assert_eq!(preflight.status, StatusCode::OK, "{}", preflight.text);

@@ -272,7 +272,8 @@ async fn serve_route(
         }
         Err(error) => return error.into_response(),
     };
-    web::answer(&state, &tid, Some(target.address()), request).await
+    let (target, rel_path) = target;
+    web::answer(&state, &tid, Some(target.address(&rel_path)), request).await
 }
 
 async fn route_target(
@@ -280,7 +281,7 @@ async fn route_target(
     namespace: &str,
     route_path: &str,
     method: &str,
-) -> ApiResult<Option<openapi::Target>> {
+) -> ApiResult<Option<(openapi::Target, String)>> {
     let apis = registry::list(state.store.entities.as_ref(), namespace).await?;
     // The most specific base path wins when several hold the path.
     let mut candidates: Vec<(&StoredApi, &str)> = apis
@@ -290,7 +291,8 @@ async fn route_target(
         })
         .collect();
     candidates.sort_by_key(|(api, _)| std::cmp::Reverse(api.base_path().len()));
-    Ok(candidates
-        .into_iter()
-        .find_map(|(api, relative)| openapi::find_operation(&api.apidoc, relative, method)))
+    Ok(candidates.into_iter().find_map(|(api, relative)| {
+        openapi::find_operation(&api.apidoc, relative, method)
+            .map(|target| (target, relative.to_owned()))
+    }))
 }

@@ -63,15 +63,21 @@ pub struct Target {
 }
 
 impl Target {
-    /// The web action address a routed request is served as (no extra path: the gateway
-    /// matched the whole path).
-    pub fn address(&self) -> WebAddress {
+    /// The web action address a request to `rel_path` is served as. Like OpenWhisk's gateway,
+    /// an `.http` route passes the request's relative path on (as `__ow_path`), so an action
+    /// behind a `{param}` path can read its parameters; the other types get none.
+    pub fn address(&self, rel_path: &str) -> WebAddress {
+        let extra_path = if self.extension == Extension::Http {
+            rel_path.to_string()
+        } else {
+            String::new()
+        };
         WebAddress {
             namespace: self.namespace.clone(),
             package: self.package.clone(),
             action: self.action.clone(),
             extension: self.extension,
-            extra_path: String::new(),
+            extra_path,
         }
     }
 }
@@ -454,7 +460,12 @@ mod tests {
         let target = find_operation(&doc, "/world", "GET").unwrap();
         assert_eq!(target.extension, Extension::Http);
         assert_eq!(target.namespace, "guest");
-        assert_eq!(target.address().action, "greet");
+        assert_eq!(target.address("/world").action, "greet");
+        assert_eq!(
+            target.address("/world").extra_path,
+            "/world",
+            ".http passes the path"
+        );
         assert!(find_operation(&doc, "/world", "POST").is_none());
         assert_eq!(
             find_operation(&doc, "/world", "OPTIONS"),
@@ -563,6 +574,11 @@ mod tests {
         let target = find_operation(&doc, "/items/42", "get").unwrap();
         assert_eq!(target.action, "item");
         assert_eq!(target.extension, Extension::Http);
+        let json_target = Target {
+            extension: Extension::Json,
+            ..target
+        };
+        assert_eq!(json_target.address("/items/42").extra_path, "");
         assert!(find_operation(&doc, "/items", "get").is_none());
         for field in ["basePath", "paths", "info"] {
             let mut broken = swagger.clone();
