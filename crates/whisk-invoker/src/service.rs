@@ -192,11 +192,6 @@ impl InvokerHandle {
     /// every container.
     pub async fn shutdown(self) {
         info!(invoker = self.shared.config.invoker, "invoker stopping");
-        // Ignored: every receiver lives in `shared`, which this handle keeps alive.
-        let _ = self.stop.send(true);
-        if let Err(error) = self.consumer.await {
-            error!(%error, "the invoker's consumer task failed");
-        }
         for task in &self.background {
             task.abort();
         }
@@ -204,7 +199,13 @@ impl InvokerHandle {
             // Aborted tasks end with a cancellation error; there is nothing else to report.
             let _ = task.await;
         }
+        // Said first, so balancers stop sending work while the running activations end.
         send_beat(&self.shared, InvokerState::Draining).await;
+        // Ignored: every receiver lives in `shared`, which this handle keeps alive.
+        let _ = self.stop.send(true);
+        if let Err(error) = self.consumer.await {
+            error!(%error, "the invoker's consumer task failed");
+        }
         self.shared.pool.shutdown().await;
         info!(invoker = self.shared.config.invoker, "invoker stopped");
     }
