@@ -984,15 +984,17 @@ pub fn infer_kind(file: &Path) -> Option<&'static str> {
         "go" => Some("go:default"),
         "rs" => Some("rust:default"),
         "balx" => Some("ballerina:default"),
+        "wasm" => Some("wasm:default"),
         _ => None,
     }
 }
 
-/// Archives travel base64-encoded with `binary: true`; source files as text.
+/// Archives and WebAssembly modules travel base64-encoded with `binary: true`; source files as
+/// text.
 pub fn is_binary(file: &Path) -> bool {
     matches!(
         file.extension().and_then(|e| e.to_str()),
-        Some("zip" | "jar" | "balx")
+        Some("zip" | "jar" | "balx" | "wasm")
     )
 }
 
@@ -1051,6 +1053,13 @@ mod tests {
         result
             .expect_err("the manifest must be refused")
             .to_string()
+    }
+
+    #[test]
+    fn webassembly_modules_are_binary_and_infer_the_wasm_family() {
+        assert_eq!(infer_kind(Path::new("m.wasm")), Some("wasm:default"));
+        assert!(is_binary(Path::new("m.wasm")));
+        assert!(!is_binary(Path::new("m.js")));
     }
 
     #[test]
