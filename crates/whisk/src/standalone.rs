@@ -19,7 +19,9 @@ use whisk_invoker::{
 use whisk_model::identity::AuthKey;
 use whisk_model::manifest::RuntimeManifest;
 use whisk_runtime::{HostTools, LaunchLayout};
-use whisk_sandbox::net::{NetConfig, NetMode, NetworkPool, PreparedNetwork};
+use whisk_sandbox::net::{
+    DEFAULT_SUBNET, Ipv4Subnet, NetConfig, NetError, NetMode, NetworkPool, PreparedNetwork,
+};
 use whisk_sandbox::{Sandbox, SandboxConfig};
 use whisk_store::Store;
 
@@ -135,11 +137,14 @@ impl LocalInvoker {
             NetworkMode::None => NetMode::None,
         };
         net.api_relay = Some(api);
-        if let Some(subnet) = &settings.subnet {
-            net.subnet = subnet
-                .parse()
-                .with_context(|| format!("[invoker] subnet {subnet:?} is not a subnet"))?;
-        }
+        let subnets = match &settings.subnet {
+            Some(subnet) => vec![
+                subnet
+                    .parse()
+                    .with_context(|| format!("[invoker] subnet {subnet:?} is not a subnet"))?,
+            ],
+            None => fallback_subnets(),
+        };
         let assets_dir = data_dir.join("runtime");
         whisk_runtime::write_assets(&assets_dir).with_context(|| {
             format!(
@@ -157,7 +162,7 @@ impl LocalInvoker {
             .await
             .context("cannot start the sandbox")?,
         );
-        let networks = match NetworkPool::new(net).await {
+        let networks = match open_network_pool(net, subnets).await {
             Ok(networks) => Arc::new(networks),
             Err(error) => {
                 stop_sandbox(&sandbox).await;
@@ -210,6 +215,39 @@ impl LocalInvoker {
         stop_networks(&self.networks).await;
         stop_sandbox(&self.sandbox).await;
     }
+}
+
+/// The subnets tried, in order, when the configuration names none: the sandbox's default,
+/// then its neighbours, so a second platform on the same host (or a host already using the
+/// default) still gets container networking.
+fn fallback_subnets() -> Vec<Ipv4Subnet> {
+    let mut subnets = vec![DEFAULT_SUBNET];
+    subnets
+        .extend((232..=239).filter_map(|second| Ipv4Subnet::from_octets([10, second, 0, 0], 16)));
+    subnets
+}
+
+/// Opens the pool on the first of `subnets` not already on the host.
+async fn open_network_pool(
+    mut config: NetConfig,
+    subnets: Vec<Ipv4Subnet>,
+) -> Result<NetworkPool, NetError> {
+    let mut last = None;
+    for subnet in subnets {
+        config.subnet = subnet;
+        match NetworkPool::new(config.clone()).await {
+            Ok(pool) => return Ok(pool),
+            Err(error @ NetError::SubnetInUse { .. }) => {
+                tracing::info!(%error, "trying another container subnet");
+                last = Some(error);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last.unwrap_or(NetError::InvalidSubnet {
+        subnet: String::new(),
+        reason: "no subnet to try",
+    }))
 }
 
 async fn stop_networks(networks: &NetworkPool) {
