@@ -2,7 +2,8 @@
 //!
 //! Where an activation runs, in order of preference:
 //! 1. a warm container of the same invocation namespace, action and revision with a free
-//!    concurrency slot (any update of the action has a new revision, so it gets new containers);
+//!    concurrency slot (any update of the action has a new revision, so it gets new containers),
+//!    fully initialized ones first, then ones still initializing (the request waits for `/init`);
 //! 2. a stem cell (started without code) of exactly the action's kind and memory, which is then
 //!    replaced in the background;
 //! 3. a new container, if the memory budget allows;
@@ -176,6 +177,20 @@ struct Slot {
     doomed: bool,
     /// Whether the container is actually frozen; held while freezing or thawing.
     frozen: Arc<tokio::sync::Mutex<bool>>,
+    /// How `/init` went, for requests that joined the container while it was initializing.
+    init: Arc<tokio::sync::watch::Sender<InitState>>,
+}
+
+/// The `/init` state of a container, as requests sharing it see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InitState {
+    Pending,
+    Ready,
+    Failed,
+}
+
+fn init_state(state: InitState) -> Arc<tokio::sync::watch::Sender<InitState>> {
+    Arc::new(tokio::sync::watch::Sender::new(state))
 }
 
 impl Slot {
@@ -188,8 +203,19 @@ impl Slot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Placement {
     Warm(u64),
+    /// A container of the action still initializing, with a free concurrency slot.
+    Joining(u64),
     Stem(u64),
     Cold(u64),
+}
+
+/// Why a placement did not become a lease.
+enum Taken {
+    /// A paused container did not thaw (it is destroyed): worth trying another.
+    Freeze(ContainerError),
+    /// The container this request joined failed its `/init`: worth trying another.
+    JoinedFailed,
+    Failed(PoolError),
 }
 
 struct Waiter {
@@ -246,6 +272,24 @@ impl State {
                 slot.last_used = now;
             }
             return Some(Placement::Warm(id));
+        }
+        let joining = self
+            .slots
+            .iter()
+            .filter(|(_, s)| {
+                s.key.as_ref() == Some(&request.key)
+                    && !s.initialized
+                    && !s.doomed
+                    && s.active < s.concurrency
+            })
+            .max_by_key(|(_, s)| s.active)
+            .map(|(id, _)| *id);
+        if let Some(id) = joining {
+            if let Some(slot) = self.slots.get_mut(&id) {
+                slot.active += 1;
+                slot.last_used = now;
+            }
+            return Some(Placement::Joining(id));
         }
         // 2. A stem cell of exactly this kind and memory.
         if request.spec.image.is_none() {
@@ -316,6 +360,7 @@ impl State {
             paused: false,
             doomed: false,
             frozen: Arc::new(tokio::sync::Mutex::new(false)),
+            init: init_state(InitState::Pending),
         });
         Some(Placement::Cold(id))
     }
@@ -323,7 +368,7 @@ impl State {
     /// Gives back a placement whose requester went away before it was told.
     fn undo(&mut self, placement: Placement) {
         match placement {
-            Placement::Warm(id) => {
+            Placement::Warm(id) | Placement::Joining(id) => {
                 if let Some(slot) = self.slots.get_mut(&id) {
                     slot.active = slot.active.saturating_sub(1);
                 }
@@ -424,6 +469,9 @@ impl Inner {
                 slot.last_used = now;
                 if !reusable {
                     slot.doomed = true;
+                    if !slot.initialized {
+                        slot.init.send_replace(InitState::Failed);
+                    }
                 }
                 (slot.doomed || closed) && slot.active == 0
             }
@@ -442,6 +490,7 @@ impl Inner {
     fn mark_initialized(&self, id: u64) {
         if let Some(slot) = self.state().slots.get_mut(&id) {
             slot.initialized = true;
+            slot.init.send_replace(InitState::Ready);
         }
     }
 
@@ -465,6 +514,7 @@ impl Inner {
                 paused: false,
                 doomed: false,
                 frozen: Arc::new(tokio::sync::Mutex::new(false)),
+                init: init_state(InitState::Pending),
             })
         };
         let spec = ContainerSpec {
@@ -607,13 +657,17 @@ impl ContainerPool {
             let placement = self.place_or_wait(request).await?;
             match self.take(request, placement).await {
                 Ok(lease) => return Ok(lease),
-                Err(PoolError::Container(ContainerError::Freeze(error)))
-                    if attempts + 1 < RESUME_ATTEMPTS =>
-                {
+                Err(Taken::Freeze(error)) if attempts + 1 < RESUME_ATTEMPTS => {
                     attempts += 1;
                     tracing::warn!(%error, "a paused container did not resume; trying another");
                 }
-                Err(error) => return Err(error),
+                Err(Taken::Freeze(error)) => return Err(PoolError::Container(error)),
+                Err(Taken::JoinedFailed) => {
+                    tracing::debug!(
+                        "the container joined while initializing failed; trying another"
+                    );
+                }
+                Err(Taken::Failed(error)) => return Err(error),
             }
         }
     }
@@ -654,11 +708,7 @@ impl ContainerPool {
     }
 
     /// Turns a placement into a lease: thaws, takes over a stem cell or creates a container.
-    async fn take(
-        &self,
-        request: &ContainerRequest,
-        placement: Placement,
-    ) -> Result<Lease, PoolError> {
+    async fn take(&self, request: &ContainerRequest, placement: Placement) -> Result<Lease, Taken> {
         let slot_parts = |id: u64| {
             let state = self.inner.state();
             state.slots.get(&id).map(|s| {
@@ -670,39 +720,61 @@ impl ContainerPool {
                 )
             })
         };
+        let lease = |id: u64, container: Arc<dyn ActionContainer>, needs_init: bool| Lease {
+            pool: self.inner.clone(),
+            slot: id,
+            container,
+            needs_init,
+            released: false,
+        };
         match placement {
             Placement::Warm(id) | Placement::Stem(id) => {
                 let Some((Some(container), frozen, kind, memory_mb)) = slot_parts(id) else {
-                    return Err(PoolError::Closed);
+                    return Err(Taken::Failed(PoolError::Closed));
                 };
-                let mut lease = Lease {
-                    pool: self.inner.clone(),
-                    slot: id,
-                    container: container.clone(),
-                    needs_init: matches!(placement, Placement::Stem(_)),
-                    released: false,
-                };
+                let is_stem = matches!(placement, Placement::Stem(_));
+                let mut lease = lease(id, container.clone(), is_stem);
                 {
                     let mut frozen = frozen.lock().await;
                     if *frozen {
                         if let Err(error) = container.resume().await {
                             lease.released = true;
                             self.inner.release(id, false);
-                            return Err(error.into());
+                            return Err(Taken::Freeze(error));
                         }
                         *frozen = false;
                     }
                 }
-                if matches!(placement, Placement::Stem(_)) {
+                if is_stem {
                     tracing::debug!(container = container.id(), %kind, "stem cell taken; starting a replacement");
                     let inner = self.inner.clone();
                     self.inner.spawn(async move {
                         inner.create_stem_cell(&kind, memory_mb).await;
                     });
-                } else {
-                    lease.needs_init = false;
                 }
                 Ok(lease)
+            }
+            Placement::Joining(id) => {
+                let init = {
+                    let state = self.inner.state();
+                    state.slots.get(&id).map(|s| s.init.subscribe())
+                };
+                let outcome = match init {
+                    Some(mut init) => init
+                        .wait_for(|state| *state != InitState::Pending)
+                        .await
+                        .map(|state| *state)
+                        .unwrap_or(InitState::Failed),
+                    None => InitState::Failed,
+                };
+                let container = slot_parts(id).and_then(|(container, ..)| container);
+                match (outcome, container) {
+                    (InitState::Ready, Some(container)) => Ok(lease(id, container, false)),
+                    _ => {
+                        self.inner.release(id, false);
+                        Err(Taken::JoinedFailed)
+                    }
+                }
             }
             Placement::Cold(id) => match self.inner.factory.create(&request.spec).await {
                 Ok(container) => {
@@ -713,22 +785,18 @@ impl ContainerPool {
                         None => {
                             drop(state);
                             self.inner.destroy_later(container);
-                            return Err(PoolError::Closed);
+                            return Err(Taken::Failed(PoolError::Closed));
                         }
                     }
-                    Ok(Lease {
-                        pool: self.inner.clone(),
-                        slot: id,
-                        container,
-                        needs_init: true,
-                        released: false,
-                    })
+                    Ok(lease(id, container, true))
                 }
                 Err(error) => {
                     let mut state = self.inner.state();
-                    state.slots.remove(&id);
+                    if let Some(slot) = state.slots.remove(&id) {
+                        slot.init.send_replace(InitState::Failed);
+                    }
                     self.inner.serve_line(&mut state);
-                    Err(error.into())
+                    Err(Taken::Failed(error.into()))
                 }
             },
         }

@@ -121,12 +121,54 @@ async fn an_initialized_container_with_free_concurrency_is_shared() {
 }
 
 #[tokio::test]
-async fn a_container_still_initializing_is_not_shared() {
+async fn a_request_joins_a_container_still_initializing_and_waits_for_its_init() {
+    let f = fixture(PoolConfig::default());
+    let mut shared = hello();
+    shared.concurrency = 2;
+    let mut first = f.pool.acquire(&shared).await.unwrap();
+    assert!(first.needs_init());
+    let pool = f.pool.clone();
+    let request = shared.clone();
+    let joined = tokio::spawn(async move {
+        let lease = pool.acquire(&request).await.unwrap();
+        (lease.container().id().to_string(), lease.needs_init())
+    });
+    wait_for(|| f.pool.snapshot().slots[0].active == 2).await;
+    assert!(!joined.is_finished(), "it waits for /init");
+    first.initialized();
+    let (container, needs_init) = joined.await.unwrap();
+    assert_eq!(container, first.container().id());
+    assert!(!needs_init);
+    assert_eq!(f.fake.created(), 1);
+}
+
+#[tokio::test]
+async fn a_request_that_joined_a_failing_init_gets_another_container() {
     let f = fixture(PoolConfig::default());
     let mut shared = hello();
     shared.concurrency = 2;
     let first = f.pool.acquire(&shared).await.unwrap();
-    let second = f.pool.acquire(&shared).await.unwrap();
+    let failed = first.container().id().to_string();
+    let pool = f.pool.clone();
+    let request = shared.clone();
+    let joined = tokio::spawn(async move {
+        let lease = pool.acquire(&request).await.unwrap();
+        (lease.container().id().to_string(), lease.needs_init())
+    });
+    wait_for(|| f.pool.snapshot().slots[0].active == 2).await;
+    first.release(false);
+    let (container, needs_init) = joined.await.unwrap();
+    assert_ne!(container, failed);
+    assert!(needs_init);
+    f.pool.settle().await;
+    assert!(f.fake.containers()[0].is_destroyed());
+}
+
+#[tokio::test]
+async fn concurrency_one_never_joins_an_initializing_container() {
+    let f = fixture(PoolConfig::default());
+    let first = f.pool.acquire(&hello()).await.unwrap();
+    let second = f.pool.acquire(&hello()).await.unwrap();
     assert!(first.needs_init() && second.needs_init());
     assert_ne!(first.container().id(), second.container().id());
 }
