@@ -57,7 +57,13 @@ pub struct Spawner {
 impl Spawner {
     /// Starts `program args…` as the spawner (the `whisk` binary with `spawner`, or the crate's
     /// `whisk-spawner` test binary) and waits for its greeting. Must run inside a tokio runtime.
-    pub async fn start(program: &Path, args: &[OsString]) -> Result<Self, SandboxError> {
+    /// With `user_namespaces` false, containers never get a user namespace (as on a kernel
+    /// that refuses them).
+    pub async fn start(
+        program: &Path,
+        args: &[OsString],
+        user_namespaces: bool,
+    ) -> Result<Self, SandboxError> {
         let start_error = |source| SandboxError::SpawnerStart {
             program: program.to_path_buf(),
             source,
@@ -78,12 +84,17 @@ impl Spawner {
             .map_err(|error| start_error(error.into()))?;
         drop((first, second));
         rustix::io::ioctl_fionbio(&ours, true).map_err(|error| start_error(error.into()))?;
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .env(protocol::PARENT_PID_ENV, std::process::id().to_string())
-            .stdin(Stdio::from(theirs))
-            .spawn()
-            .map_err(start_error)?;
+            .stdin(Stdio::from(theirs));
+        if !user_namespaces {
+            command.env(protocol::NO_USER_NAMESPACES_ENV, "1");
+        }
+        let child = command.spawn().map_err(start_error)?;
+        // The command still holds the spawner's end of the socket.
+        drop(command);
         let socket = Arc::new(crate::sys::async_fd(ours).map_err(start_error)?);
         let (message, _) = receive(&socket)
             .await
@@ -104,7 +115,7 @@ impl Spawner {
         } else {
             warn!(
                 pid = child.id(),
-                "the kernel refuses user namespaces: containers run without one, as an unprivileged host uid"
+                "user namespaces refused or disabled: containers run without one, as an unprivileged host uid"
             );
         }
         let routes = Arc::new(Mutex::new(Routes::default()));

@@ -17,6 +17,10 @@ pub(crate) const CREATED_FDS: usize = 4;
 /// could ask for a parent-death signal notices and exits.
 pub(crate) const PARENT_PID_ENV: &str = "WHISK_SPAWNER_PARENT";
 
+/// Set (to anything) to make the spawner create containers without a user namespace even where
+/// the kernel allows one.
+pub(crate) const NO_USER_NAMESPACES_ENV: &str = "WHISK_SPAWNER_NO_USERNS";
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToSpawner {
     /// Create a container whose first process joins the cgroups whose `cgroup.procs` files are

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
 use tokio::sync::{RwLock, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cgroup::{CgroupError, CgroupLimits, CgroupManager, ContainerCgroup};
 use crate::client::Spawner;
@@ -63,6 +63,9 @@ pub struct SandboxConfig {
     /// The spawner program: the `whisk` binary itself (with `spawner_args` = `["spawner"]`).
     pub spawner_program: PathBuf,
     pub spawner_args: Vec<OsString>,
+    /// Give containers a user namespace where the kernel allows it (the normal case); false
+    /// forces the fallback without one, where the program runs as an unprivileged host uid.
+    pub user_namespaces: bool,
 }
 
 type Live = Arc<Mutex<HashMap<String, ContainerCgroup>>>;
@@ -97,7 +100,12 @@ impl Sandbox {
             Ok(manager)
         })
         .await?;
-        let spawner = Spawner::start(&config.spawner_program, &config.spawner_args).await?;
+        let spawner = Spawner::start(
+            &config.spawner_program,
+            &config.spawner_args,
+            config.user_namespaces,
+        )
+        .await?;
         Ok(Self {
             spawner,
             cgroups: Arc::new(cgroups),
@@ -310,8 +318,10 @@ impl Container {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.id);
-        // The init is in the cgroup, so it is dead now; wait for the spawner to reap it.
-        let _ = self.pidfd.readable().await;
+        // The init was in the cgroup, so it is dead now; wait until the spawner reaped it, so
+        // not even a zombie is left when this returns.
+        let status = self.exited().await;
+        debug!(container_id = %self.id, ?status, "container reaped");
         info!(container_id = %self.id, "container destroyed");
         Ok(())
     }

@@ -87,7 +87,8 @@ fn serve() -> io::Result<()> {
         .map_err(io::Error::other)?;
     let mut context = Context {
         own_netns: File::open("/proc/self/ns/net")?,
-        user_namespaces: probe_user_namespaces(),
+        user_namespaces: std::env::var_os(protocol::NO_USER_NAMESPACES_ENV).is_none()
+            && probe_user_namespaces(),
         socket,
         filters,
         last_capability,
@@ -663,15 +664,15 @@ fn confine(context: &Context) -> Result<(), SetupError> {
         maximum: Some(0),
     };
     setrlimit(Resource::Core, no_core).map_err(|error| at("rlimit core")(error.into()))?;
+    // The bounding set first: dropping from it needs CAP_SETPCAP, which changing ids loses.
+    for capability in 0..=context.last_capability {
+        sys::drop_bounding_capability(capability as libc::c_ulong)
+            .map_err(at(format!("drop capability {capability}")))?;
+    }
     if !context.user_namespaces {
         // Without a user namespace, root inside would be root outside: run as the
         // unprivileged base id instead (which also clears every capability).
         become_id(HOST_ID_BASE)?;
-    } else {
-        for capability in 0..=context.last_capability {
-            sys::drop_bounding_capability(capability as libc::c_ulong)
-                .map_err(at(format!("drop capability {capability}")))?;
-        }
     }
     rustix::thread::clear_ambient_capability_set()
         .map_err(|error| at("clear ambient capabilities")(error.into()))?;

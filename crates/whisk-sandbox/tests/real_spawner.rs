@@ -49,13 +49,57 @@ async fn the_program_has_no_capabilities_no_new_privs_seccomp_and_unprivileged_i
     let Some(sandbox) = sandbox("confined").await else {
         return;
     };
+    let out = confinement_report(&sandbox).await;
+    if sandbox.user_namespaces() {
+        assert_eq!(value(&out, "uidmap"), Some("0 2000000000 65536"), "{out}");
+        assert_eq!(value(&out, "uid"), Some("0"), "root inside, mapped: {out}");
+    } else {
+        eprintln!("no user namespaces on this kernel: the uid map is not checked");
+    }
+    sandbox.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_user_namespace_the_program_runs_as_an_unprivileged_host_uid() {
+    if !running_as_root() {
+        eprintln!("SKIPPED: containers need root, and this test runs as another user");
+        return;
+    }
+    let mut config = config(instance("nouserns"));
+    config.user_namespaces = false;
+    let sandbox = whisk_sandbox::Sandbox::start(config).await.expect("start");
+    assert!(!sandbox.user_namespaces());
+    let out = confinement_report(&sandbox).await;
+    assert_eq!(value(&out, "uid"), Some("2000000000"), "{out}");
+    assert_eq!(
+        value(&out, "uidmap"),
+        Some("0 0 4294967295"),
+        "the host's ids: {out}"
+    );
+    let (out, err, status) = run(
+        &sandbox,
+        shell(
+            "nouserns-iso",
+            "for p in /root /work /home; do test -e $p && echo visible=$p; done; echo done=1",
+        ),
+    )
+    .await;
+    assert_eq!(status, ExitStatus::Code(0), "stdout: {out}\nstderr: {err}");
+    assert_eq!(value(&out, "visible"), None, "{out}");
+    sandbox.shutdown().await.expect("shutdown");
+}
+
+/// Runs a script printing the program's capabilities, flags, ids and limits as `key=value`
+/// lines, checks what holds with or without a user namespace, and returns the output.
+async fn confinement_report(sandbox: &whisk_sandbox::Sandbox) -> String {
     let script = "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status \
                   | tr -d ' \\t' | tr ':' '='; \
+                  echo uid=$(id -u); \
                   echo uidmap=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'); \
                   echo nofile=$(ulimit -n); echo core=$(ulimit -c); \
                   echo rootro=$(touch /x 2>/dev/null && echo no || echo yes); \
                   echo tmp=$(touch /tmp/x && echo writable)";
-    let (out, err, status) = run(&sandbox, shell("caps", script)).await;
+    let (out, err, status) = run(sandbox, shell("caps", script)).await;
     assert_eq!(status, ExitStatus::Code(0), "stdout: {out}\nstderr: {err}");
     for key in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(value(&out, key), Some("0000000000000000"), "{key}: {out}");
@@ -66,12 +110,7 @@ async fn the_program_has_no_capabilities_no_new_privs_seccomp_and_unprivileged_i
     assert_eq!(value(&out, "core"), Some("0"), "{out}");
     assert_eq!(value(&out, "rootro"), Some("yes"), "{out}");
     assert_eq!(value(&out, "tmp"), Some("writable"), "{out}");
-    if sandbox.user_namespaces() {
-        assert_eq!(value(&out, "uidmap"), Some("0 2000000000 65536"), "{out}");
-    } else {
-        eprintln!("no user namespaces on this kernel: the uid map is not checked");
-    }
-    sandbox.shutdown().await.expect("shutdown");
+    out
 }
 
 /// Python's ctypes calls the syscalls directly, so the answer is the filter's, not a tool's.

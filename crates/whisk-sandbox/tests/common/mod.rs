@@ -37,6 +37,7 @@ pub fn config(instance: String) -> SandboxConfig {
         instance,
         spawner_program: PathBuf::from(env!("CARGO_BIN_EXE_whisk-spawner")),
         spawner_args: Vec::new(),
+        user_namespaces: true,
     }
 }
 
