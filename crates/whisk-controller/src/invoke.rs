@@ -45,11 +45,13 @@ pub const BLOCKING_MARGIN: Duration = Duration::from_secs(5);
 const STORE_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The invocation machinery a controller runs with: the balancer (absent when this process
-/// runs no invocations at all) and the per-minute throttle.
+/// runs no invocations at all) and the per-minute throttles of invocations and trigger fires.
 #[derive(Debug, Default)]
 pub struct Invocations {
     balancer: Option<Arc<LoadBalancer>>,
     rate: RateThrottle,
+    /// `firesPerMinute` has its own count: fires and invocations do not use up each other's quota.
+    fires: RateThrottle,
 }
 
 impl Invocations {
@@ -63,6 +65,7 @@ impl Invocations {
         Self {
             balancer: Some(balancer),
             rate: RateThrottle::new(),
+            fires: RateThrottle::new(),
         }
     }
 
@@ -84,6 +87,17 @@ impl Invocations {
             .as_ref()
             .map_or(0, |balancer| balancer.in_flight_for(&caller.uuid));
         check_concurrent(in_flight, limits.concurrent_invocations_for(&caller.limits))
+    }
+
+    /// The `firesPerMinute` throttle of a trigger fire (§6.3), counted before the trigger is
+    /// looked up like the invocation throttles.
+    pub fn throttle_fire(&self, state: &AppState, caller: &Identity) -> ApiResult<()> {
+        let limit = caller
+            .limits
+            .fires_per_minute
+            .unwrap_or(state.config.limits.fires_per_minute);
+        self.fires
+            .check(&caller.uuid, limit, state.clock.now_millis())
     }
 }
 

@@ -340,7 +340,7 @@ async fn check_components_readable(
     check_components(state, caller, exec.components(), Privilege::Read).await
 }
 
-async fn check_components(
+pub(crate) async fn check_components(
     state: &AppState,
     caller: &Identity,
     components: &[FullyQualifiedEntityName],
@@ -692,7 +692,10 @@ async fn invocation_payload(request: Request, max_bytes: u64) -> ApiResult<Map<S
 }
 
 /// §9.3: with `final: true`, a defined (non-null) parameter may not be overridden.
-fn check_final_parameters(action: &WhiskAction, payload: &Map<String, Value>) -> ApiResult<()> {
+pub(crate) fn check_final_parameters(
+    action: &WhiskAction,
+    payload: &Map<String, Value>,
+) -> ApiResult<()> {
     if !action.is_final() {
         return Ok(());
     }
