@@ -606,3 +606,52 @@ async fn many_containers_created_at_once_each_get_their_own_answer() {
     duplicate.destroy().await.expect("destroy");
     sandbox.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_joins_the_prepared_network_namespace_it_names() {
+    if !std::path::Path::new("/usr/bin/unshare").exists() {
+        eprintln!("SKIPPED: util-linux's unshare is not installed to prepare a namespace");
+        return;
+    }
+    let Some(sandbox) = sandbox("netns").await else {
+        return;
+    };
+    // A namespace of our own, kept alive by a process in it (the net helper's pool names them
+    // under /run/netns; any namespace file works the same).
+    let mut holder = std::process::Command::new("/usr/bin/unshare")
+        .args(["--net", "sleep", "1000"])
+        .spawn()
+        .expect("start a namespace holder");
+    let path = std::path::PathBuf::from(format!("/proc/{}/ns/net", holder.id()));
+    let ours = std::fs::read_link("/proc/self/ns/net").expect("our namespace");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let theirs = loop {
+        let link = std::fs::read_link(&path).expect("the holder's namespace");
+        if link != ours {
+            break link;
+        }
+        assert!(std::time::Instant::now() < deadline, "unshare never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let mut joined = shell("joined", "echo netns=$(readlink /proc/self/ns/net)");
+    joined.netns = Some(path);
+    let (out, err, status) = run(&sandbox, joined).await;
+    holder.kill().expect("stop the holder");
+    holder.wait().expect("reap the holder");
+    assert_eq!(status, ExitStatus::Code(0), "stdout: {out}\nstderr: {err}");
+    assert_eq!(
+        value(&out, "netns"),
+        Some(theirs.to_string_lossy().as_ref()),
+        "{out}"
+    );
+    // The spawner went back to its own namespace: the next container gets a fresh one.
+    let (out, _, _) = run(
+        &sandbox,
+        shell("fresh", "echo netns=$(readlink /proc/self/ns/net)"),
+    )
+    .await;
+    let fresh = value(&out, "netns").expect("a namespace").to_owned();
+    assert_ne!(fresh, theirs.to_string_lossy());
+    assert_ne!(fresh, ours.to_string_lossy());
+    sandbox.shutdown().await.expect("shutdown");
+}
