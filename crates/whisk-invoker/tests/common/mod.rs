@@ -109,6 +109,7 @@ pub async fn real(name: &str) -> Option<Real> {
             instance: instance.clone(),
             spawner_program: PathBuf::from(env!("CARGO_BIN_EXE_whisk-invoker-spawner")),
             spawner_args: Vec::new(),
+            user_namespaces: true,
         })
         .await
         .expect("start the sandbox"),
