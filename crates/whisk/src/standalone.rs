@@ -73,6 +73,7 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
             &config.invoker,
             &config.data_dir,
             address,
+            config.tls != TlsSettings::Off,
             Arc::clone(&bus),
             store.clone(),
             &controller.manifest,
@@ -120,11 +121,13 @@ struct LocalInvoker {
 impl LocalInvoker {
     /// Starts the sandbox (which re-executes this binary as `whisk spawner`, a process of its
     /// own, so the tokio threads of this one never meet a `clone`), the network pool with the
-    /// API relayed to `api`, the runtime assets under `data_dir`, and the invoker.
+    /// API relayed to `api` (`api_tls`: the API speaks HTTPS, so actions must too), the
+    /// runtime assets under `data_dir`, and the invoker.
     async fn start(
         settings: &InvokerSettings,
         data_dir: &Path,
         api: SocketAddr,
+        api_tls: bool,
         bus: Arc<dyn Bus>,
         store: Store,
         manifest: &RuntimeManifest,
@@ -158,6 +161,7 @@ impl LocalInvoker {
                 instance: settings.instance.clone(),
                 spawner_program: whisk_binary.clone(),
                 spawner_args: vec!["spawner".into()],
+                user_namespaces: true,
             })
             .await
             .context("cannot start the sandbox")?,
@@ -190,7 +194,7 @@ impl LocalInvoker {
             Vec::new()
         };
         config.max_in_flight = in_flight_for(settings.user_memory_mb);
-        config.api_host = networks.api_host().map(str::to_owned);
+        config.api_host = action_api_host(networks.api_host(), api_tls);
         match Invoker::start(config, bus, store, Arc::new(factory)).await {
             Ok(invoker) => {
                 tracing::info!(instance = %settings.instance, "invoker 0 running");
@@ -215,6 +219,15 @@ impl LocalInvoker {
         stop_networks(&self.networks).await;
         stop_sandbox(&self.sandbox).await;
     }
+}
+
+/// `__OW_API_HOST` for actions: the relay's address, with `https` when the API speaks TLS (the
+/// relay forwards bytes, so TLS passes through it end to end).
+fn action_api_host(relay: Option<&str>, api_tls: bool) -> Option<String> {
+    relay.map(|host| match host.strip_prefix("http://") {
+        Some(address) if api_tls => format!("https://{address}"),
+        _ => host.to_owned(),
+    })
 }
 
 /// The subnets tried, in order, when the configuration names none: the sandbox's default,
@@ -417,4 +430,32 @@ async fn shutdown_signal() {
         let _ = interrupt.await;
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_reach_the_api_through_the_relay_with_the_edge_scheme() {
+        assert_eq!(action_api_host(None, true), None);
+        assert_eq!(
+            action_api_host(Some("http://10.231.0.1:4000"), false).as_deref(),
+            Some("http://10.231.0.1:4000")
+        );
+        assert_eq!(
+            action_api_host(Some("http://10.231.0.1:4000"), true).as_deref(),
+            Some("https://10.231.0.1:4000")
+        );
+    }
+
+    #[test]
+    fn fallback_subnets_start_with_the_sandbox_default_and_differ() {
+        let subnets = fallback_subnets();
+        assert_eq!(subnets.first(), Some(&DEFAULT_SUBNET));
+        assert_eq!(subnets.len(), 9);
+        for (index, subnet) in subnets.iter().enumerate() {
+            assert!(!subnets[index + 1..].contains(subnet), "{subnet} twice");
+        }
+    }
 }
