@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 use whisk_controller::{ControllerConfig, LoadBalancer};
 use whisk_model::ActivationResponse;
 use whisk_model::bus::ActivationMessage;
@@ -390,4 +393,67 @@ async fn a_route_to_an_action_that_is_not_exported_is_not_found() {
     create(&app, "", cli_apidoc("/p", "/x", "get", "private")).await;
     let missing = call_route(&app, Method::GET, "/api/guest/p/x", "").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_to_one_api_all_land() {
+    let app = TestApp::new().await;
+    let mut creates = tokio::task::JoinSet::new();
+    for index in 0..8 {
+        let router = app.router.clone();
+        let body = cli_apidoc("/busy", &format!("/r{index}"), "get", "echo");
+        creates.spawn(async move {
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(CREATE)
+                .header("content-type", "application/json")
+                .header("authorization", format!("Basic {}", STANDARD.encode(GUEST)))
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            router.oneshot(request).await.unwrap().status()
+        });
+    }
+    while let Some(status) = creates.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    let got = app.get(&format!("{GET}?basepath=/busy"), GUEST).await;
+    let paths = got.json()["apis"][0]["value"]["apidoc"]["paths"].clone();
+    assert_eq!(paths.as_object().unwrap().len(), 8, "{paths}");
+
+    let mut deletes = tokio::task::JoinSet::new();
+    for index in 0..8 {
+        let router = app.router.clone();
+        deletes.spawn(async move {
+            let request = Request::builder()
+                .method(Method::DELETE)
+                .uri(format!("{DELETE}?basepath=/busy&relpath=/r{index}"))
+                .header("authorization", format!("Basic {}", STANDARD.encode(GUEST)))
+                .body(Body::empty())
+                .unwrap();
+            router.oneshot(request).await.unwrap().status()
+        });
+    }
+    while let Some(status) = deletes.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    let gone = app.get(&format!("{GET}?basepath=/busy"), GUEST).await;
+    assert_eq!(gone.json(), json!({"apis": []}));
+}
+
+#[tokio::test]
+async fn urls_follow_the_host_the_platform_is_reached_at() {
+    let app = TestApp::new().await;
+    create(&app, "", cli_apidoc("/hello", "/world", "get", "echo")).await;
+    let request = Request::builder()
+        .uri(format!("{GET}?basepath=/hello"))
+        .header("host", "moved.test:4000")
+        .header("authorization", format!("Basic {}", STANDARD.encode(GUEST)))
+        .body(Body::empty())
+        .unwrap();
+    let got = app.send(request).await;
+    assert_eq!(
+        got.json()["apis"][0]["value"]["gwApiUrl"],
+        "http://moved.test:4000/api/guest/hello",
+        "the scheme it was created with, the host it is reached at"
+    );
 }

@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use serde_json::{Value, json};
 use whisk_model::Identity;
+use whisk_store::StoreError;
 
 use crate::api::web;
 use crate::auth;
@@ -103,12 +104,40 @@ fn cli_value(namespace: &str, api: &Value, origin: &str) -> Value {
     })
 }
 
-fn list_entry(namespace: &str, api: &StoredApi) -> Value {
+/// The origin an API's URL is shown with: the scheme it was created through and the host this
+/// request reached, so a platform that moved to another address shows where it is now.
+fn shown_origin(stored: &str, headers: &HeaderMap) -> String {
+    let scheme = stored
+        .split_once("://")
+        .map_or("http", |(scheme, _)| scheme);
+    match headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(host) => format!("{scheme}://{host}"),
+        None => stored.to_owned(),
+    }
+}
+
+fn list_entry(namespace: &str, api: &StoredApi, headers: &HeaderMap) -> Value {
     json!({
         "id": format!("API:{namespace}:{}", api.base_path()),
         "key": namespace,
-        "value": cli_value(namespace, &api.apidoc, &api.origin),
+        "value": cli_value(namespace, &api.apidoc, &shown_origin(&api.origin, headers)),
     })
+}
+
+/// How often a read-modify-write of one API is tried when another request changed it first.
+/// Every round lets at least one writer through, so this many writers at once all land.
+const WRITE_ATTEMPTS: usize = 16;
+
+/// Whether a failed write lost a race with another writer of the same API (and may be redone
+/// on a fresh read).
+fn lost_race(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Conflict(_) | StoreError::AlreadyExists(_) | StoreError::NotFound(_)
+    )
 }
 
 async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Identity> {
@@ -128,30 +157,33 @@ async fn create_api(
     let new_api = openapi::parse_create(&body, namespace, response_type, &origin)
         .map_err(|error| doc_failure("API creation failure: ", &error))?;
     let store = state.store.entities.as_ref();
-    let existing = registry::find(store, namespace, new_api.base_path()).await?;
-    let (apidoc, origin) = match new_api {
-        NewApi::Swagger(doc) => (doc, origin),
-        NewApi::Endpoint(endpoint) => {
-            let mut doc = existing.as_ref().map_or_else(
-                || openapi::base_document(&endpoint.base_path, endpoint.api_name.as_deref()),
-                |api| api.apidoc.clone(),
-            );
-            openapi::add_endpoint(&mut doc, &endpoint);
-            (doc, endpoint.origin)
+    for attempt in 1..=WRITE_ATTEMPTS {
+        let existing = registry::find(store, namespace, new_api.base_path()).await?;
+        let (apidoc, origin) = match &new_api {
+            NewApi::Swagger(doc) => (doc.clone(), origin.clone()),
+            NewApi::Endpoint(endpoint) => {
+                let mut doc = existing.as_ref().map_or_else(
+                    || openapi::base_document(&endpoint.base_path, endpoint.api_name.as_deref()),
+                    |api| api.apidoc.clone(),
+                );
+                openapi::add_endpoint(&mut doc, endpoint);
+                (doc, endpoint.origin.clone())
+            }
+        };
+        let revision = existing.as_ref().map(|api| api.revision);
+        let now = state.clock.now_millis();
+        match registry::save(store, namespace, &apidoc, &origin, revision, now).await {
+            Ok(_) => {
+                tracing::info!(%namespace, base_path = new_api.base_path(), "API saved");
+                return Ok(Json(cli_value(namespace, &apidoc, &origin)));
+            }
+            Err(error) if lost_race(&error) && attempt < WRITE_ATTEMPTS => {
+                tracing::debug!(%namespace, attempt, %error, "API changed meanwhile, redoing");
+            }
+            Err(error) => return Err(error.into()),
         }
-    };
-    let revision = existing.as_ref().map(|api| api.revision);
-    registry::save(
-        store,
-        namespace,
-        &apidoc,
-        &origin,
-        revision,
-        state.clock.now_millis(),
-    )
-    .await?;
-    tracing::info!(%namespace, base_path = %apidoc["basePath"], "API saved");
-    Ok(Json(cli_value(namespace, &apidoc, &origin)))
+    }
+    Err(ApiError::concurrent_modification())
 }
 
 async fn get_api(
@@ -178,7 +210,10 @@ async fn get_api(
             }
         }
     };
-    let entries: Vec<Value> = apis.iter().map(|api| list_entry(namespace, api)).collect();
+    let entries: Vec<Value> = apis
+        .iter()
+        .map(|api| list_entry(namespace, api, &headers))
+        .collect();
     Ok(Json(json!({ "apis": entries })))
 }
 
@@ -211,36 +246,49 @@ async fn delete_api(
         ));
     }
     let store = state.store.entities.as_ref();
-    let api = registry::find(store, namespace, base_path)
-        .await?
-        .ok_or_else(|| {
-            failure(format!(
-                "API deletion failure: API '{base_path}' does not exist."
-            ))
-        })?;
-    match rel_path {
-        None => registry::remove(store, namespace, &api).await?,
-        Some(rel_path) => {
-            let mut apidoc = api.apidoc.clone();
-            openapi::remove_endpoint(&mut apidoc, rel_path, operation)
-                .map_err(|error| doc_failure("API deletion failure: ", &error))?;
-            if openapi::is_empty(&apidoc) {
-                registry::remove(store, namespace, &api).await?;
-            } else {
-                registry::save(
-                    store,
-                    namespace,
-                    &apidoc,
-                    &api.origin,
-                    Some(api.revision),
-                    state.clock.now_millis(),
-                )
-                .await?;
+    for attempt in 1..=WRITE_ATTEMPTS {
+        let api = registry::find(store, namespace, base_path)
+            .await?
+            .ok_or_else(|| {
+                failure(format!(
+                    "API deletion failure: API '{base_path}' does not exist."
+                ))
+            })?;
+        let written = match rel_path {
+            None => registry::remove(store, namespace, &api).await,
+            Some(rel_path) => {
+                let mut apidoc = api.apidoc.clone();
+                openapi::remove_endpoint(&mut apidoc, rel_path, operation)
+                    .map_err(|error| doc_failure("API deletion failure: ", &error))?;
+                if openapi::is_empty(&apidoc) {
+                    registry::remove(store, namespace, &api).await
+                } else {
+                    let now = state.clock.now_millis();
+                    registry::save(
+                        store,
+                        namespace,
+                        &apidoc,
+                        &api.origin,
+                        Some(api.revision),
+                        now,
+                    )
+                    .await
+                    .map(|_| ())
+                }
             }
+        };
+        match written {
+            Ok(()) => {
+                tracing::info!(%namespace, %base_path, rel_path = rel_path.unwrap_or(""), "API route deleted");
+                return Ok(Json(json!({})));
+            }
+            Err(error) if lost_race(&error) && attempt < WRITE_ATTEMPTS => {
+                tracing::debug!(%namespace, attempt, %error, "API changed meanwhile, redoing");
+            }
+            Err(error) => return Err(error.into()),
         }
     }
-    tracing::info!(%namespace, %base_path, rel_path = rel_path.unwrap_or(""), "API route deleted");
-    Ok(Json(json!({})))
+    Err(ApiError::concurrent_modification())
 }
 
 /// A request to a route: find the namespace's API whose base path holds the path, then the
