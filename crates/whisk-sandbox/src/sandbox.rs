@@ -73,7 +73,7 @@ type Live = Arc<Mutex<HashMap<String, ContainerCgroup>>>;
 /// One platform instance's container factory.
 #[derive(Debug)]
 pub struct Sandbox {
-    spawner: Spawner,
+    spawner: Arc<Spawner>,
     cgroups: Arc<CgroupManager>,
     live: Live,
     /// Read-held by each create in flight, write-held by shutdown (which then sets it).
@@ -107,7 +107,7 @@ impl Sandbox {
         )
         .await?;
         Ok(Self {
-            spawner,
+            spawner: Arc::new(spawner),
             cgroups: Arc::new(cgroups),
             live: Arc::default(),
             closed: Arc::new(RwLock::new(false)),
@@ -130,7 +130,8 @@ impl Sandbox {
     }
 
     /// Creates and starts a container. On any error nothing of it is left (no cgroup, no
-    /// process).
+    /// process). The work runs in its own task: if the caller stops waiting, the creation still
+    /// completes and the unwanted container is destroyed in the background.
     pub async fn create(&self, spec: ContainerSpec) -> Result<Container, SandboxError> {
         let closed = self.closed.clone().read_owned().await;
         if *closed {
@@ -146,69 +147,29 @@ impl Sandbox {
             let placeholder = self.cgroups.cgroup_for(&spec.id)?;
             live.insert(spec.id.clone(), placeholder);
         }
-        let result = self.create_registered(&spec).await;
-        if result.is_err() {
-            self.live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&spec.id);
-        }
-        drop(closed);
-        result
-    }
-
-    async fn create_registered(&self, spec: &ContainerSpec) -> Result<Container, SandboxError> {
-        let limits = CgroupLimits {
-            memory_bytes: spec.memory_mb.saturating_mul(MIB),
-            pids_max: spec.pids_max,
-        };
-        let manager = self.cgroups.clone();
-        let id = spec.id.clone();
-        let cgroup = blocking(move || Ok(manager.create(&id, limits)?)).await?;
-        let procs = cgroup
-            .dirs()
-            .into_iter()
-            .map(|dir| dir.join("cgroup.procs"))
-            .collect();
-        let created = match self.spawner.create(spec, procs).await {
-            Ok(created) => created,
-            Err(error) => {
-                remove_cgroup(self.cgroups.clone(), cgroup).await;
-                return Err(error);
+        let (spawner, cgroups, live) = (
+            self.spawner.clone(),
+            self.cgroups.clone(),
+            self.live.clone(),
+        );
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let result = create_registered(&spawner, &cgroups, &live, &spec).await;
+            if result.is_err() {
+                live.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&spec.id);
             }
-        };
-        let pid = created.pid;
-        let parts = (|| -> io::Result<_> {
-            Ok((
-                crate::sys::async_fd(created.pidfd)?,
-                pipe::Sender::from_owned_fd(created.stdin)?,
-                pipe::Receiver::from_owned_fd(created.stdout)?,
-                pipe::Receiver::from_owned_fd(created.stderr)?,
-            ))
-        })();
-        let (pidfd, stdin, stdout, stderr) = match parts {
-            Ok(parts) => parts,
-            Err(source) => {
-                remove_cgroup(self.cgroups.clone(), cgroup).await;
-                return Err(SandboxError::Io {
-                    action: "register the container's descriptors",
-                    source,
-                });
+            // Shutdown waits for this guard, so it also waits for abandoned creates.
+            drop(closed);
+            if let Err(Ok(unwanted)) = reply.send(result) {
+                // Dropping it destroys it in the background.
+                info!(container_id = %unwanted.id, "container created for a caller that left");
             }
-        };
-        info!(container_id = %spec.id, pid, "container created");
-        Ok(Container {
-            id: spec.id.clone(),
-            pid,
-            cgroup,
-            cgroups: self.cgroups.clone(),
-            live: self.live.clone(),
-            pidfd,
-            exit: created.exit,
-            stdin: Some(stdin),
-            stdout: Some(stdout),
-            stderr: Some(stderr),
-        })
+        });
+        answer
+            .await
+            .map_err(|_| SandboxError::Task("the create task ended without an answer".into()))?
     }
 
     /// Refuses new creates, waits for those in flight, then destroys every container left.
@@ -247,6 +208,8 @@ pub struct Container {
     stdin: Option<pipe::Sender>,
     stdout: Option<pipe::Receiver>,
     stderr: Option<pipe::Receiver>,
+    /// Set by [`Container::destroy`]; otherwise dropping the container destroys it.
+    destroyed: bool,
 }
 
 impl Container {
@@ -311,9 +274,10 @@ impl Container {
     }
 
     /// Kills every process of the container, waits until they are gone and removes its cgroup.
-    pub async fn destroy(self) -> Result<(), SandboxError> {
+    pub async fn destroy(mut self) -> Result<(), SandboxError> {
         let (manager, cgroup) = (self.cgroups.clone(), self.cgroup.clone());
         blocking(move || Ok(manager.remove(&cgroup)?)).await?;
+        self.destroyed = true;
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -324,6 +288,35 @@ impl Container {
         debug!(container_id = %self.id, ?status, "container reaped");
         info!(container_id = %self.id, "container destroyed");
         Ok(())
+    }
+}
+
+impl Drop for Container {
+    /// A container nobody destroyed (a dropped handle, a create whose caller left) must not
+    /// keep running: kill it and remove its cgroup in the background.
+    fn drop(&mut self) {
+        if self.destroyed {
+            return;
+        }
+        let (manager, cgroup, live) =
+            (self.cgroups.clone(), self.cgroup.clone(), self.live.clone());
+        // The id stays reserved until the cgroup is gone, so a new container of the same id
+        // cannot be caught by this removal.
+        let remove = move || {
+            if let Err(error) = manager.remove(&cgroup) {
+                warn!(container_id = cgroup.id(), %error, "cannot destroy a dropped container");
+            }
+            live.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(cgroup.id());
+        };
+        warn!(container_id = %self.id, "container dropped without destroy: destroying it");
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(remove);
+            }
+            Err(_) => remove(),
+        }
     }
 }
 
@@ -387,4 +380,64 @@ fn remove_parent_dirs(manager: &CgroupManager) {
             warn!(path = %dir.display(), %error, "cannot remove the instance's cgroup");
         }
     }
+}
+
+async fn create_registered(
+    spawner: &Spawner,
+    cgroups: &Arc<CgroupManager>,
+    live: &Live,
+    spec: &ContainerSpec,
+) -> Result<Container, SandboxError> {
+    let limits = CgroupLimits {
+        memory_bytes: spec.memory_mb.saturating_mul(MIB),
+        pids_max: spec.pids_max,
+    };
+    let manager = cgroups.clone();
+    let id = spec.id.clone();
+    let cgroup = blocking(move || Ok(manager.create(&id, limits)?)).await?;
+    let procs = cgroup
+        .dirs()
+        .into_iter()
+        .map(|dir| dir.join("cgroup.procs"))
+        .collect();
+    let created = match spawner.create(spec, procs).await {
+        Ok(created) => created,
+        Err(error) => {
+            remove_cgroup(cgroups.clone(), cgroup).await;
+            return Err(error);
+        }
+    };
+    let pid = created.pid;
+    let parts = (|| -> io::Result<_> {
+        Ok((
+            crate::sys::async_fd(created.pidfd)?,
+            pipe::Sender::from_owned_fd(created.stdin)?,
+            pipe::Receiver::from_owned_fd(created.stdout)?,
+            pipe::Receiver::from_owned_fd(created.stderr)?,
+        ))
+    })();
+    let (pidfd, stdin, stdout, stderr) = match parts {
+        Ok(parts) => parts,
+        Err(source) => {
+            remove_cgroup(cgroups.clone(), cgroup).await;
+            return Err(SandboxError::Io {
+                action: "register the container's descriptors",
+                source,
+            });
+        }
+    };
+    info!(container_id = %spec.id, pid, "container created");
+    Ok(Container {
+        id: spec.id.clone(),
+        pid,
+        cgroup,
+        cgroups: cgroups.clone(),
+        live: live.clone(),
+        pidfd,
+        exit: created.exit,
+        stdin: Some(stdin),
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+        destroyed: false,
+    })
 }

@@ -655,3 +655,58 @@ async fn a_container_joins_the_prepared_network_namespace_it_names() {
     assert_ne!(fresh, ours.to_string_lossy());
     sandbox.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_container_and_an_abandoned_create_are_destroyed_in_the_background() {
+    let Some(sandbox) = sandbox("dropped").await else {
+        return;
+    };
+    let container = sandbox
+        .create(shell("dropped", "sleep 1000"))
+        .await
+        .expect("create");
+    let (pid, cgroup) = (container.pid(), container.cgroup().clone());
+    drop(container);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while cgroup.dirs().iter().any(|dir| dir.exists())
+        || std::path::Path::new(&format!("/proc/{pid}")).exists()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped container is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // The caller stops waiting at once; the create finishes in its task and is undone.
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::ZERO,
+        sandbox.create(shell("abandoned", "sleep 1000")),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the create cannot have finished yet");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let again = loop {
+        match sandbox.create(shell("abandoned", "echo again=1")).await {
+            Ok(container) => break container,
+            Err(whisk_sandbox::SandboxError::Duplicate(_)) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the abandoned container keeps its id"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(error) => panic!("{error}"),
+        }
+    };
+    let mut again = again;
+    let (out, _, status) = tokio::time::timeout(DEADLINE, collect(&mut again))
+        .await
+        .expect("ended in time");
+    assert_eq!(
+        (value(&out, "again"), status),
+        (Some("1"), ExitStatus::Code(0))
+    );
+    again.destroy().await.expect("destroy");
+    sandbox.shutdown().await.expect("shutdown");
+}
