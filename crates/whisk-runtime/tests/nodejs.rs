@@ -431,6 +431,22 @@ async fn logs_come_before_the_sentinels_on_both_streams() {
 }
 
 #[tokio::test]
+async fn a_log_flood_that_fills_the_pipe_still_ends_before_the_sentinels() {
+    let proxy = Proxy::node();
+    let client = proxy.client();
+    // Far more than a pipe holds (64 KiB): console.log queues behind the full pipe, and the
+    // sentinel must queue behind it rather than overtake it.
+    let code = "function main(p) { for (let i = 0; i < 20000; i++) { console.log('line ' + i + ' ' + 'x'.repeat(40)); } return {}; }";
+    init(&client, json!({"main":"main","code":code})).await;
+    run(&client, json!({})).await;
+    let (out, _) = proxy.logs_after_sentinels(1);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 20_001, "every line, then the sentinel");
+    assert!(lines[19_999].starts_with("line 19999 "));
+    assert_eq!(lines[20_000], LOG_SENTINEL);
+}
+
+#[tokio::test]
 async fn a_process_exit_during_run_is_an_abnormal_run() {
     let mut proxy = Proxy::node();
     let client = proxy.client();

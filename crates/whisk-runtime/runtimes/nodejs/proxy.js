@@ -25,11 +25,21 @@ function actionDir() {
   return process.env.__OW_ACTION_DIR || '/action';
 }
 
-// Sentinels go out with synchronous writes, after anything the action wrote (console.log on a
-// pipe or file is itself synchronous for stdout/stderr in Node), so nothing can overtake them.
+// Sentinels go through the same streams as the action's own output, so they queue behind it
+// (writes to a full pipe wait in the stream's buffer), and the reply waits until both are out:
+// the invoker reads logs up to the sentinels, so nothing of this activation may follow them.
 function writeSentinels() {
-  try { fs.writeSync(1, SENTINEL + '\n'); } catch (e) { /* stdout closed: nothing to frame */ }
-  try { fs.writeSync(2, SENTINEL + '\n'); } catch (e) { /* stderr closed */ }
+  return Promise.all([frame(process.stdout), frame(process.stderr)]);
+}
+
+function frame(stream) {
+  return new Promise((resolve) => {
+    try {
+      stream.write(SENTINEL + '\n', () => resolve());
+    } catch (e) {
+      resolve(); // the stream is closed: nothing to frame
+    }
+  });
 }
 
 function reply(res, status, body) {
@@ -183,7 +193,7 @@ function loadArchive(buf, main, dir) {
   return main.split('.').reduce((at, key) => (at == null ? undefined : at[key]), require(entry));
 }
 
-function doInit(message) {
+async function doInit(message) {
   const value = message && typeof message.value === 'object' && message.value !== null ? message.value : {};
   if (typeof value.main !== 'string' || typeof value.code !== 'string') {
     return [403, { error: 'Missing main/no code to execute.' }];
@@ -204,7 +214,7 @@ function doInit(message) {
   } catch (err) {
     const text = err && err.stack ? String(err.stack) : String(err);
     console.error('Error during initialization:', text);
-    writeSentinels();
+    await writeSentinels();
     return [502, { error: 'Initialization has failed due to: ' + text }];
   }
 }
@@ -226,7 +236,7 @@ async function doRun(message) {
   } catch (err) {
     state.broken = true;
     console.error(err);
-    writeSentinels();
+    await writeSentinels();
     return [502, { error: 'An error has occurred: ' + err }];
   }
   if (result && typeof result.then === 'function') {
@@ -235,12 +245,12 @@ async function doRun(message) {
     } catch (err) {
       // A rejection is the action's own answer: an application error carrying the rejected
       // value (nothing, or any falsy value, becomes {}).
-      writeSentinels();
+      await writeSentinels();
       return [200, { error: err ? serializeError(err) : {} }];
     }
   }
   if (result === undefined) result = {};
-  writeSentinels();
+  await writeSentinels();
   // Arrays pass, as they do in OpenWhisk's runtime (the invoker accepts JSON arrays).
   if (result === null || typeof result !== 'object') {
     return [502, { error: 'The action did not return a dictionary.' }];
@@ -296,7 +306,7 @@ async function handle(req, res) {
   if (req.url === '/init') {
     if (state.initialized) return reply(res, 403, { error: 'Cannot initialize the action more than once.' });
     state.initialized = true;
-    const [status, body] = doInit(message);
+    const [status, body] = await doInit(message);
     return reply(res, status, body);
   }
   const [status, body] = await doRun(message);
