@@ -324,3 +324,111 @@ fn receive_now(
     let message = serde_json::from_slice(&buffer[..received.bytes]).map_err(io::Error::other)?;
     Ok(Some((message, fds)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe_fds(count: usize) -> Vec<OwnedFd> {
+        (0..count.div_ceil(2))
+            .flat_map(|_| {
+                let (read, write) = rustix::pipe::pipe().expect("pipe");
+                [read, write]
+            })
+            .take(count)
+            .collect()
+    }
+
+    fn waiting(routes: &Mutex<Routes>, request: u64) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        lock(routes).pending.insert(request, tx);
+        rx
+    }
+
+    #[test]
+    fn a_created_answer_reaches_its_request_and_arms_the_exit_report() {
+        let routes = Mutex::new(Routes::default());
+        let mut answer = waiting(&routes, 7);
+        let other = waiting(&routes, 8);
+        route(
+            &routes,
+            FromSpawner::Created {
+                request: 7,
+                pid: 4242,
+            },
+            pipe_fds(protocol::CREATED_FDS),
+        );
+        let created = answer.try_recv().expect("answered").expect("created");
+        assert_eq!(created.pid, 4242);
+        assert_eq!(*created.exit.borrow(), None);
+        assert!(
+            lock(&routes).pending.contains_key(&8),
+            "other requests still wait"
+        );
+        drop(other);
+
+        route(
+            &routes,
+            FromSpawner::Exited {
+                pid: 4242,
+                status: ExitStatus::Code(3),
+            },
+            Vec::new(),
+        );
+        assert_eq!(*created.exit.borrow(), Some(ExitStatus::Code(3)));
+        assert!(lock(&routes).exits.is_empty());
+    }
+
+    #[test]
+    fn a_created_answer_with_missing_descriptors_is_an_error() {
+        let routes = Mutex::new(Routes::default());
+        let mut answer = waiting(&routes, 1);
+        route(
+            &routes,
+            FromSpawner::Created { request: 1, pid: 9 },
+            pipe_fds(2),
+        );
+        let error = answer.try_recv().expect("answered").expect_err("refused");
+        assert!(error.contains("2 descriptors instead of 4"), "{error}");
+        assert!(lock(&routes).exits.is_empty());
+    }
+
+    #[test]
+    fn a_failure_reaches_its_request_with_the_spawners_message() {
+        let routes = Mutex::new(Routes::default());
+        let mut answer = waiting(&routes, 5);
+        route(
+            &routes,
+            FromSpawner::Failed {
+                request: 5,
+                error: "bind source /x for /action: No such file".into(),
+            },
+            Vec::new(),
+        );
+        let error = answer.try_recv().expect("answered").expect_err("failed");
+        assert_eq!(error, "bind source /x for /action: No such file");
+    }
+
+    #[test]
+    fn answers_nobody_waits_for_are_dropped_quietly() {
+        let routes = Mutex::new(Routes::default());
+        route(
+            &routes,
+            FromSpawner::Failed {
+                request: 99,
+                error: "late".into(),
+            },
+            Vec::new(),
+        );
+        route(
+            &routes,
+            FromSpawner::Exited {
+                pid: 1,
+                status: ExitStatus::Signal(9),
+            },
+            Vec::new(),
+        );
+        let routes = lock(&routes);
+        assert!(routes.pending.is_empty() && routes.exits.is_empty());
+    }
+}
