@@ -9,7 +9,8 @@ use serde_json::Value;
 use support::Platform;
 
 fn web_action(platform: &Platform, name: &str, web: &str) {
-    let code = platform.file(&format!("{name}.js"), "function main(p) { return p }");
+    let file = format!("{}.js", name.replace('/', "_"));
+    let code = platform.file(&file, "function main(p) { return p }");
     let run = platform.wsk(&[
         "action",
         "create",
@@ -64,6 +65,19 @@ fn create_list_get_and_delete_routes() {
             "ok: created API /items GET for action /guest/echo",
             &format!("{base}/items"),
         ]);
+
+    let run = platform.wsk(&["package", "create", "tools"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    web_action(&platform, "tools/pkgd", "true");
+    platform
+        .wsk(&["api", "create", "/tools", "/x", "put", "tools/pkgd"])
+        .assert_ok(&[
+            "ok: created API /tools/x PUT for action /guest/tools/pkgd",
+            &format!("{base}/tools/x"),
+        ]);
+    platform
+        .wsk(&["api", "delete", "/tools"])
+        .assert_ok(&["ok: deleted API /tools"]);
 
     let widths = ("/guest/echo".len(), "API Name".len());
     let listed = platform.wsk(&["api", "list", "-n"]);
