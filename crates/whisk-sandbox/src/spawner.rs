@@ -274,15 +274,21 @@ fn create(
     let cloned = unsafe { sys::clone_process(flags) };
     // Only the spawner goes back: the child stays in the namespace it was cloned into (and,
     // in its own user namespace, could not go back anyway).
-    if netns.is_some() && !matches!(cloned, Ok(None)) {
-        move_into_link_name_space(context.own_netns.as_fd(), Some(LinkNameSpaceType::Network))
-            .map_err(|error| format!("setns back: {error}"))?;
-    }
+    let restored = match netns {
+        Some(_) if !matches!(cloned, Ok(None)) => {
+            move_into_link_name_space(context.own_netns.as_fd(), Some(LinkNameSpaceType::Network))
+        }
+        _ => Ok(()),
+    };
     let pid = match cloned {
         Err(error) => return Err(format!("clone: {error}")),
         Ok(None) => container_init(context, spec, &steps, pipes),
         Ok(Some(pid)) => pid,
     };
+    if let Err(error) = restored {
+        kill_and_reap(pid);
+        return Err(format!("setns back: {error}"));
+    }
     let Pipes {
         stdin: (stdin_r, stdin_w),
         stdout: (stdout_r, stdout_w),
