@@ -1,0 +1,654 @@
+//! Issue 4's benchmark: the whole platform, through its REST API, against a `whisk standalone`
+//! (release build) that this program starts itself on 127.0.0.1, port 0, with a temporary data
+//! directory, as root. It prints four tables:
+//!
+//! 1. warm blocking invoke latency (`POST …/actions/noop?blocking=true&result=true`) next to the
+//!    same Node.js proxy started as a plain process and its `/run` called directly, interleaved;
+//! 2. cold start — a new action's first blocking invoke — per runtime, with the manifest's stem
+//!    cells and with `[invoker] stem-cells = false` (a second platform);
+//! 3. throughput at 1, 8 and 32 concurrent keep-alive clients, for one no-op action and for 100
+//!    distinct ones;
+//! 4. resident memory of the platform and of each warm container.
+//!
+//! `cargo build --release -p whisk && cargo run --release -p whisk-bench --bin invoke`; flags:
+//! `--whisk PATH` (default: `<target>/release/whisk`), `--runs N` warm samples (200), `--cold N`
+//! cold samples per runtime and mode (20), `--seconds S` per throughput cell (5).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::{Value, json};
+use whisk_bench::proxy::{call, start_plain};
+use whisk_bench::{Summary, flag, load_line, mib, ms, ratio, rss_bytes, running_as_root};
+use whisk_runtime::{HostTools, LaunchLayout, RuntimeClient};
+
+/// The guest subject `whisk standalone` creates on its first start (OpenWhisk's well-known key).
+const GUEST: (&str, &str) = (
+    "23bc46b1-71f6-4ed5-8c54-816aa4f8c502",
+    "123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP",
+);
+
+/// The no-op both the platform and the bare proxy run.
+const NOOP_JS: &str = "function main(params) { return params; }";
+const NOOP_PY: &str = "def main(args):\n    return args\n";
+
+/// Memory of the actions of the throughput runs (OpenWhisk's minimum), so that 100 distinct
+/// actions with several containers each fit in the invoker's user memory below.
+const THROUGHPUT_ACTION_MB: u64 = 128;
+/// `[invoker] user-memory-mb` of both platforms: large, so that memory never limits how many
+/// containers the 100-action run keeps (the default, 2048, would hold only 16 of them).
+const USER_MEMORY_MB: u64 = 16384;
+
+/// Concurrent clients of the throughput runs.
+const CLIENTS: [usize; 3] = [1, 8, 32];
+/// Distinct actions of the second throughput run.
+const DISTINCT: usize = 100;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(run(&args)));
+    if let Err(error) = outcome {
+        eprintln!("invoke: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: &[String]) -> anyhow::Result<()> {
+    let whisk: PathBuf = flag(args, "--whisk", default_whisk())?;
+    let runs: usize = flag(args, "--runs", 200)?;
+    let cold: usize = flag(args, "--cold", 20)?;
+    let seconds: u64 = flag(args, "--seconds", 5)?;
+    if runs == 0 || cold == 0 || seconds == 0 {
+        bail!("--runs, --cold and --seconds must be at least 1");
+    }
+    if !running_as_root() {
+        bail!("the platform's invoker needs root (containers)");
+    }
+    if !whisk.is_file() {
+        bail!(
+            "no whisk binary at {} (build it: cargo build --release -p whisk)",
+            whisk.display()
+        );
+    }
+    let tag = std::process::id();
+
+    let platform = Platform::start(&whisk, &config(&format!("bench-a{tag}"), true, 244)).await?;
+    let warm = warm_latency(&platform, runs).await?;
+    let stem_node = cold_starts(&platform, "nodejs:20", NOOP_JS, cold).await?;
+    let stem_python = cold_starts(&platform, "python:3.11", NOOP_PY, cold).await?;
+    let throughput = throughput(&platform, seconds).await?;
+    let memory = memory(&platform)?;
+    platform.stop().await?;
+
+    let platform = Platform::start(&whisk, &config(&format!("bench-b{tag}"), false, 245)).await?;
+    let bare_node = cold_starts(&platform, "nodejs:20", NOOP_JS, cold).await?;
+    let bare_python = cold_starts(&platform, "python:3.11", NOOP_PY, cold).await?;
+    platform.stop().await?;
+
+    println!("whisk binary: {}", whisk.display());
+    println!();
+    println!("{warm}");
+    println!("### Cold start: a new action's first blocking invoke ({cold} actions per cell, ms)");
+    println!();
+    println!("| runtime | stem cells | p50 | p99 | activation's initTime p50 | load |");
+    println!("|---|---|---:|---:|---:|---|");
+    for (label, stem, cell) in [
+        ("nodejs:20", "on", &stem_node),
+        ("nodejs:20", "off", &bare_node),
+        ("python:3.11", "on (manifest has none)", &stem_python),
+        ("python:3.11", "off", &bare_python),
+    ] {
+        println!(
+            "| {label} | {stem} | {} | {} | {} | {} |",
+            ms(cell.wall.p50),
+            ms(cell.wall.p99),
+            cell.init_ms.map_or("–".to_string(), |v| v.to_string()),
+            cell.load
+        );
+    }
+    println!();
+    println!("{throughput}");
+    println!("{memory}");
+    Ok(())
+}
+
+/// `<CARGO_TARGET_DIR or the workspace's target>/release/whisk`.
+fn default_whisk() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("release/whisk")
+}
+
+/// The platform's configuration: throttles out of the way (a benchmark is not abuse), the
+/// invoker's own instance name and subnet, no outbound network.
+fn config(instance: &str, stem_cells: bool, subnet_octet: u8) -> String {
+    format!(
+        "[limits]\ninvocations-per-minute = 100000000\nconcurrent-invocations = 100000\n\
+         [invoker]\ninstance = \"{instance}\"\nuser-memory-mb = {USER_MEMORY_MB}\n\
+         stem-cells = {stem_cells}\nnetwork = \"none\"\nsubnet = \"10.{subnet_octet}.0.0/16\"\n"
+    )
+}
+
+/// One running `whisk standalone`; stopped with SIGTERM by [`Platform::stop`], killed if dropped.
+struct Platform {
+    child: Option<Child>,
+    url: String,
+    instance: String,
+    client: reqwest::Client,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Platform {
+    async fn start(whisk: &Path, toml: &str) -> anyhow::Result<Platform> {
+        let data_dir = tempfile::tempdir()?;
+        let config = data_dir.path().join("whisk.toml");
+        std::fs::write(&config, toml)?;
+        let instance = toml
+            .lines()
+            .find_map(|line| line.strip_prefix("instance = "))
+            .map(|value| value.trim_matches('"').to_string())
+            .ok_or_else(|| anyhow!("the configuration names no instance"))?;
+        let mut child = Command::new(whisk)
+            .args(["standalone", "--port", "0", "--data-dir"])
+            .arg(data_dir.path())
+            .arg("--config")
+            .arg(&config)
+            .env("WHISK_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", whisk.display()))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        // The first line names the URL; the rest is drained so the server never blocks.
+        let first = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next();
+            std::thread::spawn(move || for _ in lines {});
+            first
+        })
+        .await?;
+        let mut platform = Platform {
+            child: Some(child),
+            url: String::new(),
+            instance,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .tcp_nodelay(true)
+                .build()?,
+            _data_dir: data_dir,
+        };
+        let first = match first {
+            Some(Ok(line)) => line,
+            _ => bail!("whisk standalone printed nothing and ended (see its stderr above)"),
+        };
+        platform.url = first
+            .rsplit(' ')
+            .next()
+            .filter(|url| url.starts_with("http://127.0.0.1:"))
+            .ok_or_else(|| anyhow!("unexpected first line from whisk: {first}"))?
+            .to_string();
+        // Let the invoker announce itself and prewarm its stem cells before anything is timed.
+        platform.wait_healthy().await?;
+        Ok(platform)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Invokes a throwaway action until it answers 200, then waits a second for stem cells.
+    async fn wait_healthy(&self) -> anyhow::Result<()> {
+        self.put("warmup", "nodejs:20", NOOP_JS, None).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.invoke("warmup", &json!({})).await {
+                Ok(_) => break,
+                Err(error) if Instant::now() > deadline => {
+                    return Err(error.context("the platform never answered an invoke"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(())
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+            if !status.success() {
+                bail!("kill -TERM failed");
+            }
+            let waited = tokio::task::spawn_blocking(move || child.wait()).await??;
+            if !waited.success() {
+                bail!("whisk standalone ended with {waited}");
+            }
+        }
+        Ok(())
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("{}/api/v1/namespaces/_{path}", self.url)
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        kind: &str,
+        code: &str,
+        memory: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let mut body = json!({"exec": {"kind": kind, "code": code}});
+        if let Some(memory) = memory {
+            body["limits"] = json!({ "memory": memory });
+        }
+        let response = self
+            .client
+            .put(self.api(&format!("/actions/{name}?overwrite=true")))
+            .basic_auth(GUEST.0, Some(GUEST.1))
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!(
+                "PUT action {name} answered {status}: {}",
+                response.text().await?
+            );
+        }
+        Ok(())
+    }
+
+    /// One blocking invoke; anything but a 200 is an error carrying the reply.
+    async fn invoke(&self, name: &str, params: &Value) -> anyhow::Result<Value> {
+        let response = self
+            .client
+            .post(self.api(&format!("/actions/{name}?blocking=true")))
+            .basic_auth(GUEST.0, Some(GUEST.1))
+            .json(params)
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if status != reqwest::StatusCode::OK {
+            bail!("invoke {name} answered {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// A blocking invoke asking for the result only (what a latency-minded client sends).
+    async fn invoke_result(&self, name: &str, params: &Value) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .post(self.api(&format!("/actions/{name}?blocking=true&result=true")))
+            .basic_auth(GUEST.0, Some(GUEST.1))
+            .json(params)
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.bytes().await?;
+        if status != reqwest::StatusCode::OK {
+            bail!(
+                "invoke {name} answered {status}: {}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Table 1: REST blocking invoke of a warm no-op next to the bare proxy's `/run`, interleaved.
+async fn warm_latency(platform: &Platform, runs: usize) -> anyhow::Result<String> {
+    platform.put("noop", "nodejs:20", NOOP_JS, None).await?;
+    let params = json!({"hello": "world"});
+    for _ in 0..20 {
+        platform.invoke_result("noop", &params).await?;
+    }
+    let work = tempfile::tempdir()?;
+    let assets = work.path().join("runtime");
+    std::fs::create_dir_all(&assets)?;
+    whisk_runtime::write_assets(&assets)?;
+    let layout = LaunchLayout {
+        assets_dir: assets,
+        whisk_binary: PathBuf::from("/nonexistent"),
+        tools: HostTools::detect(),
+    };
+    let bare = start_plain("nodejs:20", &layout, work.path()).await?;
+    let runtime_client = RuntimeClient::new(bare.address);
+    call(
+        &runtime_client,
+        "/init",
+        &json!({"value": {"main": "main", "code": NOOP_JS}}),
+    )
+    .await?;
+    let run_body = serde_json::to_vec(&whisk_bench::proxy::run_payload())?;
+    let run_url = format!("http://{}/run", bare.address);
+    for _ in 0..20 {
+        bare_run(&platform.client, &run_url, &run_body).await?;
+    }
+    let load = load_line();
+    let (mut rest, mut direct, mut fresh) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let begun = Instant::now();
+        platform.invoke_result("noop", &params).await?;
+        rest.push(begun.elapsed());
+        let begun = Instant::now();
+        bare_run(&platform.client, &run_url, &run_body).await?;
+        direct.push(begun.elapsed());
+        fresh.push(call(&runtime_client, "/run", &whisk_bench::proxy::run_payload()).await?);
+    }
+    let (Some(rest), Some(direct), Some(fresh)) = (
+        Summary::of(&rest),
+        Summary::of(&direct),
+        Summary::of(&fresh),
+    ) else {
+        bail!("no warm samples");
+    };
+    let overhead_p50 = rest.p50.saturating_sub(direct.p50);
+    let overhead_p99 = rest.p99.saturating_sub(direct.p99);
+    Ok(format!(
+        "### Warm blocking invoke, Node.js no-op ({runs} interleaved samples, ms; {load})\n\n\
+         | path | p50 | p99 |\n|---|---:|---:|\n\
+         | REST `POST …/actions/noop?blocking=true&result=true` (keep-alive) | {} | {} |\n\
+         | bare proxy `/run`, plain process, keep-alive | {} | {} |\n\
+         | bare proxy `/run`, new connection per call (`RuntimeClient`, as the invoker) | {} | {} |\n\
+         | **platform overhead** (REST − bare keep-alive) | **{}** | **{}** |\n\
+         | ratio REST / bare keep-alive | {} | {} |\n",
+        ms(rest.p50),
+        ms(rest.p99),
+        ms(direct.p50),
+        ms(direct.p99),
+        ms(fresh.p50),
+        ms(fresh.p99),
+        ms(overhead_p50),
+        ms(overhead_p99),
+        ratio(rest.p50, direct.p50),
+        ratio(rest.p99, direct.p99),
+    ))
+}
+
+async fn bare_run(client: &reqwest::Client, url: &str, body: &[u8]) -> anyhow::Result<()> {
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await?;
+    let status = response.status();
+    response.bytes().await?;
+    if status != reqwest::StatusCode::OK {
+        bail!("bare /run answered {status}");
+    }
+    Ok(())
+}
+
+/// One cold-start cell.
+struct Cold {
+    wall: Summary,
+    /// The median `initTime` annotation of the activations (ms), when they carry one.
+    init_ms: Option<u64>,
+    load: String,
+}
+
+/// Creates `count` new actions of `kind` and times each one's first blocking invoke. A pause
+/// before each lets the invoker put back the stem cell the previous one used.
+async fn cold_starts(
+    platform: &Platform,
+    kind: &str,
+    code: &str,
+    count: usize,
+) -> anyhow::Result<Cold> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let load = load_line();
+    let mut wall = Vec::with_capacity(count);
+    let mut init = Vec::new();
+    for _ in 0..count {
+        let name = format!("cold-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        platform.put(&name, kind, code, None).await?;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let begun = Instant::now();
+        let record = platform.invoke(&name, &json!({})).await?;
+        wall.push(begun.elapsed());
+        if let Some(value) = record["annotations"].as_array().and_then(|annotations| {
+            annotations
+                .iter()
+                .find(|a| a["key"] == "initTime")
+                .and_then(|a| a["value"].as_u64())
+        }) {
+            init.push(value);
+        }
+    }
+    init.sort_unstable();
+    Ok(Cold {
+        wall: Summary::of(&wall).ok_or_else(|| anyhow!("no cold samples"))?,
+        init_ms: init.get(init.len() / 2).copied(),
+        load,
+    })
+}
+
+/// Table 3: activations per second for 1, 8, 32 clients, one action and 100 distinct ones.
+async fn throughput(platform: &Platform, seconds: u64) -> anyhow::Result<String> {
+    platform
+        .put("tp-one", "nodejs:20", NOOP_JS, Some(THROUGHPUT_ACTION_MB))
+        .await?;
+    let mut many = Vec::with_capacity(DISTINCT);
+    for index in 0..DISTINCT {
+        let name = format!("tp-{index}");
+        platform
+            .put(&name, "nodejs:20", NOOP_JS, Some(THROUGHPUT_ACTION_MB))
+            .await?;
+        many.push(name);
+    }
+    let one = vec!["tp-one".to_string()];
+    let mut rows = vec![format!(
+        "### Throughput, Node.js no-op, blocking invokes ({seconds} s per cell after a 2 s warm-up; \
+         actions of {THROUGHPUT_ACTION_MB} MB, invoker user memory {USER_MEMORY_MB} MB)\n\n\
+         | actions | clients | activations/s | failed | p50 ms | p99 ms | load |\n\
+         |---:|---:|---:|---:|---:|---:|---|"
+    )];
+    for (label, names) in [("1", &one), ("100 distinct", &many)] {
+        for clients in CLIENTS {
+            let names = Arc::new(names.clone());
+            drive(platform, &names, clients, Duration::from_secs(2)).await?;
+            let load = load_line();
+            let cell = drive(platform, &names, clients, Duration::from_secs(seconds)).await?;
+            let latency = Summary::of(&cell.latencies)
+                .ok_or_else(|| anyhow!("no activation succeeded with {clients} clients"))?;
+            rows.push(format!(
+                "| {label} | {clients} | {:.0} | {} | {} | {} | {load} |",
+                cell.latencies.len() as f64 / cell.elapsed.as_secs_f64(),
+                cell.failed,
+                ms(latency.p50),
+                ms(latency.p99),
+            ));
+        }
+    }
+    Ok(rows.join("\n") + "\n")
+}
+
+struct Cell {
+    latencies: Vec<Duration>,
+    failed: u64,
+    elapsed: Duration,
+    first_error: Option<String>,
+}
+
+/// `clients` loops, each invoking the next action of `names` (round robin over all clients)
+/// until `length` has passed.
+async fn drive(
+    platform: &Platform,
+    names: &Arc<Vec<String>>,
+    clients: usize,
+    length: Duration,
+) -> anyhow::Result<Cell> {
+    let next = Arc::new(AtomicU64::new(0));
+    let begun = Instant::now();
+    let deadline = begun + length;
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let (client, names, next) = (platform.client.clone(), names.clone(), next.clone());
+        let base = platform.api("/actions/");
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failed = 0u64;
+            let mut first_error = None;
+            while Instant::now() < deadline {
+                let index = next.fetch_add(1, Ordering::Relaxed) as usize % names.len();
+                let started = Instant::now();
+                let outcome = client
+                    .post(format!("{base}{}?blocking=true&result=true", names[index]))
+                    .basic_auth(GUEST.0, Some(GUEST.1))
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send()
+                    .await;
+                match outcome {
+                    Ok(response) if response.status() == reqwest::StatusCode::OK => {
+                        let _ = response.bytes().await;
+                        latencies.push(started.elapsed());
+                    }
+                    Ok(response) => {
+                        failed += 1;
+                        let status = response.status();
+                        let text = response.text().await.unwrap_or_default();
+                        first_error.get_or_insert(format!("{status}: {text}"));
+                    }
+                    Err(error) => {
+                        failed += 1;
+                        first_error.get_or_insert(error.to_string());
+                    }
+                }
+            }
+            (latencies, failed, first_error)
+        }));
+    }
+    let mut cell = Cell {
+        latencies: Vec::new(),
+        failed: 0,
+        elapsed: Duration::ZERO,
+        first_error: None,
+    };
+    for task in tasks {
+        let (latencies, failed, first_error) = task.await?;
+        cell.latencies.extend(latencies);
+        cell.failed += failed;
+        if cell.first_error.is_none() {
+            cell.first_error = first_error;
+        }
+    }
+    cell.elapsed = begun.elapsed();
+    if let Some(error) = &cell.first_error {
+        eprintln!(
+            "{clients} clients over {} action(s): first failure: {error}",
+            names.len()
+        );
+    }
+    Ok(cell)
+}
+
+/// Table 4: the platform's RSS (and its spawner's), and each live container's memory.
+fn memory(platform: &Platform) -> anyhow::Result<String> {
+    let pid = platform
+        .pid()
+        .ok_or_else(|| anyhow!("the platform is gone"))?;
+    let platform_rss = rss_bytes(pid).ok_or_else(|| anyhow!("no RSS for pid {pid}"))?;
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let helpers: u64 = children
+        .split_whitespace()
+        .filter_map(|child| child.parse::<u32>().ok())
+        .filter_map(rss_bytes)
+        .sum();
+    let containers = container_memory(&platform.instance);
+    let mut usage: Vec<u64> = containers.iter().map(|c| c.0).collect();
+    let mut rss: Vec<u64> = containers.iter().map(|c| c.1).collect();
+    usage.sort_unstable();
+    rss.sort_unstable();
+    let median = |values: &[u64]| {
+        values
+            .get(values.len() / 2)
+            .map_or("–".to_string(), |v| mib(*v))
+    };
+    let max = |values: &[u64]| values.last().map_or("–".to_string(), |v| mib(*v));
+    Ok(format!(
+        "### Memory (after the throughput runs; MiB; {})\n\n\
+         | what | value |\n|---|---:|\n\
+         | `whisk standalone` process RSS | {} |\n\
+         | its child processes (the sandbox's spawner) RSS | {} |\n\
+         | live containers | {} |\n\
+         | per container, cgroup memory usage, median / max | {} / {} |\n\
+         | per container, RSS of its processes, median / max | {} / {} |\n",
+        load_line(),
+        mib(platform_rss),
+        mib(helpers),
+        containers.len(),
+        median(&usage),
+        max(&usage),
+        median(&rss),
+        max(&rss),
+    ))
+}
+
+/// `(cgroup memory usage, summed RSS of its processes)` of each container of an instance, from
+/// the cgroup v1 memory hierarchy or cgroup v2.
+fn container_memory(instance: &str) -> Vec<(u64, u64)> {
+    let candidates = [
+        (
+            PathBuf::from(format!("/sys/fs/cgroup/memory/whisk/{instance}")),
+            "memory.usage_in_bytes",
+        ),
+        (
+            PathBuf::from(format!("/sys/fs/cgroup/whisk/{instance}")),
+            "memory.current",
+        ),
+    ];
+    for (parent, usage_file) in candidates {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let Some(usage) = std::fs::read_to_string(dir.join(usage_file))
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let rss: u64 = std::fs::read_to_string(dir.join("cgroup.procs"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok())
+                .filter_map(rss_bytes)
+                .sum();
+            found.push((usage, rss));
+        }
+        return found;
+    }
+    Vec::new()
+}
