@@ -457,3 +457,41 @@ async fn urls_follow_the_host_the_platform_is_reached_at() {
         "the scheme it was created with, the host it is reached at"
     );
 }
+
+/// APIs are store documents: they outlive the process, and a namespace's own lists never show
+/// them.
+#[tokio::test]
+async fn apis_survive_a_reopened_store_and_stay_out_of_entity_lists() {
+    use whisk_controller::gateway::{openapi, registry};
+    use whisk_model::EntityType;
+    use whisk_store::{EntityQuery, EntityScope};
+
+    let dir = tempfile::tempdir().unwrap();
+    let doc = openapi::base_document("/kept", Some("Kept"));
+    {
+        let store = whisk_store::open_sqlite(dir.path()).unwrap();
+        registry::save(store.entities.as_ref(), "guest", &doc, "http://h", None, 1)
+            .await
+            .unwrap();
+    }
+    let store = whisk_store::open_sqlite(dir.path()).unwrap();
+    let entities = store.entities.as_ref();
+    let apis = registry::list(entities, "guest").await.unwrap();
+    assert_eq!(apis.len(), 1);
+    assert_eq!(apis[0].apidoc, doc);
+    assert_eq!(apis[0].origin, "http://h");
+    let by_name = registry::find(entities, "guest", "Kept").await.unwrap();
+    assert_eq!(by_name.map(|api| api.revision), Some(apis[0].revision));
+    assert!(registry::list(entities, "other").await.unwrap().is_empty());
+    for entity_type in EntityType::ALL {
+        for scope in [
+            EntityScope::Namespace("guest".into()),
+            EntityScope::Exact("guest".into()),
+        ] {
+            let query = EntityQuery::new(entity_type, scope);
+            assert_eq!(entities.count(&query).await.unwrap(), 0);
+        }
+    }
+    registry::remove(entities, "guest", &apis[0]).await.unwrap();
+    assert!(registry::list(entities, "guest").await.unwrap().is_empty());
+}
