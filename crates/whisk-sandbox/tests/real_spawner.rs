@@ -15,7 +15,9 @@ async fn a_container_sees_only_its_own_root_processes_and_hostname() {
         "echo hostname=$(cat /proc/sys/kernel/hostname); \
          echo pids=$(ls /proc | grep -E '^[0-9]+$' | tr '\\n' ' '); \
          echo root=$(ls / | tr '\\n' ' '); \
-         for p in /root /home /work /var {host} /etc/shadow; do test -e $p && echo visible=$p; done; \
+         for p in /root /home /work /var /sys {host} /etc/shadow; do test -e $p && echo visible=$p; done; \
+         echo cgroup=$(cut -d: -f3 /proc/self/cgroup | sort -u | tr '\\n' ' '); \
+         echo procsys=$(grep ' /proc/sys ' /proc/self/mountinfo | cut -d' ' -f6 | cut -d, -f1); \
          echo done=1",
         host = host_file.path().display()
     );
