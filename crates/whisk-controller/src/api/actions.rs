@@ -572,7 +572,7 @@ async fn invoke_packaged_action(
 
 /// Runs every check of an invocation in OpenWhisk's order (throttles, rights, payload size,
 /// query, action lookup, rights on sequence components, immutable parameters), then hands the
-/// activation to [`invoke::activate`]. Sequences answer 503 until they run in the controller.
+/// activation to [`invoke::activate`], or to [`compose`] for sequences and conductor actions.
 async fn invoke(
     state: &AppState,
     caller: &Identity,
@@ -605,13 +605,14 @@ async fn invoke(
         .access
         .as_ref()
         .and_then(PackageAccess::binding_path);
-    if merged.exec.is_sequence() {
+    if compose::runs_in_controller(&merged) {
         return compose::invoke_sequence(
             state,
             SequenceCall {
                 caller: caller.clone(),
                 presented_key,
                 sequence: merged,
+                revision: resolved.action.revision.to_string(),
                 binding,
                 payload,
                 blocking: options.blocking,

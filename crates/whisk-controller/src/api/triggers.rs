@@ -412,7 +412,7 @@ impl RuleFiringContext {
     }
 
     /// The checks of an action invoke in its order, then the start of a plain action, a
-    /// sequence or a conductor action, without waiting for it.
+    /// sequence or a conductor action (its composition), without waiting for it.
     async fn invoke(
         &self,
         state: &AppState,
@@ -437,13 +437,14 @@ impl RuleFiringContext {
             .access
             .as_ref()
             .and_then(PackageAccess::binding_path);
-        if merged.exec.is_sequence() {
+        if compose::runs_in_controller(&merged) {
             let (activation_id, _finished) = compose::start_sequence(
                 state,
                 SequenceCall {
                     caller: caller.clone(),
                     presented_key: self.presented_key.clone(),
                     sequence: merged,
+                    revision: resolved.action.revision.to_string(),
                     binding,
                     payload,
                     blocking: false,

@@ -182,13 +182,14 @@ async fn serve(
         .access
         .as_ref()
         .and_then(entitlement::PackageAccess::binding_path);
-    let (activation_id, record) = if action.exec.is_sequence() {
+    let (activation_id, record) = if compose::runs_in_controller(&action) {
         let (activation_id, finished) = compose::start_sequence(
             state,
             SequenceCall {
                 caller: owner.clone(),
                 presented_key: None,
                 sequence: action,
+                revision: resolved.action.revision.to_string(),
                 binding,
                 payload,
                 blocking: true,

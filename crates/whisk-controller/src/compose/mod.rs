@@ -1,5 +1,6 @@
-//! Sequences (REFERENCE §10): run in the controller, one component activation after another,
-//! each a full activation of its own through the balancer.
+//! Sequences (REFERENCE §10) and conductor actions (§14, in [`conductor`]): run in the
+//! controller, one component activation after another, each a full activation of its own
+//! through the balancer.
 //!
 //! A sequence gets its own activation id at once; its record is written when the chain ends
 //! (and a pending note until then, so a platform stopped mid-sequence still leaves a record).
@@ -26,6 +27,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::invoke::{self, Activation};
 use crate::state::AppState;
 
+pub mod conductor;
+
 /// The most atomic actions one sequence may run, nested sequences included.
 pub const MAX_SEQUENCE_ACTIONS: usize = 50;
 
@@ -34,15 +37,18 @@ pub const COMPONENT_MISSING: &str = "Sequence component does not exist.";
 pub const SEQUENCE_FAILED: &str = "Sequence failed.";
 
 /// How much longer than a component's own time limit the sequence waits for its record.
-const COMPONENT_MARGIN: Duration = Duration::from_secs(60);
+pub(crate) const COMPONENT_MARGIN: Duration = Duration::from_secs(60);
 
-/// A sequence invocation the handler has checked.
+/// A sequence (or conductor action) invocation the handler has checked.
 #[derive(Debug)]
 pub(crate) struct SequenceCall {
     pub caller: Identity,
     /// The key the caller presented, offered to components that want one.
     pub presented_key: Option<AuthKey>,
+    /// The sequence, or the conductor action, with its package's parameters merged in.
     pub sequence: WhiskAction,
+    /// The stored revision of `sequence`: a conductor action is itself run at every step.
+    pub revision: String,
     pub binding: Option<EntityPath>,
     pub payload: Map<String, Value>,
     pub blocking: bool,
@@ -52,7 +58,13 @@ pub(crate) struct SequenceCall {
     pub accepted_at: u64,
 }
 
-/// Starts the sequence and answers as an action invoke does (§7.5).
+/// True for the actions whose invocation runs here rather than in one activation on an
+/// invoker: sequences and conductor actions.
+pub(crate) fn runs_in_controller(action: &WhiskAction) -> bool {
+    action.exec.is_sequence() || conductor::is_conductor(action)
+}
+
+/// Starts the sequence (or composition) and answers as an action invoke does (§7.5).
 pub(crate) async fn invoke_sequence(state: &AppState, call: SequenceCall) -> ApiResult<Response> {
     let blocking = call.blocking;
     let result_only = call.result_only;
@@ -68,11 +80,15 @@ pub(crate) async fn invoke_sequence(state: &AppState, call: SequenceCall) -> Api
 }
 
 /// Notes the sequence as pending and starts its chain in a task of its own; the receiver gets
-/// the stored record (or `None` if it could not be stored) when the chain ends.
+/// the stored record (or `None` if it could not be stored) when the chain ends. A conductor
+/// action starts its composition the same way.
 pub(crate) async fn start_sequence(
     state: &AppState,
     call: SequenceCall,
 ) -> ApiResult<(ActivationId, oneshot::Receiver<Option<WhiskActivation>>)> {
+    if conductor::is_conductor(&call.sequence) {
+        return conductor::start_composition(state, call).await;
+    }
     let sequence_id = state.ids.activation_id();
     let lost = sequence_record(
         &call,
@@ -84,11 +100,7 @@ pub(crate) async fn start_sequence(
         0,
         call.accepted_at,
     )?;
-    let note = activation_entry(&lost).map_err(|error| {
-        tracing::error!(%error, "sequence pending note does not encode");
-        ApiError::internal()
-    })?;
-    state.store.activations.put_pending(note).await?;
+    put_pending(state, &lost).await?;
     let (done, finished) = oneshot::channel();
     let task_state = state.clone();
     let task_id = sequence_id.clone();
@@ -130,7 +142,19 @@ async fn run_topmost(
     store_record(state, &record).await.then_some(record)
 }
 
-async fn store_record(state: &AppState, record: &WhiskActivation) -> bool {
+/// Notes `lost` (the record to keep if the platform stops first) as pending.
+pub(crate) async fn put_pending(state: &AppState, lost: &WhiskActivation) -> ApiResult<()> {
+    let note = activation_entry(lost).map_err(|error| {
+        tracing::error!(%error, activation_id = %lost.activation_id, "pending note does not encode");
+        ApiError::internal()
+    })?;
+    state.store.activations.put_pending(note).await?;
+    Ok(())
+}
+
+/// Stores a sequence or composition record (which clears its pending note); false when that
+/// failed, which is logged.
+pub(crate) async fn store_record(state: &AppState, record: &WhiskActivation) -> bool {
     let entry = match activation_entry(record) {
         Ok(entry) => entry,
         Err(error) => {
@@ -147,16 +171,16 @@ async fn store_record(state: &AppState, record: &WhiskActivation) -> bool {
     }
 }
 
-/// What running a list of components produced.
+/// What running a list of components (or a composition) produced.
 #[derive(Debug)]
-struct ChainOutcome {
-    response: ActivationResponse,
+pub(crate) struct ChainOutcome {
+    pub response: ActivationResponse,
     /// Ids of the activations the chain created, in order.
-    logs: Vec<String>,
-    duration: u64,
+    pub logs: Vec<String>,
+    pub duration: u64,
 }
 
-type ChainFuture<'a> = Pin<Box<dyn Future<Output = ChainOutcome> + Send + 'a>>;
+pub(crate) type ChainFuture<'a> = Pin<Box<dyn Future<Output = ChainOutcome> + Send + 'a>>;
 
 /// Runs `components` one after another, each getting the previous result as input. Nested
 /// sequences recurse (with their own records); `counter` counts atomic actions across them.
@@ -182,7 +206,18 @@ fn run_components<'a>(
                     duration,
                 };
             };
-            let step = if action.exec.is_sequence() {
+            let step = if conductor::is_conductor(&action) {
+                *counter += 1;
+                if *counter > MAX_SEQUENCE_ACTIONS {
+                    return ChainOutcome {
+                        response: ActivationResponse::application_error(json!(TOO_MANY_ACTIONS)),
+                        logs,
+                        duration,
+                    };
+                }
+                conductor::run_nested_composition(state, call, &resolved, action, input, cause)
+                    .await
+            } else if action.exec.is_sequence() {
                 run_nested(
                     state,
                     call,
@@ -232,13 +267,14 @@ fn run_components<'a>(
 }
 
 /// One component's part in the chain.
-struct Step {
-    activation_id: Option<ActivationId>,
-    record_response: ActivationResponse,
-    took: u64,
+pub(crate) struct Step {
+    pub activation_id: Option<ActivationId>,
+    pub record_response: ActivationResponse,
+    pub took: u64,
 }
 
-async fn resolve_component(
+/// The component `component` names, if the caller may activate it and it exists.
+pub(crate) async fn resolve_component(
     state: &AppState,
     caller: &Identity,
     component: &FullyQualifiedEntityName,
@@ -261,6 +297,69 @@ async fn run_atomic(
     input: Map<String, Value>,
     cause: &ActivationId,
 ) -> Step {
+    let component = Component {
+        action,
+        revision: resolved.action.revision.to_string(),
+        binding: resolved
+            .access
+            .as_ref()
+            .and_then(PackageAccess::binding_path),
+    };
+    match run_blocking(state, call, component, input, cause).await {
+        Blocking::Finished(record) => Step {
+            took: record.effective_duration().unwrap_or(0),
+            activation_id: Some(record.activation_id.clone()),
+            record_response: record.response,
+        },
+        Blocking::NotStarted => Step {
+            activation_id: None,
+            record_response: ActivationResponse::whisk_error(json!(SEQUENCE_FAILED)),
+            took: 0,
+        },
+        Blocking::TimedOut(activation_id) => Step {
+            record_response: ActivationResponse::whisk_error(json!(format!(
+                "Timeout reached when retrieving activation {activation_id} for sequence component."
+            ))),
+            activation_id: Some(activation_id),
+            took: 0,
+        },
+        Blocking::Unreadable(activation_id) => Step {
+            activation_id: Some(activation_id),
+            record_response: ActivationResponse::whisk_error(json!(SEQUENCE_FAILED)),
+            took: 0,
+        },
+    }
+}
+
+/// An atomic action to run as one step of a sequence or composition.
+pub(crate) struct Component<'a> {
+    /// With its package's parameters merged in.
+    pub action: &'a WhiskAction,
+    pub revision: String,
+    pub binding: Option<EntityPath>,
+}
+
+/// How one blocking step ended.
+pub(crate) enum Blocking {
+    Finished(Box<WhiskActivation>),
+    /// It could not be handed to an invoker (the reason is logged).
+    NotStarted,
+    /// Its record did not come within its time limit and the margins.
+    TimedOut(ActivationId),
+    /// Its record exists but does not decode (logged).
+    Unreadable(ActivationId),
+}
+
+/// Runs one atomic action as a step of the sequence or composition `cause`, as the caller of
+/// `call`, and waits for its record; callers turn the failures into their own messages.
+pub(crate) async fn run_blocking(
+    state: &AppState,
+    call: &SequenceCall,
+    component: Component<'_>,
+    input: Map<String, Value>,
+    cause: &ActivationId,
+) -> Blocking {
+    let action = component.action;
     let api_key = call
         .presented_key
         .as_ref()
@@ -273,11 +372,8 @@ async fn run_atomic(
             caller: &call.caller,
             api_key,
             action,
-            revision: resolved.action.revision.to_string(),
-            binding: resolved
-                .access
-                .as_ref()
-                .and_then(PackageAccess::binding_path),
+            revision: component.revision,
+            binding: component.binding,
             payload: input,
             blocking: true,
             result_only: false,
@@ -292,42 +388,24 @@ async fn run_atomic(
     let started = match started {
         Ok(started) => started,
         Err(error) => {
-            tracing::warn!(%error, component = %action.fqn(), "sequence component not started");
-            return Step {
-                activation_id: None,
-                record_response: ActivationResponse::whisk_error(json!(SEQUENCE_FAILED)),
-                took: 0,
-            };
+            tracing::warn!(%error, component = %action.fqn(), %cause, "component not started");
+            return Blocking::NotStarted;
         }
     };
     let activation_id = started.activation_id.clone();
     match invoke::wait_for_record(state, started, wait + invoke::BLOCKING_MARGIN).await {
-        Ok(Some(record)) => Step {
-            took: record.effective_duration().unwrap_or(0),
-            record_response: record.response,
-            activation_id: Some(activation_id),
-        },
-        Ok(None) => Step {
-            record_response: ActivationResponse::whisk_error(json!(format!(
-                "Timeout reached when retrieving activation {activation_id} for sequence component."
-            ))),
-            activation_id: Some(activation_id),
-            took: 0,
-        },
+        Ok(Some(record)) => Blocking::Finished(Box::new(record)),
+        Ok(None) => Blocking::TimedOut(activation_id),
         Err(error) => {
-            tracing::warn!(%error, %activation_id, "sequence component record unreadable");
-            Step {
-                activation_id: Some(activation_id),
-                record_response: ActivationResponse::whisk_error(json!(SEQUENCE_FAILED)),
-                took: 0,
-            }
+            tracing::warn!(%error, %activation_id, "component record unreadable");
+            Blocking::Unreadable(activation_id)
         }
     }
 }
 
 /// A sequence inside a sequence: its components run here, and it gets its own record
 /// (`topmost: false`, `cause` = the enclosing sequence).
-async fn run_nested(
+pub(crate) async fn run_nested(
     state: &AppState,
     call: &SequenceCall,
     inner: &WhiskAction,
@@ -342,6 +420,8 @@ async fn run_nested(
         caller: call.caller.clone(),
         presented_key: call.presented_key.clone(),
         sequence: inner.clone(),
+        // Only conductor actions are run under their own name; a sequence never is.
+        revision: String::new(),
         binding: access.and_then(PackageAccess::binding_path),
         payload: Map::new(),
         blocking: true,
@@ -382,7 +462,7 @@ async fn run_nested(
 
 /// The record of a sequence (§10): logs are the component ids, duration their sum.
 #[allow(clippy::too_many_arguments)]
-fn sequence_record(
+pub(crate) fn sequence_record(
     call: &SequenceCall,
     activation_id: &ActivationId,
     cause: Option<&ActivationId>,
