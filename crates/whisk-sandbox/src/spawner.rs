@@ -723,6 +723,13 @@ fn start_program(
         .argv
         .split_first()
         .ok_or_else(|| SetupError("exec: empty argv".to_owned()))?;
+    // Checked apart from the exec, whose error would not say that the directory was missing.
+    if !spec.cwd.is_dir() {
+        return Err(SetupError(format!(
+            "cwd {}: not a directory in the container",
+            spec.cwd.display()
+        )));
+    }
     let child = Command::new(program)
         .args(args)
         .env_clear()

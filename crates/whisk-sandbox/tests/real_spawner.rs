@@ -299,6 +299,14 @@ async fn setup_errors_name_their_step_and_leave_nothing() {
         "{error}"
     );
 
+    let mut bad_cwd = shell("badcwd", "true");
+    bad_cwd.cwd = "/action".into();
+    let error = sandbox.create(bad_cwd).await.expect_err("a missing cwd");
+    assert!(
+        error.to_string().contains("cwd /action: not a directory"),
+        "{error}"
+    );
+
     let mut bad_netns = shell("badnetns", "true");
     bad_netns.netns = Some("/run/netns/whisk-test-missing-namespace".into());
     let error = sandbox
@@ -314,7 +322,7 @@ async fn setup_errors_name_their_step_and_leave_nothing() {
         Err(whisk_sandbox::SandboxError::Spec(_))
     ));
 
-    for id in ["badbind", "noexec", "badnetns"] {
+    for id in ["badbind", "noexec", "badcwd", "badnetns"] {
         let cgroup = sandbox.cgroups().cgroup_for(id).expect("cgroup paths");
         for dir in cgroup.dirs() {
             assert!(!dir.exists(), "{} left behind", dir.display());
