@@ -116,6 +116,7 @@ fn serve() -> io::Result<()> {
             // The server closed its end: take every container down with us.
             for (pid, _) in &context.children {
                 if let Some(pid) = Pid::from_raw(*pid as i32) {
+                    // ESRCH (already gone) is the only possible failure and is fine.
                     let _ = rustix::process::kill_process(pid, Signal::KILL);
                 }
             }
@@ -377,6 +378,7 @@ fn wait_for_report(report: OwnedFd) -> Result<(), String> {
 
 fn kill_and_reap(pid: u32) {
     if let Some(raw) = Pid::from_raw(pid as i32) {
+        // Our own child: the kill cannot be refused, and the wait only reaps it.
         let _ = rustix::process::kill_process(raw, Signal::KILL);
         let _ = waitpid(Some(raw), WaitOptions::empty());
     }
@@ -408,6 +410,7 @@ fn container_init(context: &Context, spec: &ContainerSpec, steps: &[Step], pipes
     let program = match started {
         Ok(program) => program,
         Err(SetupError(message)) => {
+            // If the spawner is gone there is nobody to tell; exiting is all that is left.
             let _ = report.write_all(message.as_bytes());
             std::process::exit(125);
         }
