@@ -96,6 +96,8 @@ pub struct Endpoint {
     pub response_type: String,
     /// Where the platform is reached (`scheme://host[:port]`), for the operation's `url`.
     pub origin: String,
+    /// OpenAPI parameter objects for the `{name}` segments of `rel_path`.
+    pub path_parameters: Vec<Value>,
 }
 
 /// What a create request asks for.
@@ -253,7 +255,46 @@ pub fn parse_create(
         action: action_name.to_string(),
         response_type,
         origin: origin.to_string(),
+        path_parameters: path_parameters(&apidoc, rel_path),
     }))
+}
+
+/// The `{name}` segments of a relative path, in order, each once.
+fn template_names(rel_path: &str) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for segment in rel_path.split('/') {
+        if let Some(name) = segment
+            .strip_prefix('{')
+            .and_then(|rest| rest.strip_suffix('}'))
+            .filter(|name| !name.is_empty())
+            && !names.contains(&name)
+        {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The parameter objects of a path's templates: the client's own (`wsk` sends
+/// `pathParameters`) where it gave them, a plain required string otherwise.
+fn path_parameters(apidoc: &Map<String, Value>, rel_path: &str) -> Vec<Value> {
+    let given = apidoc
+        .get("pathParameters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    template_names(rel_path)
+        .into_iter()
+        .map(|name| {
+            given
+                .iter()
+                .find(|parameter| parameter.get("name").and_then(Value::as_str) == Some(name))
+                .cloned()
+                .unwrap_or_else(
+                    || json!({"name": name, "in": "path", "required": true, "type": "string"}),
+                )
+        })
+        .collect()
 }
 
 /// An API with no routes yet; its name defaults to its base path, as in OpenWhisk.
@@ -277,7 +318,7 @@ pub fn add_endpoint(doc: &mut Value, endpoint: &Endpoint) {
         endpoint.action,
         endpoint.response_type
     );
-    let operation = json!({
+    let mut operation = json!({
         "operationId": format!("{}_{}", endpoint.operation, endpoint.rel_path),
         "x-openwhisk": {
             "namespace": endpoint.namespace,
@@ -287,6 +328,9 @@ pub fn add_endpoint(doc: &mut Value, endpoint: &Endpoint) {
         },
         "responses": {"default": {"description": "Default response"}},
     });
+    if !endpoint.path_parameters.is_empty() {
+        operation["parameters"] = Value::Array(endpoint.path_parameters.clone());
+    }
     if !doc.get("paths").is_some_and(Value::is_object) {
         doc["paths"] = json!({});
     }
@@ -627,6 +671,31 @@ mod tests {
         add_endpoint(&mut doc, &endpoint);
         remove_endpoint(&mut doc, "/world", None).unwrap();
         assert!(is_empty(&doc));
+    }
+
+    #[test]
+    fn path_templates_become_parameters() {
+        let mut body = cli_body();
+        body["apidoc"]["gatewayPath"] = json!("/items/{id}/parts/{part}/{id}");
+        body["apidoc"]["pathParameters"] = json!([
+            {"name": "part", "in": "path", "required": true, "type": "string", "description": "which part"}
+        ]);
+        let endpoint = endpoint_of(parse_create(&body, "guest", "http", "http://h").unwrap());
+        assert_eq!(
+            endpoint.path_parameters,
+            vec![
+                json!({"name": "id", "in": "path", "required": true, "type": "string"}),
+                json!({"name": "part", "in": "path", "required": true, "type": "string", "description": "which part"}),
+            ]
+        );
+        let mut doc = base_document("/hello", None);
+        add_endpoint(&mut doc, &endpoint);
+        let operation = &doc["paths"]["/items/{id}/parts/{part}/{id}"]["get"];
+        assert_eq!(operation["parameters"].as_array().unwrap().len(), 2);
+        let plain = endpoint_of(parse_create(&cli_body(), "guest", "json", "http://h").unwrap());
+        let mut doc = base_document("/hello", None);
+        add_endpoint(&mut doc, &plain);
+        assert!(doc["paths"]["/world"]["get"].get("parameters").is_none());
     }
 
     #[test]
