@@ -164,6 +164,33 @@ fn has_path_parameters(path: &str) -> bool {
         .any(|segment| segment.len() > 2 && segment.starts_with('{') && segment.ends_with('}'))
 }
 
+/// The OpenAPI parameter objects `wsk` sends for the `{name}` segments of a path, each once.
+fn path_parameters(path: &str) -> Vec<Value> {
+    let mut names: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        if let Some(name) = segment
+            .strip_prefix('{')
+            .and_then(|rest| rest.strip_suffix('}'))
+            .filter(|name| !name.is_empty())
+            && !names.contains(&name)
+        {
+            names.push(name);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            json!({
+                "name": name,
+                "in": "path",
+                "description": format!("Default description for '{name}'"),
+                "required": true,
+                "type": "string",
+            })
+        })
+        .collect()
+}
+
 async fn create_api(client: &Client, settings: &Settings, create: ApiCreate) -> anyhow::Result<()> {
     let fail = |error: &dyn std::fmt::Display| anyhow!("Unable to create API: {error}");
     if create.args.is_empty() {
@@ -254,6 +281,10 @@ async fn create_api(client: &Client, settings: &Settings, create: ApiCreate) -> 
     });
     if let Some(name) = api_name {
         apidoc["apiName"] = json!(name);
+    }
+    let parameters = path_parameters(rel_path);
+    if !parameters.is_empty() {
+        apidoc["pathParameters"] = Value::Array(parameters);
     }
     let query = [("responsetype", create.response_type.clone())];
     let answer = management(
@@ -627,5 +658,13 @@ mod tests {
         assert!(has_path_parameters("/items/{id}"));
         assert!(!has_path_parameters("/items/id"));
         assert_eq!(check_verb("get").unwrap(), "GET");
+        let parameters = path_parameters("/a/{id}/b/{id}/{x}");
+        let names: Vec<&str> = parameters
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["id", "x"]);
+        assert_eq!(parameters[0]["description"], "Default description for 'id'");
+        assert!(path_parameters("/a/b").is_empty());
     }
 }

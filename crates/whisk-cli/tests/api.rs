@@ -76,6 +76,26 @@ fn create_list_get_and_delete_routes() {
             &format!("{base}/tools/x"),
         ]);
     platform
+        .wsk(&[
+            "api",
+            "create",
+            "/tools",
+            "/y/{id}",
+            "get",
+            "tools/pkgd",
+            "--response-type",
+            "http",
+        ])
+        .assert_ok(&[
+            "ok: created API /tools/y/{id} GET for action /guest/tools/pkgd",
+            &format!("{base}/tools/y/{{id}}"),
+        ]);
+    let got = platform.wsk(&["api", "get", "/tools"]);
+    let apidoc: Value = serde_json::from_str(&got.stdout).unwrap();
+    let parameter = &apidoc["paths"]["/y/{id}"]["get"]["parameters"][0];
+    assert_eq!(parameter["name"], "id");
+    assert_eq!(parameter["description"], "Default description for 'id'");
+    platform
         .wsk(&["api", "delete", "/tools"])
         .assert_ok(&["ok: deleted API /tools"]);
 
