@@ -523,3 +523,80 @@ async fn a_step_that_cannot_start_is_an_activation_failure() {
     assert_eq!(ids(&body), Vec::<String>::new());
     assert!(app.store.activations.pending().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_conductor_web_action_answers_with_the_composition_result() {
+    let (app, _balancer, _stand_in) = app().await;
+    action(&app, "inc").await;
+    put_ok(
+        &app,
+        "/api/v1/namespaces/_/actions/cond",
+        GUEST,
+        json!({
+            "exec": {"kind": "nodejs:20", "code": "function main(p) { return p }"},
+            "annotations": [
+                {"key": "conductor", "value": true},
+                {"key": "web-export", "value": true}
+            ]
+        }),
+    )
+    .await;
+    let response = app
+        .call(
+            axum::http::Method::POST,
+            "/api/v1/web/guest/default/cond.json",
+            None,
+            Some(json!({"n": 1})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.json(), json!({"done": 3}));
+    let id = response.header("x-openwhisk-activation-id").unwrap();
+    let stored = record(&app, id).await;
+    assert_eq!(annotation(&stored, "conductor"), Some(json!(true)));
+    assert_eq!(ids(&stored).len(), 5);
+}
+
+#[tokio::test]
+async fn a_running_composition_is_noted_as_pending_until_its_record_is_stored() {
+    let (app, _balancer, stand_in) = app().await;
+    conductor(&app, "probe").await;
+    action(&app, "slow").await;
+    let response = app
+        .post(
+            "/api/v1/namespaces/_/actions/probe",
+            GUEST,
+            Some(json!({"target": "slow"})),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED);
+    let id = response.json()["activationId"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stand_in.held_count() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "slow never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pending = app.store.activations.pending().await.unwrap();
+    let note = pending
+        .iter()
+        .find(|note| note.activation_id == id)
+        .expect("the composition is noted while its component runs");
+    assert_eq!(note.document["name"], "probe");
+    assert!(
+        note.document["annotations"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"key": "conductor", "value": true}))
+    );
+
+    stand_in
+        .release(ActivationResponse::success(json!({"late": true}), None))
+        .await;
+    let stored = record(&app, &id).await;
+    assert_eq!(
+        stored["response"]["result"],
+        json!({"late": true, "$step": 1})
+    );
+    let pending = app.store.activations.pending().await.unwrap();
+    assert!(pending.iter().all(|note| note.activation_id != id));
+}

@@ -15,7 +15,7 @@ use whisk_controller::api::triggers::{self, Fired};
 use whisk_controller::{
     AppState, BalancerConfig, ControllerConfig, Invocations, LoadBalancer, RandomIds, SystemClock,
 };
-use whisk_model::{AuthKey, EntityName, SystemLimits};
+use whisk_model::{AuthKey, EntityName, NamespaceLimits, SystemLimits};
 
 use common::invoker::{StandIn, echo};
 use common::{GUEST, OTHER, TestApp};
@@ -528,4 +528,101 @@ async fn fire_with_identity_fires_without_http_and_applies_the_same_checks() {
             .await
             .unwrap_err();
     assert_eq!(error.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_rule_action_is_invoked_with_the_firing_users_rights() {
+    let (app, _balancer, stand_in) = app().await;
+    put_ok(
+        &app,
+        "/api/v1/namespaces/_/packages/shared",
+        OTHER,
+        json!({"publish": true}),
+    )
+    .await;
+    put_ok(
+        &app,
+        "/api/v1/namespaces/_/actions/shared/act",
+        OTHER,
+        json!({"exec": {"kind": "nodejs:20", "code": "x"}}),
+    )
+    .await;
+    trigger(&app, "t", json!([])).await;
+    put_ok(
+        &app,
+        "/api/v1/namespaces/_/rules/r",
+        GUEST,
+        json!({"trigger": "/_/t", "action": "/other/shared/act"}),
+    )
+    .await;
+    // Public: the firing user may invoke it, in their own namespace.
+    let id = fired_id(
+        &app.post("/api/v1/namespaces/_/triggers/t", GUEST, None)
+            .await,
+    );
+    let line = log_lines(&record(&app, &id).await).remove(0);
+    assert_eq!(line["statusCode"], 0, "{line}");
+    assert_eq!(line["action"], "other/shared/act");
+    let invoked = record_of(&app, &line).await;
+    assert_eq!(invoked["namespace"], "guest");
+    assert_eq!(stand_in.received.lock().unwrap()[0].user.subject, "guest");
+
+    // No longer shared: refused like a direct invoke would be.
+    put_ok(
+        &app,
+        "/api/v1/namespaces/_/packages/shared?overwrite=true",
+        OTHER,
+        json!({"publish": false}),
+    )
+    .await;
+    let id = fired_id(
+        &app.post("/api/v1/namespaces/_/triggers/t", GUEST, None)
+            .await,
+    );
+    let record = record(&app, &id).await;
+    assert_eq!(
+        record["response"]["result"],
+        json!({}),
+        "no body, no result"
+    );
+    let line = log_lines(&record).remove(0);
+    assert_eq!(line["statusCode"], 1, "{line}");
+    assert_eq!(line["success"], false);
+    assert!(
+        line["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("The supplied authentication is not authorized to access"),
+        "{line}"
+    );
+    assert_eq!(stand_in.received.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_namespace_limit_on_fires_per_minute_wins_over_the_system_one() {
+    let (app, _balancer, _stand_in) = app().await;
+    app.store
+        .subjects
+        .set_limits(
+            "guest",
+            &NamespaceLimits {
+                fires_per_minute: Some(1),
+                ..NamespaceLimits::default()
+            },
+        )
+        .await
+        .unwrap();
+    trigger(&app, "t", json!([])).await;
+    let first = app
+        .post("/api/v1/namespaces/_/triggers/t", GUEST, None)
+        .await;
+    assert_eq!(first.status, StatusCode::NO_CONTENT);
+    let second = app
+        .post("/api/v1/namespaces/_/triggers/t", GUEST, None)
+        .await;
+    assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        second.error(),
+        "Too many requests in the last minute (count: 2, allowed: 1)."
+    );
 }
