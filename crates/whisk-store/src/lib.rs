@@ -1,4 +1,5 @@
-//! Stores for entities, subjects and activations, and their SQLite adapter.
+//! Stores for entities, subjects and activations, with their SQLite (embedded)
+//! and PostgreSQL (cluster) adapters.
 //!
 //! The store is a document store in the manner of OpenWhisk's CouchDB: each
 //! entity or activation is kept as the JSON the API serves, next to the few
@@ -8,6 +9,8 @@
 mod activation;
 mod entity;
 mod error;
+mod postgres;
+mod retention;
 mod sqlite;
 mod subject;
 
@@ -22,6 +25,11 @@ pub use entity::{
     EntityDocument, EntityQuery, EntityScope, EntityStore, InvalidRevision, Revision, StoredEntity,
 };
 pub use error::{StoreError, StoreResult};
+pub use postgres::{
+    PostgresActivationStore, PostgresEntityStore, PostgresOptions, PostgresSubjectStore,
+    PostgresTls,
+};
+pub use retention::{RetentionTask, spawn_retention};
 pub use sqlite::{
     DATABASE_FILE_NAME, SqliteActivationStore, SqliteEntityStore, SqliteSubjectStore,
 };
@@ -48,4 +56,16 @@ pub fn open_sqlite(data_dir: &Path) -> StoreResult<Store> {
         subjects: Arc::new(SqliteSubjectStore::new(database.clone())),
         activations: Arc::new(SqliteActivationStore::new(database)),
     })
+}
+
+/// Opens the cluster store on a PostgreSQL server: connects a pool, creates the
+/// schema named in `options` if asked to, and migrates it to this build's version.
+///
+/// `url` is a libpq-style URL (`postgres://user:password@host:port/dbname`).
+/// Fails with [`StoreError::Unavailable`] when the server cannot be reached
+/// within `options.connect_timeout`, [`StoreError::InvalidInput`] for a bad URL,
+/// schema name or CA file, and [`StoreError::SchemaTooNew`] on a database
+/// written by a newer whisk-rs.
+pub async fn open_postgres(url: &str, options: &PostgresOptions) -> StoreResult<Store> {
+    postgres::open(url, options).await
 }
