@@ -24,7 +24,7 @@ use whisk_model::ActivationResponse;
 use whisk_model::activation::MEMORY_EXHAUSTED;
 use whisk_runtime::{
     DEFAULT_MAX_RESPONSE_BYTES, LOG_SENTINEL, LaunchLayout, PROXY_PORT, RuntimeClient, Verdict,
-    init_verdict, launch_spec, run_verdict,
+    init_verdict, launch_spec_with_memory, run_verdict, unavailable,
 };
 use whisk_sandbox::net::{NetworkPool, PreparedNetwork};
 use whisk_sandbox::{Bind, Sandbox};
@@ -167,9 +167,14 @@ impl SandboxFactory {
         network: &ContainerNetwork,
     ) -> Result<whisk_sandbox::ContainerSpec, ContainerError> {
         let layout = &self.config.layout;
-        let launch = launch_spec(&spec.kind, layout).ok_or_else(|| {
-            ContainerError::Create(format!("kind {} cannot run on this invoker", spec.kind))
-        })?;
+        let launch =
+            launch_spec_with_memory(&spec.kind, layout, spec.memory_mb).ok_or_else(|| {
+                let why = unavailable(&spec.kind, layout).unwrap_or_default();
+                ContainerError::Create(format!(
+                    "kind {} cannot run on this invoker: {why}",
+                    spec.kind
+                ))
+            })?;
         let mut env = vec![
             (
                 "PATH".to_string(),

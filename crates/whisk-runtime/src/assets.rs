@@ -10,6 +10,11 @@ pub const NODE_PROXY: &str = include_str!("../runtimes/nodejs/proxy.js");
 /// The Python proxy (standard library only).
 pub const PYTHON_PROXY: &str = include_str!("../runtimes/python/proxy.py");
 
+include!(concat!(env!("OUT_DIR"), "/java_proxy.rs"));
+
+/// Where [`write_assets`] puts the Java proxy's jar (when this build has one).
+pub const JAVA_PROXY_PATH: &str = "java/proxy.jar";
+
 /// Where [`write_assets`] puts the Node.js proxy, relative to the assets directory.
 pub const NODE_PROXY_PATH: &str = "nodejs/proxy.js";
 /// Where [`write_assets`] puts the Python proxy, relative to the assets directory.
@@ -18,10 +23,12 @@ pub const PYTHON_PROXY_PATH: &str = "python/proxy.py";
 /// Writes every embedded asset under `dir` (created if missing), replacing older copies, so a
 /// new binary never runs an old proxy.
 pub fn write_assets(dir: &Path) -> io::Result<()> {
-    for (relative, text) in [
-        (NODE_PROXY_PATH, NODE_PROXY),
-        (PYTHON_PROXY_PATH, PYTHON_PROXY),
-    ] {
+    let mut assets = vec![
+        (NODE_PROXY_PATH, NODE_PROXY.as_bytes()),
+        (PYTHON_PROXY_PATH, PYTHON_PROXY.as_bytes()),
+    ];
+    assets.extend(JAVA_PROXY_JAR.map(|jar| (JAVA_PROXY_PATH, jar)));
+    for (relative, text) in assets {
         let path = dir.join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -53,6 +60,12 @@ mod tests {
             std::fs::read_to_string(dir.path().join(PYTHON_PROXY_PATH)).unwrap(),
             PYTHON_PROXY
         );
+        if let Some(jar) = JAVA_PROXY_JAR {
+            assert_eq!(
+                std::fs::read(dir.path().join(JAVA_PROXY_PATH)).unwrap(),
+                jar
+            );
+        }
     }
 
     #[test]

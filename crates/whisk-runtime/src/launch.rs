@@ -7,7 +7,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::assets::{NODE_PROXY_PATH, PYTHON_PROXY_PATH};
+use crate::assets::{JAVA_PROXY_JAR, JAVA_PROXY_PATH, NODE_PROXY_PATH, PYTHON_PROXY_PATH};
+
+/// Memory assumed by [`launch_spec`], which is not told the container's (OpenWhisk's default
+/// action memory).
+const DEFAULT_MEMORY_MB: u64 = 256;
+
+/// Where Debian's `libgoogle-gson-java` puts Gson, the JSON type of Java actions' signature.
+const DEBIAN_GSON: &str = "/usr/share/java/gson.jar";
 
 /// The kinds [`launch_spec`] knows how to start.
 pub fn supported_kinds() -> &'static [&'static str] {
@@ -16,6 +23,7 @@ pub fn supported_kinds() -> &'static [&'static str] {
         "python:3.11",
         "python:3",
         "go:1.20",
+        "java:8",
         "blackbox",
     ]
 }
@@ -37,6 +45,10 @@ pub struct LaunchSpec {
 pub struct HostTools {
     pub node: Option<Tool>,
     pub python: Option<Tool>,
+    /// The `java` launcher (11 or newer) for `java:8` actions.
+    pub java: Option<Tool>,
+    /// Gson's jar (`$WHISK_GSON_JAR`, else Debian's), on the Java proxy's classpath.
+    pub gson: Option<PathBuf>,
 }
 
 /// One interpreter: the path to run and the host prefix to bind when it lies outside `/usr`.
@@ -59,6 +71,11 @@ impl HostTools {
                 "python3",
                 &dirs,
             ),
+            java: find_tool(&["/usr/bin/java"], "java", &dirs),
+            gson: std::env::var_os("WHISK_GSON_JAR")
+                .map(PathBuf::from)
+                .or_else(|| Some(PathBuf::from(DEBIAN_GSON)))
+                .filter(|path| path.is_file()),
         }
     }
 }
@@ -119,8 +136,49 @@ impl LaunchLayout {
 }
 
 /// How to start the proxy for `kind`, or `None` when the kind is not supported here (or its
-/// interpreter is missing on the host).
+/// interpreter is missing on the host). Runtimes that size themselves to the container's memory
+/// assume OpenWhisk's default 256 MB: use [`launch_spec_with_memory`] where it is known.
 pub fn launch_spec(kind: &str, layout: &LaunchLayout) -> Option<LaunchSpec> {
+    launch_spec_with_memory(kind, layout, DEFAULT_MEMORY_MB)
+}
+
+/// Why `kind` cannot start here, in words for an operator; `None` when it can.
+pub fn unavailable(kind: &str, layout: &LaunchLayout) -> Option<String> {
+    if !supported_kinds().contains(&kind) {
+        return Some(format!("kind {kind} is not supported by this invoker"));
+    }
+    match kind {
+        "nodejs:20" if layout.tools.node.is_none() => Some("no node on this host".into()),
+        "python:3.11" | "python:3" if layout.tools.python.is_none() => {
+            Some("no python3 on this host".into())
+        }
+        "java:8" if JAVA_PROXY_JAR.is_none() => Some(
+            "this build has no Java proxy (no JDK or Gson when it was compiled; see build.rs)"
+                .into(),
+        ),
+        "java:8" if layout.tools.java.is_none() => Some("no java on this host".into()),
+        "java:8" if layout.tools.gson.is_none() => Some(format!(
+            "no Gson on this host ({DEBIAN_GSON}, package libgoogle-gson-java)"
+        )),
+        _ => None,
+    }
+}
+
+/// The heap (`-Xmx`) of a JVM in a container of `memory_mb`: the rest is left for what the JVM
+/// needs besides its heap (metaspace, code cache, thread stacks, its own libraries), a quarter
+/// of the memory and at least 64 MB, so the kernel's OOM killer is not what ends a big heap;
+/// at least 16 MB whatever the memory.
+pub fn java_heap_mb(memory_mb: u64) -> u64 {
+    let reserve = (memory_mb / 4).max(64);
+    memory_mb.saturating_sub(reserve).max(16)
+}
+
+/// [`launch_spec`] for a container of `memory_mb`.
+pub fn launch_spec_with_memory(
+    kind: &str,
+    layout: &LaunchLayout,
+    memory_mb: u64,
+) -> Option<LaunchSpec> {
     let text = |path: &Path| path.to_string_lossy().into_owned();
     match kind {
         "nodejs:20" => {
@@ -156,6 +214,44 @@ pub fn launch_spec(kind: &str, layout: &LaunchLayout) -> Option<LaunchSpec> {
             env: Vec::new(),
             needs: Vec::new(),
         }),
+        "java:8" => {
+            JAVA_PROXY_JAR?;
+            let java = layout.tools.java.as_ref()?;
+            let gson = layout.tools.gson.as_ref()?;
+            let heap = java_heap_mb(memory_mb);
+            let classpath = format!(
+                "{}:{}",
+                text(&layout.assets_dir.join(JAVA_PROXY_PATH)),
+                text(gson)
+            );
+            let mut needs = java.needs.clone();
+            if !["/usr/", "/lib/"]
+                .iter()
+                .any(|prefix| gson.starts_with(prefix))
+            {
+                needs.push(gson.clone());
+            }
+            Some(LaunchSpec {
+                argv: vec![
+                    text(&java.path),
+                    format!("-Xmx{heap}m"),
+                    format!("-Xms{}m", heap.min(32)),
+                    // One small heap on a core or two: the serial collector has the smallest
+                    // footprint and start; no perf-data file in the read-only root.
+                    "-XX:+UseSerialGC".to_string(),
+                    "-XX:-UsePerfData".to_string(),
+                    "-Xshare:auto".to_string(),
+                    "-Dfile.encoding=UTF-8".to_string(),
+                    // The proxy updates System.getenv()'s map for the __OW_* values (see Proxy.java).
+                    "--add-opens=java.base/java.util=ALL-UNNAMED".to_string(),
+                    "-cp".to_string(),
+                    classpath,
+                    "whisk.runtime.java.Proxy".to_string(),
+                ],
+                env: Vec::new(),
+                needs,
+            })
+        }
         "blackbox" => Some(LaunchSpec {
             argv: vec![
                 text(&layout.whisk_binary),
@@ -184,14 +280,80 @@ mod tests {
                 path: PathBuf::from("/opt/py/bin/python3.11"),
                 needs: vec![PathBuf::from("/opt/py")],
             }),
+            java: Some(Tool {
+                path: PathBuf::from("/usr/lib/jvm/jdk/bin/java"),
+                needs: vec![],
+            }),
+            gson: Some(PathBuf::from("/usr/share/java/gson.jar")),
         })
     }
 
     #[test]
     fn every_supported_kind_has_a_spec() {
         for kind in supported_kinds() {
+            if *kind == "java:8" && JAVA_PROXY_JAR.is_none() {
+                continue;
+            }
             assert!(launch_spec(kind, &layout()).is_some(), "{kind}");
+            assert_eq!(unavailable(kind, &layout()), None, "{kind}");
         }
+    }
+
+    #[test]
+    fn java_runs_the_proxy_jar_with_a_heap_sized_to_the_memory() {
+        let Some(spec) = launch_spec_with_memory("java:8", &layout(), 512) else {
+            assert!(JAVA_PROXY_JAR.is_none());
+            assert!(
+                unavailable("java:8", &layout())
+                    .unwrap()
+                    .contains("build.rs")
+            );
+            return;
+        };
+        assert_eq!(spec.argv[0], "/usr/lib/jvm/jdk/bin/java");
+        assert_eq!(spec.argv[1], "-Xmx384m");
+        let cp = spec.argv.iter().position(|a| a == "-cp").unwrap();
+        assert_eq!(
+            spec.argv[cp + 1],
+            "/whisk/runtime/java/proxy.jar:/usr/share/java/gson.jar"
+        );
+        assert_eq!(spec.argv.last().unwrap(), "whisk.runtime.java.Proxy");
+        assert!(spec.needs.is_empty());
+        assert_eq!(
+            launch_spec("java:8", &layout()).unwrap().argv[1],
+            "-Xmx192m",
+            "256 MB when not told"
+        );
+    }
+
+    #[test]
+    fn java_heaps_leave_room_for_the_jvm() {
+        assert_eq!(java_heap_mb(128), 64);
+        assert_eq!(java_heap_mb(256), 192);
+        assert_eq!(java_heap_mb(2048), 1536);
+        assert_eq!(java_heap_mb(50), 16);
+    }
+
+    #[test]
+    fn java_without_a_jvm_or_gson_is_unavailable_and_says_why() {
+        let mut no_java = layout();
+        no_java.tools.java = None;
+        assert!(launch_spec("java:8", &no_java).is_none());
+        let mut no_gson = layout();
+        no_gson.tools.gson = None;
+        assert!(launch_spec("java:8", &no_gson).is_none());
+        if JAVA_PROXY_JAR.is_some() {
+            assert_eq!(
+                unavailable("java:8", &no_java).unwrap(),
+                "no java on this host"
+            );
+            assert!(unavailable("java:8", &no_gson).unwrap().contains("Gson"));
+        }
+        assert!(
+            unavailable("cobol:1", &layout())
+                .unwrap()
+                .contains("not supported")
+        );
     }
 
     #[test]
@@ -228,7 +390,7 @@ mod tests {
 
     #[test]
     fn unknown_kinds_and_missing_interpreters_have_no_spec() {
-        assert!(launch_spec("java:8", &layout()).is_none());
+        assert!(launch_spec("cobol:1", &layout()).is_none());
         let mut without_node = layout();
         without_node.tools.node = None;
         assert!(launch_spec("nodejs:20", &without_node).is_none());
