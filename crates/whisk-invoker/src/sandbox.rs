@@ -211,6 +211,7 @@ impl SandboxFactory {
             memory_mb: spec.memory_mb,
             pids_max: self.config.pids_max,
             netns: network.netns.clone(),
+            rootfs: None,
         })
     }
 }

@@ -5,6 +5,12 @@
 //! The root is a small tmpfs made read-only at the end. Only the host's runtime directories
 //! (`/usr`, the `lib*` directories, a few `/etc` files) are bound into it, read-only, nosuid and
 //! nodev; everything else of the host stays out of reach after `pivot_root`.
+//!
+//! A container running on an image ([`ContainerSpec::rootfs`]) gets the image's top-level
+//! entries instead, each bound read-only, nosuid and nodev on the same tmpfs. Building on the
+//! tmpfs rather than mounting the image directory itself as `/` keeps every mount point
+//! (`/proc`, `/dev`, `/tmp`, the spec's binds) creatable even when the image lacks it, without
+//! ever writing into the image's root filesystem, which other containers share.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +31,8 @@ pub trait HostView {
     fn kind(&self, path: &Path) -> HostKind;
     /// A small text file's contents, `None` if absent or unreadable.
     fn read(&self, path: &Path) -> Option<String>;
+    /// The names in a directory, sorted; empty if it cannot be read.
+    fn list(&self, dir: &Path) -> Vec<String>;
 }
 
 /// The real host.
@@ -46,6 +54,17 @@ impl HostView for RealHost {
 
     fn read(&self, path: &Path) -> Option<String> {
         std::fs::read_to_string(path).ok()
+    }
+
+    fn list(&self, dir: &Path) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
     }
 }
 
@@ -90,6 +109,12 @@ pub enum Step {
     ReadOnly {
         target: PathBuf,
     },
+    /// Binds a file of the new root over another one, read-only, nosuid and nodev (generated
+    /// `/etc` files over an image's own, which cannot be written).
+    Cover {
+        source: PathBuf,
+        target: PathBuf,
+    },
 }
 
 /// Host directories bound (or recreated as symlinks) so that host runtimes run inside.
@@ -116,9 +141,105 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 /// Size of the root tmpfs: it only holds mount points and the generated `/etc` files.
 const ROOT_TMPFS_OPTIONS: &str = "size=1m,mode=755";
 
+/// Top-level entries of an image that the sandbox provides itself (fresh `/proc`, `/dev` and
+/// `/tmp`; no `/sys` at all, as for host-runtime containers).
+const IMAGE_SKIPPED: &[&str] = &["proc", "dev", "tmp", "sys"];
+
+/// Where generated files for an image's `/etc` are written in the root tmpfs before they are
+/// bound over the image's own.
+const GENERATED_DIR: &str = "/.whisk";
+
 /// The whole plan for one container, in execution order; the root tmpfs itself and
 /// `pivot_root` are the executor's frame around it.
 pub fn plan(spec: &ContainerSpec, host: &dyn HostView) -> Vec<Step> {
+    let mut steps = match &spec.rootfs {
+        Some(root) => image_root(spec, root, host),
+        None => host_runtime_root(spec, host),
+    };
+    steps.extend(kernel_and_scratch(spec, host));
+    for bind in &spec.binds {
+        match host.kind(&bind.source) {
+            HostKind::File => steps.push(Step::Touch {
+                path: bind.target.clone(),
+            }),
+            // A missing source still gets its Bind step: opening it fails with a named error.
+            _ => steps.push(Step::Mkdir {
+                path: bind.target.clone(),
+            }),
+        }
+        steps.push(Step::Bind {
+            source: bind.source.clone(),
+            target: bind.target.clone(),
+            writable: bind.writable,
+            devices: false,
+        });
+    }
+    steps
+}
+
+/// An image's top-level entries, read-only; its `/etc/hosts`, `/etc/hostname` and
+/// `/etc/resolv.conf` covered by generated ones where the image has them.
+fn image_root(spec: &ContainerSpec, root: &Path, host: &dyn HostView) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for name in host.list(root) {
+        if IMAGE_SKIPPED.contains(&name.as_str()) || name == GENERATED_DIR.trim_start_matches('/') {
+            continue;
+        }
+        let source = root.join(&name);
+        let target = Path::new("/").join(&name);
+        match host.kind(&source) {
+            HostKind::Dir => {
+                steps.push(Step::Mkdir {
+                    path: target.clone(),
+                });
+                steps.push(ro_bind(&source, &target));
+            }
+            HostKind::File => {
+                steps.push(Step::Touch {
+                    path: target.clone(),
+                });
+                steps.push(ro_bind(&source, &target));
+            }
+            HostKind::Symlink(link_target) => steps.push(Step::Symlink {
+                target: link_target,
+                link: target,
+            }),
+            HostKind::Missing => {}
+        }
+    }
+    if host.kind(&root.join("etc")) != HostKind::Dir {
+        return steps;
+    }
+    let mut generated_dir_made = false;
+    for (path, contents) in generated_etc(spec, host) {
+        let Some(name) = Path::new(path).file_name() else {
+            continue;
+        };
+        // Only regular files are covered: a symlink in the image could point anywhere in it.
+        if host.kind(&root.join("etc").join(name)) != HostKind::File {
+            continue;
+        }
+        if !generated_dir_made {
+            steps.push(Step::Mkdir {
+                path: GENERATED_DIR.into(),
+            });
+            generated_dir_made = true;
+        }
+        let source = Path::new(GENERATED_DIR).join(name);
+        steps.push(Step::WriteFile {
+            path: source.clone(),
+            contents,
+        });
+        steps.push(Step::Cover {
+            source,
+            target: path.into(),
+        });
+    }
+    steps
+}
+
+/// The host's runtime directories and a few `/etc` entries, plus generated `/etc` files.
+fn host_runtime_root(spec: &ContainerSpec, host: &dyn HostView) -> Vec<Step> {
     let mut steps = Vec::new();
     for dir in RUNTIME_DIRS {
         let dir = Path::new(dir);
@@ -162,16 +283,22 @@ pub fn plan(spec: &ContainerSpec, host: &dyn HostView) -> Vec<Step> {
             contents,
         });
     }
+    steps
+}
 
-    steps.push(Step::Mkdir {
-        path: "/proc".into(),
-    });
-    steps.push(Step::Proc {
-        target: "/proc".into(),
-    });
-    steps.push(Step::ReadOnly {
-        target: "/proc/sys".into(),
-    });
+/// A fresh `/proc` (with `/proc/sys` read-only), a minimal `/dev`, and the private `/tmp`.
+fn kernel_and_scratch(spec: &ContainerSpec, host: &dyn HostView) -> Vec<Step> {
+    let mut steps = vec![
+        Step::Mkdir {
+            path: "/proc".into(),
+        },
+        Step::Proc {
+            target: "/proc".into(),
+        },
+        Step::ReadOnly {
+            target: "/proc/sys".into(),
+        },
+    ];
 
     steps.push(Step::Mkdir {
         path: "/dev".into(),
@@ -221,24 +348,6 @@ pub fn plan(spec: &ContainerSpec, host: &dyn HostView) -> Vec<Step> {
         target: "/tmp".into(),
         options: format!("size={}m,mode=1777", spec.tmp_size_mb),
     });
-
-    for bind in &spec.binds {
-        match host.kind(&bind.source) {
-            HostKind::File => steps.push(Step::Touch {
-                path: bind.target.clone(),
-            }),
-            // A missing source still gets its Bind step: opening it fails with a named error.
-            _ => steps.push(Step::Mkdir {
-                path: bind.target.clone(),
-            }),
-        }
-        steps.push(Step::Bind {
-            source: bind.source.clone(),
-            target: bind.target.clone(),
-            writable: bind.writable,
-            devices: false,
-        });
-    }
     steps
 }
 
@@ -323,6 +432,16 @@ mod tests {
         fn read(&self, path: &Path) -> Option<String> {
             self.files.get(path).cloned()
         }
+        fn list(&self, dir: &Path) -> Vec<String> {
+            let mut names: Vec<String> = self
+                .kinds
+                .keys()
+                .filter(|path| path.parent() == Some(dir))
+                .filter_map(|path| Some(path.file_name()?.to_str()?.to_owned()))
+                .collect();
+            names.sort();
+            names
+        }
     }
 
     fn spec() -> ContainerSpec {
@@ -344,6 +463,7 @@ mod tests {
             memory_mb: 128,
             pids_max: 64,
             netns: None,
+            rootfs: None,
         }
     }
 
@@ -503,5 +623,134 @@ mod tests {
             Some("nameserver 10.0.0.2\nsearch example\n")
         );
         assert!(file("/etc/passwd").is_some_and(|passwd| passwd.starts_with("root:x:0:0:")));
+    }
+
+    /// A host with an unpacked image at `/img` next to its own runtime directories.
+    fn image_host() -> FakeHost {
+        usrmerged_host()
+            .with("/img/bin", HostKind::Symlink("usr/bin".into()))
+            .with("/img/usr", HostKind::Dir)
+            .with("/img/etc", HostKind::Dir)
+            .with("/img/etc/hosts", HostKind::File)
+            .with("/img/etc/resolv.conf", HostKind::Symlink("/run/x".into()))
+            .with("/img/proc", HostKind::Dir)
+            .with("/img/dev", HostKind::Dir)
+            .with("/img/sys", HostKind::Dir)
+            .with("/img/tmp", HostKind::Dir)
+            .with("/img/whisk", HostKind::File)
+    }
+
+    fn image_spec() -> ContainerSpec {
+        ContainerSpec {
+            rootfs: Some("/img".into()),
+            ..spec()
+        }
+    }
+
+    #[test]
+    fn an_image_root_replaces_the_host_runtime_dirs_read_only() {
+        let steps = plan(&image_spec(), &image_host());
+        let bound = binds(&steps);
+        assert!(bound.contains(&("/img/usr".into(), false)));
+        assert!(bound.contains(&("/img/etc".into(), false)));
+        assert!(bound.contains(&("/img/whisk".into(), false)));
+        assert!(steps.contains(&Step::Touch {
+            path: "/whisk".into()
+        }));
+        assert!(steps.contains(&Step::Symlink {
+            target: "usr/bin".into(),
+            link: "/bin".into()
+        }));
+        for (source, writable) in &bound {
+            let allowed = source.starts_with("/img")
+                || source.starts_with("/dev")
+                || source.starts_with("/srv");
+            assert!(allowed, "unexpected bind of {}", source.display());
+            if source.starts_with("/img") {
+                assert!(!writable, "{} must be read-only", source.display());
+            }
+        }
+        assert!(
+            !bound.iter().any(|(source, _)| source == Path::new("/usr")),
+            "the host's /usr stays out"
+        );
+    }
+
+    #[test]
+    fn an_image_gets_fresh_proc_dev_and_tmp_and_no_sys() {
+        let steps = plan(&image_spec(), &image_host());
+        for skipped in ["/img/proc", "/img/dev", "/img/sys", "/img/tmp"] {
+            assert!(
+                !binds(&steps).contains(&(skipped.into(), false)),
+                "{skipped}"
+            );
+        }
+        assert!(steps.contains(&Step::Proc {
+            target: "/proc".into()
+        }));
+        assert!(steps.contains(&Step::Tmpfs {
+            target: "/tmp".into(),
+            options: "size=32m,mode=1777".into()
+        }));
+        assert!(steps.contains(&Step::Tmpfs {
+            target: "/dev".into(),
+            options: "size=64k,mode=755".into()
+        }));
+    }
+
+    #[test]
+    fn only_an_image_s_regular_etc_files_are_covered_and_nothing_is_written_into_it() {
+        let steps = plan(&image_spec(), &image_host());
+        assert!(steps.contains(&Step::Cover {
+            source: "/.whisk/hosts".into(),
+            target: "/etc/hosts".into()
+        }));
+        let covered: Vec<&PathBuf> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Cover { target, .. } => Some(target),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            covered,
+            vec![Path::new("/etc/hosts")],
+            "no symlinked or absent files"
+        );
+        for step in &steps {
+            if let Step::WriteFile { path, .. } | Step::Touch { path } | Step::Mkdir { path } = step
+            {
+                // `/etc` itself is the bind's mount point in the root tmpfs.
+                assert!(
+                    !path.starts_with("/etc") || path == Path::new("/etc"),
+                    "{} would be created inside the image's /etc",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_image_without_etc_gets_no_generated_files() {
+        let mut host = image_host();
+        host.kinds.retain(|path, _| !path.starts_with("/img/etc"));
+        let steps = plan(&image_spec(), &host);
+        assert!(
+            !steps
+                .iter()
+                .any(|step| matches!(step, Step::WriteFile { .. } | Step::Cover { .. }))
+        );
+        assert!(
+            !steps
+                .iter()
+                .any(|step| matches!(step, Step::Mkdir { path } if path.starts_with("/etc")))
+        );
+    }
+
+    #[test]
+    fn spec_binds_still_apply_on_an_image_root() {
+        let steps = plan(&image_spec(), &image_host());
+        assert!(binds(&steps).contains(&("/srv/code".into(), false)));
+        assert!(binds(&steps).contains(&("/srv/assets/proxy.js".into(), true)));
     }
 }

@@ -597,6 +597,23 @@ fn build_root(steps: &[Step]) -> Result<(), SetupError> {
                 )
                 .map_err(at(format!("mount proc at {}", target.display())))?;
             }
+            Step::Cover { source, target } => {
+                let name = format!("cover {} with {}", target.display(), source.display());
+                let target_inside = inside(target);
+                sys::mount(
+                    Some(&inside(source)),
+                    &target_inside,
+                    None,
+                    libc::MS_BIND,
+                    None,
+                )
+                .map_err(at(&name))?;
+                remount(
+                    &target_inside,
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+                )
+                .map_err(at(format!("remount {name}")))?;
+            }
             Step::ReadOnly { target } => {
                 let path = inside(target);
                 let name = format!("read-only {}", target.display());

@@ -53,6 +53,11 @@ pub struct ContainerSpec {
     /// A prepared network namespace to join (e.g. `/run/netns/NAME`); without one the
     /// container gets a fresh namespace with only a loopback interface.
     pub netns: Option<PathBuf>,
+    /// An image's unpacked root filesystem (a host directory) that replaces the host's runtime
+    /// directories as what the container sees at `/`. Many containers share one, so it is only
+    /// ever bound read-only and nothing is created inside it.
+    #[serde(default)]
+    pub rootfs: Option<PathBuf>,
 }
 
 /// Why a spec was refused before anything was created.
@@ -125,6 +130,9 @@ impl ContainerSpec {
         if let Some(netns) = &self.netns {
             clean_absolute("netns", netns)?;
         }
+        if let Some(rootfs) = &self.rootfs {
+            clean_absolute("rootfs", rootfs)?;
+        }
         Ok(())
     }
 }
@@ -170,6 +178,7 @@ mod tests {
             memory_mb: 128,
             pids_max: 64,
             netns: None,
+            rootfs: None,
         }
     }
 
@@ -222,6 +231,19 @@ mod tests {
                 what: "bind source",
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn an_image_root_must_be_a_clean_absolute_path() {
+        let mut good = spec();
+        good.rootfs = Some("/var/lib/whisk/images/rootfs/ab".into());
+        assert_eq!(good.validate(), Ok(()));
+        let mut bad = spec();
+        bad.rootfs = Some("images/../rootfs".into());
+        assert!(matches!(
+            bad.validate(),
+            Err(SpecError::NotAbsolute { what: "rootfs", .. })
         ));
     }
 

@@ -69,6 +69,7 @@ pub fn spec(id: &str, argv: &[&str]) -> ContainerSpec {
         memory_mb: 256,
         pids_max: 64,
         netns: None,
+        rootfs: None,
     }
 }
 
