@@ -97,6 +97,16 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The proportional set size (`Pss` of `/proc/PID/smaps_rollup`) of a process, in bytes: its
+/// private pages plus its share of pages mapped by several processes (a runtime's interpreter
+/// binary is shared by every container of that runtime, so RSS counts it once per container).
+pub fn pss_bytes(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = rollup.lines().find(|line| line.starts_with("Pss:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Bytes as MiB with one decimal.
 pub fn mib(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
@@ -159,6 +169,14 @@ mod tests {
                 .to_string()
                 .contains("needs a value")
         );
+    }
+
+    #[test]
+    fn this_process_has_a_resident_and_a_proportional_size() {
+        let pid = std::process::id();
+        assert!(rss_bytes(pid).unwrap() > 0);
+        assert!(pss_bytes(pid).unwrap() > 0);
+        assert_eq!(rss_bytes(u32::MAX), None);
     }
 
     #[test]

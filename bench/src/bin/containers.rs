@@ -376,18 +376,21 @@ impl Isolated {
             Bind::read_only(self.me.clone(), self.layout.whisk_binary.clone()),
         ];
         binds.extend(launch.needs.iter().map(|path| Bind::read_only(path, path)));
-        Ok(whisk_sandbox::ContainerSpec {
-            id: format!("bench-{}", self.next),
-            hostname: "action".to_string(),
-            argv: launch.argv,
-            env,
-            cwd: PathBuf::from("/"),
-            binds,
-            tmp_size_mb: 256,
-            memory_mb: 256,
-            pids_max: 1024,
-            netns: Some(netns.to_path_buf()),
-        })
+        // Built through its serde form: the sandbox keeps growing optional fields (with serde
+        // defaults), and a benchmark should not break on each one.
+        let spec = json!({
+            "id": format!("bench-{}", self.next),
+            "hostname": "action",
+            "argv": launch.argv,
+            "env": env,
+            "cwd": "/",
+            "binds": binds,
+            "tmp_size_mb": 256,
+            "memory_mb": 256,
+            "pids_max": 1024,
+            "netns": netns,
+        });
+        serde_json::from_value(spec).context("container spec")
     }
 }
 

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 use whisk_bench::proxy::{call, start_plain};
-use whisk_bench::{Summary, flag, load_line, mib, ms, ratio, rss_bytes, running_as_root};
+use whisk_bench::{
+    Summary, flag, load_line, mib, ms, pss_bytes, ratio, rss_bytes, running_as_root,
+};
 use whisk_runtime::{HostTools, LaunchLayout, RuntimeClient};
 
 /// The guest subject `whisk standalone` creates on its first start (OpenWhisk's well-known key).
@@ -41,8 +43,8 @@ const NOOP_PY: &str = "def main(args):\n    return args\n";
 /// actions with several containers each fit in the invoker's user memory below.
 const THROUGHPUT_ACTION_MB: u64 = 128;
 /// `[invoker] user-memory-mb` of both platforms: large, so that memory never limits how many
-/// containers the 100-action run keeps (the default, 2048, would hold only 16 of them).
-const USER_MEMORY_MB: u64 = 16384;
+/// containers the 100-action run keeps (256 of 128 MB; the default, 2048, would hold 16).
+const USER_MEMORY_MB: u64 = 32768;
 
 /// Concurrent clients of the throughput runs.
 const CLIENTS: [usize; 3] = [1, 8, 32];
@@ -463,7 +465,7 @@ async fn throughput(platform: &Platform, seconds: u64) -> anyhow::Result<String>
     }
     let one = vec!["tp-one".to_string()];
     let mut rows = vec![format!(
-        "### Throughput, Node.js no-op, blocking invokes ({seconds} s per cell after a 2 s warm-up; \
+        "### Throughput, Node.js no-op, blocking invokes ({seconds} s per cell after as long a warm-up; \
          actions of {THROUGHPUT_ACTION_MB} MB, invoker user memory {USER_MEMORY_MB} MB)\n\n\
          | actions | clients | activations/s | failed | p50 ms | p99 ms | load |\n\
          |---:|---:|---:|---:|---:|---:|---|"
@@ -471,7 +473,8 @@ async fn throughput(platform: &Platform, seconds: u64) -> anyhow::Result<String>
     for (label, names) in [("1", &one), ("100 distinct", &many)] {
         for clients in CLIENTS {
             let names = Arc::new(names.clone());
-            drive(platform, &names, clients, Duration::from_secs(2)).await?;
+            // The same load first, unmeasured: every action has its containers when timing starts.
+            drive(platform, &names, clients, Duration::from_secs(seconds)).await?;
             let load = load_line();
             let cell = drive(platform, &names, clients, Duration::from_secs(seconds)).await?;
             let latency = Summary::of(&cell.latencies)
@@ -584,8 +587,10 @@ fn memory(platform: &Platform) -> anyhow::Result<String> {
     let containers = container_memory(&platform.instance);
     let mut usage: Vec<u64> = containers.iter().map(|c| c.0).collect();
     let mut rss: Vec<u64> = containers.iter().map(|c| c.1).collect();
+    let mut pss: Vec<u64> = containers.iter().map(|c| c.2).collect();
     usage.sort_unstable();
     rss.sort_unstable();
+    pss.sort_unstable();
     let median = |values: &[u64]| {
         values
             .get(values.len() / 2)
@@ -599,7 +604,8 @@ fn memory(platform: &Platform) -> anyhow::Result<String> {
          | its child processes (the sandbox's spawner) RSS | {} |\n\
          | live containers | {} |\n\
          | per container, cgroup memory usage, median / max | {} / {} |\n\
-         | per container, RSS of its processes, median / max | {} / {} |\n",
+         | per container, RSS of its processes, median / max | {} / {} |\n\
+         | per container, PSS of its processes, median / max | {} / {} |\n",
         load_line(),
         mib(platform_rss),
         mib(helpers),
@@ -608,12 +614,14 @@ fn memory(platform: &Platform) -> anyhow::Result<String> {
         max(&usage),
         median(&rss),
         max(&rss),
+        median(&pss),
+        max(&pss),
     ))
 }
 
-/// `(cgroup memory usage, summed RSS of its processes)` of each container of an instance, from
+/// `(cgroup memory usage, summed RSS, summed PSS of its processes)` of each container of an instance, from
 /// the cgroup v1 memory hierarchy or cgroup v2.
-fn container_memory(instance: &str) -> Vec<(u64, u64)> {
+fn container_memory(instance: &str) -> Vec<(u64, u64, u64)> {
     let candidates = [
         (
             PathBuf::from(format!("/sys/fs/cgroup/memory/whisk/{instance}")),
@@ -640,13 +648,14 @@ fn container_memory(instance: &str) -> Vec<(u64, u64)> {
             else {
                 continue;
             };
-            let rss: u64 = std::fs::read_to_string(dir.join("cgroup.procs"))
+            let pids: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))
                 .unwrap_or_default()
                 .split_whitespace()
-                .filter_map(|pid| pid.parse::<u32>().ok())
-                .filter_map(rss_bytes)
-                .sum();
-            found.push((usage, rss));
+                .filter_map(|pid| pid.parse().ok())
+                .collect();
+            let rss = pids.iter().copied().filter_map(rss_bytes).sum();
+            let pss = pids.iter().copied().filter_map(pss_bytes).sum();
+            found.push((usage, rss, pss));
         }
         return found;
     }
