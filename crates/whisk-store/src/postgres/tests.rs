@@ -618,6 +618,31 @@ async fn server_failures_are_classified_and_survived() {
     assert!(matches!(list, Err(StoreError::Backend(_))), "got {list:?}");
 }
 
+/// A statement the server cancels (here: stuck behind a lock past the
+/// `statement_timeout` the URL sets) is worth retrying, so it is `Unavailable`;
+/// options in the URL survive next to the schema's search path.
+#[tokio::test]
+async fn cancelled_statements_are_unavailable() {
+    let Some(url) = server_url() else { return };
+    let schema = TestSchema::new(&url);
+    let timed_url = format!("{}&options=-c%20statement_timeout%3D300", schema.url());
+    let store = open_postgres(&timed_url, &schema.options()).await.unwrap();
+    assert!(store.entities.get("guest/x").await.unwrap().is_none());
+
+    let mut blocker = schema.client().await;
+    let lock = blocker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE entities IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let blocked = store.entities.get("guest/x").await;
+    assert!(
+        matches!(&blocked, Err(StoreError::Unavailable(message)) if message.contains("statement timeout")),
+        "got {blocked:?}"
+    );
+    lock.rollback().await.unwrap();
+    assert!(store.entities.get("guest/x").await.unwrap().is_none());
+}
+
 /// The plan PostgreSQL picks for a statement with these values, one line per node.
 async fn plan(client: &tokio_postgres::Client, sql: &str, values: &[SqlValue]) -> String {
     let bound: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
