@@ -9,7 +9,9 @@ import java.lang.reflect.Field;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
 import java.lang.reflect.Modifier;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.Socket;
 import java.net.URL;
 import java.net.URLClassLoader;
 import java.nio.charset.StandardCharsets;
@@ -61,6 +63,7 @@ public final class Proxy {
         server.createContext("/", proxy::handle);
         server.setExecutor(null);
         server.start();
+        warmServer(server.getAddress().getPort());
         String portFile = System.getenv("__OW_PROXY_PORT_FILE");
         if (portFile != null && !portFile.isEmpty()) {
             Path partial = Paths.get(portFile + ".partial");
@@ -90,6 +93,36 @@ public final class Proxy {
         URLClassLoader.class.getName();
         JarFile.class.getName();
         InvocationTargetException.class.getName();
+    }
+
+    /**
+     * One request to our own server before anyone is told it listens: the first reply loads the
+     * server's exchange classes and the date formatting of its headers (locale data, a good part
+     * of the first /init otherwise). Loading a class from our own jar through a fresh class
+     * loader exercises what loading an action's jar takes. Failures only cost the warm-up.
+     */
+    private static void warmServer(int port) {
+        try (Socket socket = new Socket(InetAddress.getLoopbackAddress(), port)) {
+            socket.setSoTimeout(10_000);
+            String request = "POST /warm-up HTTP/1.1\r\nHost: proxy\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+            socket.getOutputStream().write(request.getBytes(StandardCharsets.US_ASCII));
+            socket.getOutputStream().flush();
+            InputStream in = socket.getInputStream();
+            byte[] buffer = new byte[4096];
+            while (in.read(buffer) > 0) {
+                // Read the reply to its end, so the server finished writing it.
+            }
+        } catch (IOException ex) {
+            // Not warmed: the first request pays instead.
+        }
+        try {
+            URL own = Proxy.class.getProtectionDomain().getCodeSource().getLocation();
+            try (URLClassLoader loader = new URLClassLoader(new URL[] {own}, null)) {
+                Class.forName(Proxy.class.getName(), false, loader).getDeclaredMethods();
+            }
+        } catch (IOException | ReflectiveOperationException | LinkageError | RuntimeException ex) {
+            // As above.
+        }
     }
 
     private void handle(HttpExchange exchange) throws IOException {
