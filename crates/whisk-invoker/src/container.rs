@@ -118,6 +118,10 @@ pub enum ContainerError {
     /// Destroying failed (logged; nothing else can be done).
     #[error("container could not be destroyed: {0}")]
     Destroy(String),
+    /// The action's image could not be had (becomes the developer error
+    /// `Failed to pull container image '<image>'.`).
+    #[error("image {image} could not be pulled: {reason}")]
+    ImagePull { image: String, reason: String },
 }
 
 /// One running container with a runtime proxy inside.

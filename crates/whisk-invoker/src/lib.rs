@@ -10,6 +10,7 @@ pub mod actions;
 pub mod clock;
 pub mod container;
 pub mod fake;
+pub mod images;
 pub mod logs;
 pub mod payload;
 pub mod pool;

@@ -32,7 +32,11 @@ use whisk_sandbox::{Bind, Sandbox};
 use crate::container::{
     ActionContainer, CallOutcome, ContainerError, ContainerFactory, ContainerSpec, LogRequest,
 };
+use crate::images::{ImageLaunch, ImageSource, image_command};
 use crate::logs::{self, LogReadError, LogRecord, LogSource, Stream};
+
+/// The kind of actions that name an image (`--docker`).
+const BLACKBOX: &str = "blackbox";
 
 /// Where the runtime proxies keep the action's code inside a container: in the private `/tmp`.
 pub const ACTION_DIR: &str = "/tmp/action";
@@ -114,6 +118,9 @@ pub struct SandboxFactoryConfig {
     pub pids_max: u64,
     /// Result size cap (OpenWhisk: 1 MB).
     pub max_response_bytes: usize,
+    /// Where blackbox actions with an image of their own get it from; without it every
+    /// blackbox action runs the platform's skeleton proxy.
+    pub images: Option<ImageSource>,
 }
 
 impl SandboxFactoryConfig {
@@ -132,6 +139,7 @@ impl SandboxFactoryConfig {
             tmp_size_mb: 256,
             pids_max: 1024,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            images: None,
         }
     }
 }
@@ -156,6 +164,46 @@ impl SandboxFactory {
             networks,
             config,
             next: AtomicU64::new(0),
+        }
+    }
+
+    /// The image a blackbox action brings, ready to run, when it is not one of the platform's.
+    async fn foreign_image(
+        &self,
+        spec: &ContainerSpec,
+    ) -> Result<Option<ImageLaunch>, ContainerError> {
+        let (Some(images), Some(image)) = (&self.config.images, &spec.image) else {
+            return Ok(None);
+        };
+        if spec.kind != BLACKBOX || !images.is_foreign(image) {
+            return Ok(None);
+        }
+        images.launch(image).await.map(Some)
+    }
+
+    /// The sandbox spec for one container of an image: the image's own command, environment
+    /// and working directory on its root filesystem, with the platform's environment added.
+    fn image_spec(
+        &self,
+        id: &str,
+        spec: &ContainerSpec,
+        network: &ContainerNetwork,
+        image: ImageLaunch,
+    ) -> whisk_sandbox::ContainerSpec {
+        let platform_env = spec.env.iter().map(|(k, v)| (k.clone(), v.clone()));
+        let (argv, env, cwd) = image_command(&image.config, platform_env);
+        whisk_sandbox::ContainerSpec {
+            id: id.to_string(),
+            hostname: "action".to_string(),
+            argv,
+            env,
+            cwd,
+            binds: Vec::new(),
+            tmp_size_mb: self.config.tmp_size_mb,
+            memory_mb: spec.memory_mb,
+            pids_max: self.config.pids_max,
+            netns: network.netns.clone(),
+            rootfs: Some(image.rootfs),
         }
     }
 
@@ -224,8 +272,13 @@ impl ContainerFactory for SandboxFactory {
     ) -> Result<Box<dyn ActionContainer>, ContainerError> {
         let number = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{number}", self.config.id_prefix);
+        let image = self.foreign_image(spec).await?;
         let network = self.networks.take().await?;
-        let sandbox_spec = match self.sandbox_spec(&id, spec, &network) {
+        let sandbox_spec = match image {
+            Some(image) => Ok(self.image_spec(&id, spec, &network, image)),
+            None => self.sandbox_spec(&id, spec, &network),
+        };
+        let sandbox_spec = match sandbox_spec {
             Ok(sandbox_spec) => sandbox_spec,
             Err(error) => {
                 self.networks.release(network).await;

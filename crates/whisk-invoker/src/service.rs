@@ -16,7 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use whisk_bus::{Bus, BusError, Delivery};
 use whisk_model::activation::{
-    ACTION_REMOVED_WHILE_INVOKING, ActivationStatus, RESOURCE_PROVISION_ERROR,
+    ACTION_REMOVED_WHILE_INVOKING, ActivationStatus, RESOURCE_PROVISION_ERROR, image_pull_error,
 };
 use whisk_model::bus::{
     ActivationMessage, CompletionMessage, HEALTH_TOPIC, HealthBeat, InvokerState, invoker_topic,
@@ -26,9 +26,9 @@ use whisk_store::{Store, StoreError};
 
 use crate::actions::{ActionCache, DEFAULT_ACTION_CACHE_ENTRIES, LoadError};
 use crate::clock::{Clock, SystemClock};
-use crate::container::{ContainerFactory, ContainerSpec, LogRequest};
+use crate::container::{ContainerError, ContainerFactory, ContainerSpec, LogRequest};
 use crate::payload::{RunContext, action_code, init_payload, run_payload};
-use crate::pool::{ContainerPool, ContainerRequest, PoolConfig, WarmKey};
+use crate::pool::{ContainerPool, ContainerRequest, PoolConfig, PoolError, WarmKey};
 use crate::record::{Execution, RecordError, activation_entry, execution_record, fallback_record};
 
 /// The error of an activation cut short by the invoker's shutdown.
@@ -523,15 +523,22 @@ async fn execute(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let failed_start = |shared: &Shared| {
+        let failed_start = |shared: &Shared, error: &PoolError| {
             let now = shared.clock.epoch_ms();
+            let response = match error {
+                // The developer named an image the platform cannot get: their error, not ours.
+                PoolError::Container(ContainerError::ImagePull { image, .. }) => {
+                    ActivationResponse::developer_error(json!(image_pull_error(image)))
+                }
+                _ => ActivationResponse::whisk_error(json!(RESOURCE_PROVISION_ERROR)),
+            };
             execution_record(
                 message,
                 &action,
                 Execution {
                     start: now,
                     end: now,
-                    response: ActivationResponse::whisk_error(json!(RESOURCE_PROVISION_ERROR)),
+                    response,
                     logs: Vec::new(),
                     init_time: None,
                     timed_out: false,
@@ -542,7 +549,7 @@ async fn execute(
             Ok(lease) => lease,
             Err(error) => {
                 error!(%error, "no container for the activation");
-                return failed_start(shared);
+                return failed_start(shared, &error);
             }
         };
         let start = shared.clock.epoch_ms();
