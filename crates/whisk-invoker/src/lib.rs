@@ -17,6 +17,7 @@ pub mod pool;
 pub mod record;
 pub mod sandbox;
 pub mod service;
+pub mod wasm;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use container::{
@@ -31,3 +32,4 @@ pub use sandbox::{ContainerNetwork, NetworkProvider, SandboxFactory, SandboxFact
 pub use service::{
     INTERRUPTED_BY_SHUTDOWN, Invoker, InvokerConfig, InvokerError, InvokerHandle, in_flight_for,
 };
+pub use wasm::{KindRouter, WasmFactory, engine_config_for};
