@@ -4,7 +4,7 @@
 //! environment and command-line flags. Clap merges flags and environment variables into the same
 //! `Option`s, so this module only has to lay those over the file and the defaults.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub invoker: InvokerFile,
     #[serde(default)]
     pub tls: TlsFile,
+    #[serde(default)]
+    pub cluster: ClusterFile,
 }
 
 /// The `[tls]` section: serve the API and web actions over HTTPS.
@@ -170,6 +172,8 @@ pub struct ServerConfig {
     pub limits: LimitOverrides,
     pub invoker: InvokerSettings,
     pub tls: TlsSettings,
+    /// The `[cluster]` section as written; the cluster roles lay their flags over it.
+    pub cluster: ClusterFile,
 }
 
 impl ServerConfig {
@@ -192,6 +196,124 @@ impl ServerConfig {
             limits: file.limits,
             invoker: InvokerSettings::from_file(file.invoker, invoker_enabled_from_env()?),
             tls: TlsSettings::resolve(flags, file.tls)?,
+            cluster: file.cluster,
+        })
+    }
+}
+
+/// The NATS subject and stream prefix when nothing else is said.
+pub const DEFAULT_CLUSTER_NAME: &str = "whisk";
+
+/// The `[cluster]` section: where the shared store and bus are and who this process is among
+/// the controllers and invokers. Only `whisk controller` and `whisk invoker` read it.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterFile {
+    /// `postgres://user:password@host:port/dbname`.
+    pub store: Option<String>,
+    /// The PostgreSQL schema holding the tables (created if missing); default: the search path.
+    pub store_schema: Option<String>,
+    /// A PEM CA file: connect to PostgreSQL over TLS and trust this CA.
+    pub store_ca: Option<PathBuf>,
+    /// `nats://host:port` (several comma-separated).
+    pub bus: Option<String>,
+    /// Prefix of the NATS subjects and streams: clusters with different names share a server
+    /// without meeting.
+    pub name: Option<String>,
+    pub controller_id: Option<u32>,
+    /// How many controllers share the invokers (each balances over its share of their memory).
+    pub controllers: Option<u32>,
+    pub invoker_id: Option<u32>,
+    /// The controller address containers reach the API through (relayed into their network
+    /// namespace); without it actions cannot call the API.
+    pub api: Option<SocketAddr>,
+}
+
+/// What the command line (and the environment, through clap) said about the cluster.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterFlags {
+    pub store: Option<String>,
+    pub store_schema: Option<String>,
+    pub store_ca: Option<PathBuf>,
+    pub bus: Option<String>,
+    pub name: Option<String>,
+    pub controller_id: Option<u32>,
+    pub controllers: Option<u32>,
+    pub invoker_id: Option<u32>,
+    pub api: Option<SocketAddr>,
+    /// `--user-memory`: overrides `[invoker] user-memory-mb`.
+    pub user_memory_mb: Option<u64>,
+}
+
+/// The resolved cluster settings of one controller or invoker process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub store: String,
+    pub store_schema: Option<String>,
+    pub store_ca: Option<PathBuf>,
+    pub bus: String,
+    pub name: String,
+    /// This process's number in its role (controllers and invokers count separately).
+    pub id: u32,
+    pub controllers: u32,
+    pub api: Option<SocketAddr>,
+}
+
+/// Which cluster role is being configured: each needs its own id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterRole {
+    Controller,
+    Invoker,
+}
+
+impl ClusterSettings {
+    /// Lays the flags over the file; the store, the bus and this process's id are required,
+    /// since a cluster process guessing any of them could join the wrong cluster or take
+    /// another process's completions.
+    pub fn resolve(
+        role: ClusterRole,
+        flags: &ClusterFlags,
+        file: &ClusterFile,
+    ) -> anyhow::Result<Self> {
+        let store =
+            flags.store.clone().or_else(|| file.store.clone()).context(
+                "no store: pass --store postgres://... (or WHISK_STORE, [cluster] store)",
+            )?;
+        let bus = flags
+            .bus
+            .clone()
+            .or_else(|| file.bus.clone())
+            .context("no bus: pass --bus nats://... (or WHISK_BUS, [cluster] bus)")?;
+        let id = match role {
+            ClusterRole::Controller => flags
+                .controller_id
+                .or(file.controller_id)
+                .context("no controller id: pass --controller-id N (or [cluster] controller-id)")?,
+            ClusterRole::Invoker => flags
+                .invoker_id
+                .or(file.invoker_id)
+                .context("no invoker id: pass --invoker-id N (or [cluster] invoker-id)")?,
+        };
+        let controllers = flags.controllers.or(file.controllers).unwrap_or(1);
+        if controllers == 0 {
+            anyhow::bail!("--controllers must be at least 1");
+        }
+        Ok(Self {
+            store,
+            store_schema: flags
+                .store_schema
+                .clone()
+                .or_else(|| file.store_schema.clone()),
+            store_ca: flags.store_ca.clone().or_else(|| file.store_ca.clone()),
+            bus,
+            name: flags
+                .name
+                .clone()
+                .or_else(|| file.name.clone())
+                .unwrap_or_else(|| DEFAULT_CLUSTER_NAME.to_owned()),
+            id,
+            controllers,
+            api: flags.api.or(file.api),
         })
     }
 }
@@ -338,6 +460,87 @@ mod tests {
             ..InvokerFile::default()
         };
         assert!(!InvokerSettings::from_file(file, Some(false)).enabled);
+    }
+
+    #[test]
+    fn cluster_flags_win_over_the_file_and_required_settings_are_named() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("whisk.toml");
+        std::fs::write(
+            &path,
+            "[cluster]\nstore = \"postgres://a@db/w\"\nbus = \"nats://bus:4222\"\n\
+             controller-id = 3\ncontrollers = 2\nname = \"prod\"\napi = \"10.0.0.1:3233\"\n",
+        )?;
+        let file = ServerConfig::load(&ServerFlags {
+            config: Some(path),
+            data_dir: Some(PathBuf::from("/x")),
+            ..ServerFlags::default()
+        })?
+        .cluster;
+        let from_file =
+            ClusterSettings::resolve(ClusterRole::Controller, &ClusterFlags::default(), &file)?;
+        assert_eq!(from_file.store, "postgres://a@db/w");
+        assert_eq!(from_file.bus, "nats://bus:4222");
+        assert_eq!((from_file.id, from_file.controllers), (3, 2));
+        assert_eq!(from_file.name, "prod");
+        assert_eq!(from_file.api, Some("10.0.0.1:3233".parse()?));
+
+        let flags = ClusterFlags {
+            bus: Some("nats://other:4222".into()),
+            controller_id: Some(5),
+            ..ClusterFlags::default()
+        };
+        let overridden = ClusterSettings::resolve(ClusterRole::Controller, &flags, &file)?;
+        assert_eq!(overridden.bus, "nats://other:4222");
+        assert_eq!(overridden.id, 5);
+        assert_eq!(overridden.store, "postgres://a@db/w");
+
+        // An invoker needs its own id; the file only names the controller's.
+        let missing = ClusterSettings::resolve(ClusterRole::Invoker, &flags, &file)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            missing
+                .as_deref()
+                .is_some_and(|e| e.contains("--invoker-id")),
+            "{missing:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn cluster_settings_need_a_store_a_bus_and_controllers() {
+        let flags = ClusterFlags {
+            bus: Some("nats://b".into()),
+            invoker_id: Some(0),
+            ..ClusterFlags::default()
+        };
+        let error = |flags: &ClusterFlags| {
+            ClusterSettings::resolve(ClusterRole::Invoker, flags, &ClusterFile::default())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(error(&flags).contains("--store"), "{}", error(&flags));
+        let no_bus = ClusterFlags {
+            store: Some("postgres://s".into()),
+            bus: None,
+            ..flags.clone()
+        };
+        assert!(error(&no_bus).contains("--bus"), "{}", error(&no_bus));
+        let no_controllers = ClusterFlags {
+            store: Some("postgres://s".into()),
+            controllers: Some(0),
+            ..flags.clone()
+        };
+        assert!(error(&no_controllers).contains("--controllers"));
+        let fine = ClusterFlags {
+            store: Some("postgres://s".into()),
+            ..flags
+        };
+        let settings =
+            ClusterSettings::resolve(ClusterRole::Invoker, &fine, &ClusterFile::default());
+        assert!(settings.is_ok_and(|s| s.name == DEFAULT_CLUSTER_NAME && s.controllers == 1));
     }
 
     #[test]

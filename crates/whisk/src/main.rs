@@ -1,18 +1,22 @@
 //! `whisk`: one binary for every role of a whisk-rs deployment.
 //!
 //! `whisk standalone` runs the whole platform in one process on the embedded store;
-//! `whisk admin` manages subjects, namespaces and limits in the same data directory.
+//! `whisk admin` manages subjects, namespaces and limits in the same data directory;
+//! `whisk controller` and `whisk invoker` are the roles of a cluster over PostgreSQL and NATS.
 
 mod admin;
+mod cluster;
 mod config;
+mod controller;
+mod invoker;
 mod standalone;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::ServerFlags;
+use crate::config::{ClusterFlags, ServerFlags};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +35,88 @@ enum Command {
     Standalone(StandaloneArgs),
     /// Manage subjects, namespaces and namespace limits (like OpenWhisk's wskadmin).
     Admin(admin::AdminArgs),
+    /// Run a cluster controller (the API and a load balancer) over PostgreSQL and NATS.
+    Controller(ControllerArgs),
+    /// Run a cluster invoker (containers for actions) over PostgreSQL and NATS.
+    Invoker(InvokerArgs),
+}
+
+/// Where the cluster's shared services are; every cluster role needs them.
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    /// The shared store, `postgres://user:password@host:port/dbname`.
+    #[arg(long, env = "WHISK_STORE")]
+    store: Option<String>,
+    /// The PostgreSQL schema of the store's tables (created if missing).
+    #[arg(long, env = "WHISK_STORE_SCHEMA")]
+    store_schema: Option<String>,
+    /// Connect to PostgreSQL over TLS, trusting this PEM CA file.
+    #[arg(long, env = "WHISK_STORE_CA")]
+    store_ca: Option<PathBuf>,
+    /// The bus, `nats://host:port` (comma-separated for several servers).
+    #[arg(long, env = "WHISK_BUS")]
+    bus: Option<String>,
+    /// Prefix of the cluster's NATS subjects and streams [default: whisk].
+    #[arg(long, env = "WHISK_CLUSTER_NAME")]
+    cluster_name: Option<String>,
+    /// A TOML configuration file ([cluster], [limits], [invoker], ...).
+    #[arg(long, env = "WHISK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where this process keeps local files (runtime assets, generated certificates) [default: ~/.whisk].
+    #[arg(long, env = "WHISK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    fn flags(&self) -> ClusterFlags {
+        ClusterFlags {
+            store: self.store.clone(),
+            store_schema: self.store_schema.clone(),
+            store_ca: self.store_ca.clone(),
+            bus: self.bus.clone(),
+            name: self.cluster_name.clone(),
+            ..ClusterFlags::default()
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct ControllerArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// This controller's number, unique in the cluster (its completions topic is `completed<N>`).
+    #[arg(long, env = "WHISK_CONTROLLER_ID")]
+    controller_id: Option<u32>,
+    /// How many controllers share the invokers [default: 1].
+    #[arg(long, env = "WHISK_CONTROLLERS")]
+    controllers: Option<u32>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long, env = "WHISK_HOST")]
+    host: Option<IpAddr>,
+    /// Port to listen on [default: 3233].
+    #[arg(long, env = "WHISK_PORT")]
+    port: Option<u16>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "WHISK_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "WHISK_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct InvokerArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// This invoker's number, unique in the cluster (it pulls the topic `invoker<N>`).
+    #[arg(long, env = "WHISK_INVOKER_ID")]
+    invoker_id: Option<u32>,
+    /// Memory for action containers, in MB [default: 2048].
+    #[arg(long, env = "WHISK_USER_MEMORY")]
+    user_memory: Option<u64>,
+    /// The controller address (host:port) actions reach the API through.
+    #[arg(long, env = "WHISK_API")]
+    api: Option<SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,6 +174,43 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(standalone::run(flags))
+        }
+        Command::Controller(args) => {
+            let flags = ServerFlags {
+                config: args.cluster.config.clone(),
+                host: args.host,
+                port: args.port,
+                data_dir: args.cluster.data_dir.clone(),
+                tls_cert: args.tls_cert,
+                tls_key: args.tls_key,
+                tls_self_signed: false,
+            };
+            let cluster = ClusterFlags {
+                controller_id: args.controller_id,
+                controllers: args.controllers,
+                ..args.cluster.flags()
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(controller::run(flags, cluster))
+        }
+        Command::Invoker(args) => {
+            let flags = ServerFlags {
+                config: args.cluster.config.clone(),
+                data_dir: args.cluster.data_dir.clone(),
+                ..ServerFlags::default()
+            };
+            let cluster = ClusterFlags {
+                invoker_id: args.invoker_id,
+                user_memory_mb: args.user_memory,
+                api: args.api,
+                ..args.cluster.flags()
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(invoker::run(flags, cluster))
         }
         Command::Admin(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()

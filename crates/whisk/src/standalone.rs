@@ -70,9 +70,10 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
     let controller = controller_config(&config);
     let invoker = if config.invoker.enabled {
         match LocalInvoker::start(
+            0,
             &config.invoker,
             &config.data_dir,
-            address,
+            Some(address),
             config.tls != TlsSettings::Off,
             Arc::clone(&bus),
             store.clone(),
@@ -97,12 +98,8 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
     let state = whisk_controller::AppState::new(store, controller)
         .with_invocations(Invocations::new(Arc::clone(&balancer)));
     let edge = edge_config(&config)?;
-    let (events, scheduler) = start_events(&config, state, address).await?;
     announce(address, &config);
-    let served =
-        whisk_controller::edge::serve(listener, events.app(), edge, shutdown_signal()).await;
-    // Stopped between fires at worst: the next fire time was stored before any fire began.
-    scheduler.abort();
+    let served = whisk_controller::serve_with(listener, state, edge, shutdown_signal()).await;
     // The invoker first: it records what it cuts short and removes its containers while the
     // bus still carries its completions.
     if let Some(invoker) = invoker {
@@ -115,8 +112,9 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The in-process invoker 0 and the sandbox and network pool its containers live in.
-struct LocalInvoker {
+/// An invoker and the sandbox and network pool its containers live in: standalone's in-process
+/// invoker 0, and the whole of a `whisk invoker` process.
+pub(crate) struct LocalInvoker {
     invoker: InvokerHandle,
     networks: Arc<NetworkPool>,
     sandbox: Arc<Sandbox>,
@@ -126,11 +124,13 @@ impl LocalInvoker {
     /// Starts the sandbox (which re-executes this binary as `whisk spawner`, a process of its
     /// own, so the tokio threads of this one never meet a `clone`), the network pool with the
     /// API relayed to `api` (`api_tls`: the API speaks HTTPS, so actions must too), the
-    /// runtime assets under `data_dir`, and the invoker.
-    async fn start(
+    /// runtime assets under `data_dir`, and invoker number `id`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn start(
+        id: u32,
         settings: &InvokerSettings,
         data_dir: &Path,
-        api: SocketAddr,
+        api: Option<SocketAddr>,
         api_tls: bool,
         bus: Arc<dyn Bus>,
         store: Store,
@@ -143,14 +143,14 @@ impl LocalInvoker {
             NetworkMode::Nat => NetMode::Nat,
             NetworkMode::None => NetMode::None,
         };
-        net.api_relay = Some(api);
+        net.api_relay = api;
         let subnets = match &settings.subnet {
             Some(subnet) => vec![
                 subnet
                     .parse()
                     .with_context(|| format!("[invoker] subnet {subnet:?} is not a subnet"))?,
             ],
-            None => fallback_subnets(),
+            None => fallback_subnets(id),
         };
         let assets_dir = data_dir.join("runtime");
         whisk_runtime::write_assets(&assets_dir).with_context(|| {
@@ -188,7 +188,7 @@ impl LocalInvoker {
                 settings.instance.clone(),
             ),
         );
-        let mut config = InvokerConfig::new(0);
+        let mut config = InvokerConfig::new(id);
         config.pool.user_memory_mb = settings.user_memory_mb;
         config.pool.pause_grace = Duration::from_millis(settings.pause_grace_ms);
         config.pool.idle_timeout = Duration::from_millis(settings.idle_timeout_ms);
@@ -201,7 +201,7 @@ impl LocalInvoker {
         config.api_host = action_api_host(networks.api_host(), api_tls);
         match Invoker::start(config, bus, store, Arc::new(factory)).await {
             Ok(invoker) => {
-                tracing::info!(instance = %settings.instance, "invoker 0 running");
+                tracing::info!(invoker = id, instance = %settings.instance, "invoker running");
                 Ok(Self {
                     invoker,
                     networks,
@@ -218,7 +218,7 @@ impl LocalInvoker {
 
     /// Stops the invoker (recording interrupted activations, removing containers), then the
     /// network namespaces and the sandbox's cgroups.
-    async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         self.invoker.shutdown().await;
         stop_networks(&self.networks).await;
         stop_sandbox(&self.sandbox).await;
@@ -236,11 +236,14 @@ fn action_api_host(relay: Option<&str>, api_tls: bool) -> Option<String> {
 
 /// The subnets tried, in order, when the configuration names none: the sandbox's default,
 /// then its neighbours, so a second platform on the same host (or a host already using the
-/// default) still gets container networking.
-fn fallback_subnets() -> Vec<Ipv4Subnet> {
+/// default) still gets container networking. Invoker `id` starts `id` places further along
+/// (wrapping), so invokers starting together on one host do not race for the same subnet.
+fn fallback_subnets(id: u32) -> Vec<Ipv4Subnet> {
     let mut subnets = vec![DEFAULT_SUBNET];
     subnets
         .extend((232..=239).filter_map(|second| Ipv4Subnet::from_octets([10, second, 0, 0], 16)));
+    let len = subnets.len();
+    subnets.rotate_left(usize::try_from(id).unwrap_or(0) % len);
     subnets
 }
 
@@ -309,7 +312,7 @@ impl NetworkProvider for PooledNetworks {
     }
 }
 
-fn controller_config(config: &ServerConfig) -> whisk_controller::ControllerConfig {
+pub(crate) fn controller_config(config: &ServerConfig) -> whisk_controller::ControllerConfig {
     let mut controller = whisk_controller::ControllerConfig::default();
     let limits = &mut controller.limits;
     if let Some(value) = config.limits.invocations_per_minute {
@@ -324,54 +327,24 @@ fn controller_config(config: &ServerConfig) -> whisk_controller::ControllerConfi
     controller
 }
 
-/// The feed provider of the `whisk.system` packages: opens `<data-dir>/feeds.db`, installs or
-/// upgrades the shipped packages (as `whisk.system`, through the API), and starts the alarm
-/// scheduler. The returned provider's application serves the feed and webhook routes in front
-/// of the controller's.
-async fn start_events(
-    config: &ServerConfig,
-    state: whisk_controller::AppState,
-    address: SocketAddr,
-) -> anyhow::Result<(whisk_events::Events, tokio::task::JoinHandle<()>)> {
-    let feeds = whisk_events::FeedStore::open(&config.data_dir).with_context(|| {
-        format!(
-            "cannot open {} in {}",
-            whisk_events::FEEDS_FILE_NAME,
-            config.data_dir.display()
-        )
-    })?;
-    let events = whisk_events::Events::new(state, feeds, public_url(address, config));
-    // A namespace whose key the admin changed keeps the packages it has; the platform still runs.
-    if let Err(error) = whisk_events::install(events.controller(), WELL_KNOWN_SUBJECTS[1].1).await {
-        tracing::warn!(%error, "cannot install the whisk.system packages");
-    }
-    let scheduler = tokio::spawn(events.scheduler().run(std::future::pending()));
-    Ok((events, scheduler))
-}
-
-/// Where users reach the API, e.g. `http://127.0.0.1:3233`.
-fn public_url(address: SocketAddr, config: &ServerConfig) -> String {
-    let scheme = match config.tls {
-        TlsSettings::Off => "http",
-        TlsSettings::Files { .. } | TlsSettings::SelfSigned => "https",
-    };
-    format!("{scheme}://{address}")
-}
-
 /// Creates `guest` and `whisk.system` on first start; later starts leave them as the admin left them.
-async fn ensure_well_known_subjects(store: &Store) -> anyhow::Result<()> {
+/// Controllers of a cluster starting together may race to create them: whoever loses finds
+/// them created, which is what it wanted.
+pub(crate) async fn ensure_well_known_subjects(store: &Store) -> anyhow::Result<()> {
     for (subject, credentials) in WELL_KNOWN_SUBJECTS {
         if store.subjects.get_subject(subject).await?.is_some() {
             continue;
         }
         let key = AuthKey::parse(credentials)
             .map_err(|error| anyhow::anyhow!("built-in key of {subject} is invalid: {error}"))?;
-        store
-            .subjects
-            .create_subject(subject, subject, &key)
-            .await
-            .with_context(|| format!("cannot create the {subject} namespace"))?;
-        tracing::info!(subject, "created well-known namespace");
+        match store.subjects.create_subject(subject, subject, &key).await {
+            Ok(()) => tracing::info!(subject, "created well-known namespace"),
+            Err(whisk_store::StoreError::AlreadyExists(_)) => {}
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot create the {subject} namespace"));
+            }
+        }
     }
     Ok(())
 }
@@ -379,13 +352,18 @@ async fn ensure_well_known_subjects(store: &Store) -> anyhow::Result<()> {
 /// Tells a person (and the end-to-end tests, which read the first line) where the API is and how
 /// to point the usual clients at it.
 fn announce(address: SocketAddr, config: &ServerConfig) {
+    announce_as("standalone", address, config);
+}
+
+/// [`announce`] for any role (`role` names it in the first line).
+pub(crate) fn announce_as(role: &str, address: SocketAddr, config: &ServerConfig) {
     let scheme = match config.tls {
         TlsSettings::Off => "http",
         TlsSettings::Files { .. } | TlsSettings::SelfSigned => "https",
     };
     let url = format!("{scheme}://{address}");
     let guest = WELL_KNOWN_SUBJECTS[0].1;
-    println!("whisk-rs standalone listening on {url}");
+    println!("whisk-rs {role} listening on {url}");
     println!("data directory: {}", config.data_dir.display());
     if config.tls == TlsSettings::SelfSigned {
         let cert = config.data_dir.join("tls").join(SELF_SIGNED_CERT);
@@ -403,7 +381,7 @@ fn announce(address: SocketAddr, config: &ServerConfig) {
 
 /// The edge's TLS: none, the operator's files, or a development certificate generated now and
 /// written to `<data-dir>/tls/` (certificate and key) so that clients can be told to trust it.
-fn edge_config(config: &ServerConfig) -> anyhow::Result<EdgeConfig> {
+pub(crate) fn edge_config(config: &ServerConfig) -> anyhow::Result<EdgeConfig> {
     let identity = match &config.tls {
         TlsSettings::Off => return Ok(EdgeConfig::default()),
         TlsSettings::Files { cert, key } => PemIdentity::from_files(cert, key)?,
@@ -445,7 +423,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Resolves on SIGINT or SIGTERM, so `serve` can finish the requests in flight and return.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -489,11 +467,20 @@ mod tests {
 
     #[test]
     fn fallback_subnets_start_with_the_sandbox_default_and_differ() {
-        let subnets = fallback_subnets();
+        let subnets = fallback_subnets(0);
         assert_eq!(subnets.first(), Some(&DEFAULT_SUBNET));
         assert_eq!(subnets.len(), 9);
         for (index, subnet) in subnets.iter().enumerate() {
             assert!(!subnets[index + 1..].contains(subnet), "{subnet} twice");
         }
+    }
+
+    #[test]
+    fn invokers_start_their_subnet_search_at_different_places() {
+        let first = fallback_subnets(0);
+        let second = fallback_subnets(1);
+        assert_eq!(second.first(), first.get(1));
+        assert_eq!(second.last(), first.first());
+        assert_eq!(fallback_subnets(9), first);
     }
 }
