@@ -98,8 +98,12 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
     let state = whisk_controller::AppState::new(store, controller)
         .with_invocations(Invocations::new(Arc::clone(&balancer)));
     let edge = edge_config(&config)?;
+    let (events, scheduler) = start_events(&config, state, address).await?;
     announce(address, &config);
-    let served = whisk_controller::serve_with(listener, state, edge, shutdown_signal()).await;
+    let served =
+        whisk_controller::edge::serve(listener, events.app(), edge, shutdown_signal()).await;
+    // Stopped between fires at worst: the next fire time was stored before any fire began.
+    scheduler.abort();
     // The invoker first: it records what it cuts short and removes its containers while the
     // bus still carries its completions.
     if let Some(invoker) = invoker {
@@ -325,6 +329,40 @@ pub(crate) fn controller_config(config: &ServerConfig) -> whisk_controller::Cont
         limits.fires_per_minute = value.into();
     }
     controller
+}
+
+/// The feed provider of the `whisk.system` packages: opens `<data-dir>/feeds.db`, installs or
+/// upgrades the shipped packages (as `whisk.system`, through the API), and starts the alarm
+/// scheduler. The returned provider's application serves the feed and webhook routes in front
+/// of the controller's.
+async fn start_events(
+    config: &ServerConfig,
+    state: whisk_controller::AppState,
+    address: SocketAddr,
+) -> anyhow::Result<(whisk_events::Events, tokio::task::JoinHandle<()>)> {
+    let feeds = whisk_events::FeedStore::open(&config.data_dir).with_context(|| {
+        format!(
+            "cannot open {} in {}",
+            whisk_events::FEEDS_FILE_NAME,
+            config.data_dir.display()
+        )
+    })?;
+    let events = whisk_events::Events::new(state, feeds, public_url(address, config));
+    // A namespace whose key the admin changed keeps the packages it has; the platform still runs.
+    if let Err(error) = whisk_events::install(events.controller(), WELL_KNOWN_SUBJECTS[1].1).await {
+        tracing::warn!(%error, "cannot install the whisk.system packages");
+    }
+    let scheduler = tokio::spawn(events.scheduler().run(std::future::pending()));
+    Ok((events, scheduler))
+}
+
+/// Where users reach the API, e.g. `http://127.0.0.1:3233`.
+fn public_url(address: SocketAddr, config: &ServerConfig) -> String {
+    let scheme = match config.tls {
+        TlsSettings::Off => "http",
+        TlsSettings::Files { .. } | TlsSettings::SelfSigned => "https",
+    };
+    format!("{scheme}://{address}")
 }
 
 /// Creates `guest` and `whisk.system` on first start; later starts leave them as the admin left them.
