@@ -643,6 +643,56 @@ async fn cancelled_statements_are_unavailable() {
     assert!(store.entities.get("guest/x").await.unwrap().is_none());
 }
 
+/// A record and a note of the same activation never coexist, even when the
+/// note and the record are written at the same moment from different
+/// connections (each write checks the other's table, so they must serialise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_note_and_record_never_coexist() {
+    let Some((store, schema)) = fresh_postgres_store().await else {
+        return;
+    };
+    let mut races = Vec::new();
+    for index in 0..60 {
+        let id = format!("race{index}");
+        let entry = test_activation("guest", &id, "hello", None, index);
+        let note_store = std::sync::Arc::clone(&store.activations);
+        let note = entry.clone();
+        races.push(tokio::spawn(async move {
+            // Losing the race to the record is the one allowed failure.
+            match note_store.put_pending(note).await {
+                Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }));
+        let record_store = std::sync::Arc::clone(&store.activations);
+        races.push(tokio::spawn(async move {
+            record_store.put(entry).await.unwrap();
+        }));
+    }
+    for race in races {
+        race.await.unwrap();
+    }
+    let both: i64 = schema
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pending_activations p JOIN activations a USING (namespace, activation_id)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(both, 0, "a note outlived its record");
+    assert_eq!(
+        store
+            .activations
+            .count(&ActivationQuery::new("guest"))
+            .await
+            .unwrap(),
+        60
+    );
+}
+
 /// The plan PostgreSQL picks for a statement with these values, one line per node.
 async fn plan(client: &tokio_postgres::Client, sql: &str, values: &[SqlValue]) -> String {
     let bound: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
