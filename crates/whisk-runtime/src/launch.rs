@@ -71,7 +71,7 @@ impl HostTools {
                 "python3",
                 &dirs,
             ),
-            java: find_tool(&["/usr/bin/java"], "java", &dirs),
+            java: find_tool(&["/usr/bin/java"], "java", &dirs).map(with_jdk_config),
             gson: std::env::var_os("WHISK_GSON_JAR")
                 .map(PathBuf::from)
                 .or_else(|| Some(PathBuf::from(DEBIAN_GSON)))
@@ -111,6 +111,56 @@ fn tool_at(path: &Path) -> Tool {
         vec![prefix]
     };
     Tool { path: real, needs }
+}
+
+/// Adds to a `java` tool what its JDK links to outside the directories containers see:
+/// Debian keeps the JDK's configuration (`conf/security/java.security`, `lib/jvm.cfg`, ...) in
+/// `/etc/java-<N>-openjdk` behind links, and a JVM without `java.security` cannot load a class
+/// from a jar. Links into `/etc` bring their `/etc/<name>` directory, others their target.
+fn with_jdk_config(mut java: Tool) -> Tool {
+    let Some(home) = java.path.parent().and_then(Path::parent) else {
+        return java;
+    };
+    let mut found = Vec::new();
+    for sub in ["conf", "lib"] {
+        links_outside(&home.join(sub), 4, &mut found);
+    }
+    for target in found {
+        let need = match target.strip_prefix("/etc") {
+            Ok(rest) => match rest.components().next() {
+                Some(first) => Path::new("/etc").join(first),
+                None => continue,
+            },
+            Err(_) => target,
+        };
+        if !java.needs.contains(&need) {
+            java.needs.push(need);
+        }
+    }
+    java
+}
+
+/// Targets of the links under `dir` (to `depth` levels) that containers do not see.
+fn links_outside(dir: &Path, depth: u32, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            if let Ok(target) = std::fs::canonicalize(&path)
+                && !tool_at(&target).needs.is_empty()
+                && !found.contains(&target)
+            {
+                found.push(target);
+            }
+        } else if kind.is_dir() && depth > 0 {
+            links_outside(&path, depth - 1, found);
+        }
+    }
 }
 
 /// Where things are inside the container.
@@ -394,6 +444,28 @@ mod tests {
         let mut without_node = layout();
         without_node.tools.node = None;
         assert!(launch_spec("nodejs:20", &without_node).is_none());
+    }
+
+    #[test]
+    fn a_jdk_linking_its_configuration_elsewhere_needs_it_bound() {
+        let jdk = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let bin = jdk.path().join("bin");
+        let security = jdk.path().join("conf").join("security");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&security).unwrap();
+        std::fs::write(bin.join("java"), "").unwrap();
+        let config = elsewhere.path().join("java.security");
+        std::fs::write(&config, "x").unwrap();
+        std::os::unix::fs::symlink(&config, security.join("java.security")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin", jdk.path().join("conf").join("seen")).unwrap();
+        let tool = with_jdk_config(tool_at(&bin.join("java")));
+        let home = std::fs::canonicalize(jdk.path()).unwrap();
+        assert_eq!(
+            tool.needs,
+            [home, std::fs::canonicalize(&config).unwrap()],
+            "the JDK's prefix, then the linked file; nothing for a link into /usr"
+        );
     }
 
     #[test]

@@ -118,9 +118,12 @@ pub async fn real(name: &str) -> Option<Real> {
     whisk_runtime::write_assets(assets.path()).unwrap();
     // Containers run as an unprivileged mapped user: the directory must be readable to it.
     std::fs::set_permissions(assets.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    for sub in ["nodejs", "python"] {
+    for sub in ["nodejs", "python", "java"] {
         let dir = assets.path().join(sub);
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // `java` is only there when this build has the Java proxy.
+        if dir.exists() {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
     let config = SandboxFactoryConfig::new(
         LaunchLayout::standard(HostTools::detect()),
