@@ -1,12 +1,13 @@
 //! `whisk admin`: what OpenWhisk's `wskadmin user` and `wskadmin limits` do, on the data directory
 //! of a standalone platform (which may be running: the store is safe for concurrent processes).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rand::Rng;
 use rand::distr::Alphanumeric;
+use whisk_image::ImageStore;
 use whisk_model::identity::AuthKey;
 use whisk_model::names::EntityName;
 use whisk_store::{Store, StoreError};
@@ -37,6 +38,23 @@ enum AdminCommand {
     /// Per-namespace throttles and limits.
     #[command(subcommand)]
     Limits(LimitsCommand),
+    /// Container images for blackbox actions (`--docker IMAGE`), in the data directory's
+    /// image store.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Import every image of an archive (`docker save` output or an OCI image layout tar).
+    Import {
+        file: PathBuf,
+        /// Also name the imported image(s) so (e.g. for an archive saved without tags).
+        #[arg(long)]
+        tag: Vec<String>,
+    },
+    /// List the images in the store: digest and references.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,12 +116,52 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => config::default_data_dir()?,
     };
+    let command = match args.command {
+        // Images live in their own store: no need to open the entity store for them.
+        AdminCommand::Image(command) => return image(&data_dir, command).await,
+        other => other,
+    };
     let store = whisk_store::open_sqlite(&data_dir)
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    match args.command {
+    match command {
+        AdminCommand::Image(command) => image(&data_dir, command).await,
         AdminCommand::User(command) => user(&store, command).await,
         AdminCommand::Limits(command) => limits(&store, command).await,
     }
+}
+
+/// The image store of a data directory, where the invokers of a standalone platform look.
+pub(crate) fn image_store_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("images")
+}
+
+async fn image(data_dir: &Path, command: ImageCommand) -> anyhow::Result<()> {
+    let dir = image_store_dir(data_dir);
+    tokio::task::spawn_blocking(move || {
+        let images = ImageStore::open(&dir)
+            .with_context(|| format!("cannot open the image store in {}", dir.display()))?;
+        match command {
+            ImageCommand::Import { file, tag } => {
+                let imported = images
+                    .import_archive(&file, &tag)
+                    .with_context(|| format!("cannot import {}", file.display()))?;
+                if imported.is_empty() {
+                    bail!("{} holds no image", file.display());
+                }
+                for image in imported {
+                    println!("{} {}", image.digest, image.references.join(" "));
+                }
+            }
+            ImageCommand::List => {
+                for image in images.list().context("cannot list the images")? {
+                    println!("{} {}", image.digest, image.references.join(" "));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+    .context("the image task failed")?
 }
 
 async fn user(store: &Store, command: UserCommand) -> anyhow::Result<()> {

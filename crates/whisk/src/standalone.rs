@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use whisk_bus::{Bus, InProcessBus};
 use whisk_controller::edge::{EdgeConfig, PemIdentity};
 use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemClock};
+use whisk_image::ImageStore;
+use whisk_invoker::images::ImageSource;
 use whisk_invoker::pool::stem_cells_from_manifest;
 use whisk_invoker::service::in_flight_for;
 use whisk_invoker::{
@@ -182,15 +184,33 @@ impl LocalInvoker {
             }
         };
 
+        let mut factory_config = SandboxFactoryConfig::new(
+            LaunchLayout::standard(HostTools::detect()),
+            assets_dir,
+            whisk_binary,
+            settings.instance.clone(),
+        );
+        let images_dir = crate::admin::image_store_dir(data_dir);
+        match ImageStore::open(&images_dir) {
+            Ok(images) => {
+                factory_config.images = Some(ImageSource::new(
+                    Arc::new(images),
+                    Arc::new(manifest.clone()),
+                    None,
+                ));
+            }
+            Err(error) => {
+                stop_networks(&networks).await;
+                stop_sandbox(&sandbox).await;
+                return Err(error).with_context(|| {
+                    format!("cannot open the image store in {}", images_dir.display())
+                });
+            }
+        }
         let factory = SandboxFactory::new(
             Arc::clone(&sandbox),
             Arc::new(PooledNetworks(Arc::clone(&networks))),
-            SandboxFactoryConfig::new(
-                LaunchLayout::standard(HostTools::detect()),
-                assets_dir,
-                whisk_binary,
-                settings.instance.clone(),
-            ),
+            factory_config,
         );
         let mut config = InvokerConfig::new(id);
         config.pool.user_memory_mb = settings.user_memory_mb;
