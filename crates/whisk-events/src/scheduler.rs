@@ -23,6 +23,9 @@ use crate::store::{AlarmRegistration, FeedStore, FeedStoreResult};
 /// whenever a registration changes).
 pub const MAX_IDLE: Duration = Duration::from_secs(30);
 
+/// How long the scheduler waits after its store failed before it tries again.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 /// What firing a trigger came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FireOutcome {
@@ -171,9 +174,15 @@ impl Scheduler {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            if let Err(error) = self.run_due().await {
-                tracing::error!(%error, "alarm scheduler cannot read its registrations");
-            }
+            // After a store failure the due alarms are still due: wait a little before the
+            // next attempt instead of spinning.
+            let floor = match self.run_due().await {
+                Ok(_) => Duration::ZERO,
+                Err(error) => {
+                    tracing::error!(%error, "alarm scheduler cannot update its registrations");
+                    RETRY_AFTER_FAILURE
+                }
+            };
             let wait = match self.store.earliest_fire() {
                 Ok(Some(next)) => {
                     Duration::from_millis(next.saturating_sub(self.clock.now_millis()))
@@ -185,6 +194,7 @@ impl Scheduler {
                     MAX_IDLE
                 }
             };
+            let wait = wait.max(floor);
             tokio::select! {
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(wait) => {}
@@ -385,6 +395,16 @@ mod tests {
         clock.0.store(T0 + 1_000, Ordering::SeqCst);
         store.delete_alarm("guest/t").unwrap();
         assert_eq!(scheduler.run_due().await.unwrap(), 0);
+        assert_eq!(triggers.fires(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_registration_is_an_error_and_fires_nothing() {
+        let (store, triggers, clock, scheduler) = setup();
+        store.put_alarm(&every_second("guest/t")).unwrap();
+        store.corrupt_for_tests();
+        clock.0.store(T0 + 1_000, Ordering::SeqCst);
+        assert!(scheduler.run_due().await.is_err());
         assert_eq!(triggers.fires(), 0);
     }
 

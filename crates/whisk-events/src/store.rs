@@ -164,6 +164,16 @@ impl FeedStore {
         })
     }
 
+    /// Makes every stored alarm spec unreadable, for tests of the error paths.
+    #[cfg(test)]
+    pub(crate) fn corrupt_for_tests(&self) {
+        self.with(|connection| {
+            connection.execute("UPDATE alarms SET spec = 'nope'", [])?;
+            Ok(())
+        })
+        .ok();
+    }
+
     /// The alarm of trigger `<namespace>/<name>`.
     pub fn get_alarm(&self, trigger: &str) -> FeedStoreResult<Option<AlarmRegistration>> {
         self.with(|connection| {
@@ -413,12 +423,7 @@ mod tests {
     fn a_corrupt_spec_is_an_error_not_a_panic() {
         let store = FeedStore::in_memory().unwrap();
         store.put_alarm(&registration("guest/a", Some(7))).unwrap();
-        store
-            .with(|connection| {
-                connection.execute("UPDATE alarms SET spec = 'nope'", [])?;
-                Ok(())
-            })
-            .unwrap();
+        store.corrupt_for_tests();
         assert!(matches!(
             store.get_alarm("guest/a"),
             Err(FeedStoreError::Corrupt(_))

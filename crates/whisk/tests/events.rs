@@ -302,6 +302,87 @@ async fn a_paused_alarm_does_not_fire_until_unpaused() {
     wait_for_records(&platform, "paused", settled + 1).await;
 }
 
+fn now_millis() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("millis")
+}
+
+#[tokio::test]
+async fn an_interval_alarm_fires_at_its_start_date() {
+    let platform = Platform::start_with_config("[invoker]\nenabled = false\n");
+    trigger_with_rule(&platform, "interval").await;
+    feed(
+        &platform,
+        "alarms/interval",
+        json!({"lifecycleEvent": "CREATE", "triggerName": "/_/interval", "minutes": 1,
+               "startDate": now_millis() + 5_000, "trigger_payload": "every minute"}),
+    )
+    .await
+    .assert_ok();
+    let fired = wait_for_records(&platform, "interval", 1).await;
+    assert_eq!(
+        fired[0]["response"]["result"],
+        json!({"payload": "every minute"})
+    );
+    let read = feed(
+        &platform,
+        "alarms/interval",
+        json!({"lifecycleEvent": "READ", "triggerName": "/_/interval"}),
+    )
+    .await;
+    let read = read.assert_ok();
+    assert_eq!(read["config"]["minutes"], 1);
+    assert_eq!(read["status"]["active"], true);
+}
+
+#[tokio::test]
+async fn a_once_alarm_fires_once_then_deletes_its_trigger_and_rules() {
+    let platform = Platform::start_with_config("[invoker]\nenabled = false\n");
+    trigger_with_rule(&platform, "once").await;
+    feed(
+        &platform,
+        "alarms/once",
+        json!({"lifecycleEvent": "CREATE", "triggerName": "/_/once",
+               "date": now_millis() + 5_000, "deleteAfterFire": "rules"}),
+    )
+    .await
+    .assert_ok();
+    wait_for_records(&platform, "once", 1).await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let trigger = platform
+            .guest(Method::GET, "/namespaces/_/triggers/once", None)
+            .await;
+        if trigger.status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trigger still there: {}",
+            trigger.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    platform
+        .guest(Method::GET, "/namespaces/_/rules/once-rule", None)
+        .await
+        .assert_error(404, "The requested resource does not exist.");
+    assert_eq!(records(&platform, "once").await.len(), 1);
+    // Its registration ended with it.
+    let read = feed(
+        &platform,
+        "alarms/once",
+        json!({"lifecycleEvent": "READ", "triggerName": "/_/once"}),
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::NOT_FOUND, "{}", read.text);
+}
+
 fn github_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", whisk_events::signature::sign_hex(secret, body))
 }
