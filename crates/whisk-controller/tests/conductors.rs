@@ -20,7 +20,7 @@ use whisk_controller::{ControllerConfig, LoadBalancer};
 use whisk_model::bus::ActivationMessage;
 use whisk_model::{ActivationResponse, SystemLimits};
 
-use common::invoker::{Reply, StandIn};
+use common::invoker::{Reply, StandIn, app_with_stand_in};
 use common::{GUEST, OTHER, TestApp};
 
 fn ok(result: Value) -> Reply {
@@ -60,24 +60,7 @@ fn script(message: &ActivationMessage) -> Reply {
 }
 
 async fn app_with(config: ControllerConfig) -> (TestApp, Arc<LoadBalancer>, StandIn) {
-    let (app, balancer) = TestApp::with_balancer(config).await;
-    let stand_in = StandIn::start(
-        Arc::clone(balancer.bus()),
-        app.store.clone(),
-        0,
-        2048,
-        Box::new(script),
-    )
-    .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while balancer.invokers().iter().filter(|i| i.healthy).count() < 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "invoker never healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    (app, balancer, stand_in)
+    app_with_stand_in(config, Box::new(script)).await
 }
 
 async fn app() -> (TestApp, Arc<LoadBalancer>, StandIn) {

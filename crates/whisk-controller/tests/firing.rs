@@ -17,36 +17,15 @@ use whisk_controller::{
 };
 use whisk_model::{AuthKey, EntityName, NamespaceLimits, SystemLimits};
 
-use common::invoker::{StandIn, echo};
+use common::invoker::{StandIn, app_with_stand_in, echo, wait_healthy};
 use common::{GUEST, OTHER, TestApp};
 
 async fn app_with(config: ControllerConfig) -> (TestApp, Arc<LoadBalancer>, StandIn) {
-    let (app, balancer) = TestApp::with_balancer(config).await;
-    let stand_in = StandIn::start(
-        Arc::clone(balancer.bus()),
-        app.store.clone(),
-        0,
-        2048,
-        echo(),
-    )
-    .await;
-    wait_healthy(&balancer).await;
-    (app, balancer, stand_in)
+    app_with_stand_in(config, echo()).await
 }
 
 async fn app() -> (TestApp, Arc<LoadBalancer>, StandIn) {
     app_with(ControllerConfig::default()).await
-}
-
-async fn wait_healthy(balancer: &LoadBalancer) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while balancer.invokers().iter().filter(|i| i.healthy).count() < 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "invoker never healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn put_ok(app: &TestApp, path: &str, credentials: &str, body: Value) {
@@ -406,7 +385,7 @@ async fn state_with_stand_in() -> (AppState, StandIn, tempfile::TempDir) {
     let balancer = LoadBalancer::new(Arc::clone(&bus), BalancerConfig::default());
     balancer.start().await.unwrap();
     let stand_in = StandIn::start(bus, store.clone(), 0, 2048, echo()).await;
-    wait_healthy(&balancer).await;
+    wait_healthy(&balancer, 1).await;
     let state = AppState {
         store,
         config: Arc::new(ControllerConfig::default()),

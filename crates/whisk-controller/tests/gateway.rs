@@ -6,7 +6,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -18,7 +17,7 @@ use whisk_controller::{ControllerConfig, LoadBalancer};
 use whisk_model::ActivationResponse;
 use whisk_model::bus::ActivationMessage;
 
-use common::invoker::{Reply, StandIn};
+use common::invoker::{Reply, StandIn, app_with_stand_in};
 use common::{GUEST, OTHER, TestApp, TestResponse};
 
 const CREATE: &str = "/api/v1/web/whisk.system/apimgmt/createApi.http";
@@ -41,24 +40,7 @@ fn script(message: &ActivationMessage) -> Reply {
 }
 
 async fn gateway_app() -> (TestApp, Arc<LoadBalancer>, StandIn) {
-    let (app, balancer) = TestApp::with_balancer(ControllerConfig::default()).await;
-    let stand_in = StandIn::start(
-        Arc::clone(balancer.bus()),
-        app.store.clone(),
-        0,
-        2048,
-        Box::new(script),
-    )
-    .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while balancer.invokers().iter().filter(|i| i.healthy).count() < 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "invoker never healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    (app, balancer, stand_in)
+    app_with_stand_in(ControllerConfig::default(), Box::new(script)).await
 }
 
 async fn web_action(app: &TestApp, name: &str) {

@@ -14,7 +14,7 @@ use whisk_controller::invoke::LOST_ACTIVATION;
 use whisk_controller::{BalancerConfig, ControllerConfig, LoadBalancer, close_unfinished};
 use whisk_model::ActivationResponse;
 
-use common::invoker::{Reply, StandIn, echo};
+use common::invoker::{Reply, Script, StandIn, app_with_stand_in, echo, wait_healthy};
 use common::{GUEST, OTHER, TestApp};
 
 const HELLO: &str = "/api/v1/namespaces/_/actions/hello";
@@ -28,13 +28,6 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-async fn wait_healthy(balancer: &LoadBalancer, invokers: usize) {
-    wait_until("healthy invokers", || {
-        balancer.invokers().iter().filter(|i| i.healthy).count() == invokers
-    })
-    .await;
 }
 
 async fn create_hello(app: &TestApp, extra: Value) {
@@ -51,19 +44,9 @@ async fn create_hello(app: &TestApp, extra: Value) {
 
 async fn app_with_invoker(
     config: ControllerConfig,
-    script: Box<dyn Fn(&whisk_model::bus::ActivationMessage) -> Reply + Send + Sync>,
+    script: Box<Script>,
 ) -> (TestApp, Arc<LoadBalancer>, StandIn) {
-    let (app, balancer) = TestApp::with_balancer(config).await;
-    let stand_in = StandIn::start(
-        Arc::clone(balancer.bus()),
-        app.store.clone(),
-        0,
-        2048,
-        script,
-    )
-    .await;
-    wait_healthy(&balancer, 1).await;
-    (app, balancer, stand_in)
+    app_with_stand_in(config, script).await
 }
 
 #[tokio::test]

@@ -12,11 +12,44 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use whisk_bus::Bus;
 use whisk_controller::api::activations::activation_entry;
+use whisk_controller::{ControllerConfig, LoadBalancer};
 use whisk_model::bus::{
     ActivationMessage, CompletionMessage, HEALTH_TOPIC, HealthBeat, InvokerState, invoker_topic,
 };
 use whisk_model::{ActivationResponse, EntityName, EntityPath, WhiskActivation};
 use whisk_store::Store;
+
+/// A controller whose balancer runs over an in-process bus, with one stand-in invoker (invoker 0,
+/// 2 GB) answering as `script` says; returned once the balancer counts the invoker healthy.
+pub async fn app_with_stand_in(
+    config: ControllerConfig,
+    script: Box<Script>,
+) -> (super::TestApp, Arc<LoadBalancer>, StandIn) {
+    let (app, balancer) = super::TestApp::with_balancer(config).await;
+    let stand_in = StandIn::start(
+        Arc::clone(balancer.bus()),
+        app.store.clone(),
+        0,
+        2048,
+        script,
+    )
+    .await;
+    wait_healthy(&balancer, 1).await;
+    (app, balancer, stand_in)
+}
+
+/// Waits (up to 30 s) until the balancer counts exactly `invokers` healthy invokers (0 waits for
+/// silent ones to be marked down).
+pub async fn wait_healthy(balancer: &LoadBalancer, invokers: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while balancer.invokers().iter().filter(|i| i.healthy).count() != invokers {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {invokers} healthy invoker(s)"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// What the stand-in does with one activation.
 #[derive(Debug, Clone)]
@@ -30,7 +63,7 @@ pub enum Reply {
     Hold,
 }
 
-type Script = dyn Fn(&ActivationMessage) -> Reply + Send + Sync;
+pub type Script = dyn Fn(&ActivationMessage) -> Reply + Send + Sync;
 
 /// A running stand-in; stops beating and consuming when dropped.
 pub struct StandIn {
