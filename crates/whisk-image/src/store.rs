@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{ArchiveError, read_archive};
+use crate::archive::{ArchiveError, ArchiveImage, read_archive};
 use crate::digest::Digest;
 use crate::layer::{LayerError, apply_layer};
 
@@ -127,47 +127,63 @@ impl ImageStore {
         archive: &Path,
         references: &[String],
     ) -> Result<Vec<ImportedImage>, ImageError> {
-        let staging_root = self.dir.join("staging");
-        let staging = tempfile::tempdir_in(&staging_root).map_err(io_error(&staging_root))?;
+        let staging = self.staging()?;
         let found = read_archive(archive, staging.path())?;
         let mut imported = Vec::new();
         for image in found {
-            let config_digest = self.keep_blob(&image.config)?;
-            let layers = image
-                .layers
-                .iter()
-                .map(|layer| self.keep_blob(layer).map(|digest| digest.to_string()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let config_bytes = fs::read(&image.config).map_err(io_error(&image.config))?;
-            let config: ConfigBlob = serde_json::from_slice(&config_bytes)
-                .map_err(|error| ImageError::Config(error.to_string()))?;
-            let mut names: Vec<String> = image
-                .references
-                .iter()
-                .chain(references)
-                .map(|reference| normalize_reference(reference))
-                .collect();
-            names.sort();
-            names.dedup();
-            let digest = match image.manifest_digest {
-                Some(digest) => digest,
-                None => {
-                    let identity =
-                        serde_json::json!({"config": config_digest.to_string(), "layers": layers});
-                    Digest::of_bytes(identity.to_string().as_bytes())
-                }
-            };
-            let record = ImportedImage {
-                digest: digest.to_string(),
-                references: names,
-                config_digest: config_digest.to_string(),
-                layers,
-                config: config.config.unwrap_or_default(),
-            };
-            self.save_record(&digest, &record)?;
-            imported.push(record);
+            imported.push(self.import_image(&image, references)?);
         }
         Ok(imported)
+    }
+
+    /// A fresh directory on the store's file system for files on their way in (removed when
+    /// dropped), so that keeping them as blobs is a copy on the same disk.
+    pub fn staging(&self) -> Result<tempfile::TempDir, ImageError> {
+        let staging_root = self.dir.join("staging");
+        tempfile::tempdir_in(&staging_root).map_err(io_error(&staging_root))
+    }
+
+    /// Keeps one image whose config and layers are files (from an archive or pulled from a
+    /// registry into [`ImageStore::staging`]) and names it by its references and `references`.
+    pub fn import_image(
+        &self,
+        image: &ArchiveImage,
+        references: &[String],
+    ) -> Result<ImportedImage, ImageError> {
+        let config_digest = self.keep_blob(&image.config)?;
+        let layers = image
+            .layers
+            .iter()
+            .map(|layer| self.keep_blob(layer).map(|digest| digest.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config_bytes = fs::read(&image.config).map_err(io_error(&image.config))?;
+        let config: ConfigBlob = serde_json::from_slice(&config_bytes)
+            .map_err(|error| ImageError::Config(error.to_string()))?;
+        let mut names: Vec<String> = image
+            .references
+            .iter()
+            .chain(references)
+            .map(|reference| normalize_reference(reference))
+            .collect();
+        names.sort();
+        names.dedup();
+        let digest = match image.manifest_digest.clone() {
+            Some(digest) => digest,
+            None => {
+                let identity =
+                    serde_json::json!({"config": config_digest.to_string(), "layers": layers});
+                Digest::of_bytes(identity.to_string().as_bytes())
+            }
+        };
+        let record = ImportedImage {
+            digest: digest.to_string(),
+            references: names,
+            config_digest: config_digest.to_string(),
+            layers,
+            config: config.config.unwrap_or_default(),
+        };
+        self.save_record(&digest, &record)?;
+        Ok(record)
     }
 
     /// Copies a file into the blobs, named by its digest.
