@@ -15,8 +15,8 @@ use whisk_invoker::images::ImageSource;
 use whisk_invoker::pool::stem_cells_from_manifest;
 use whisk_invoker::service::in_flight_for;
 use whisk_invoker::{
-    ContainerError, ContainerNetwork, Invoker, InvokerConfig, InvokerHandle, NetworkProvider,
-    SandboxFactory, SandboxFactoryConfig,
+    ContainerError, ContainerNetwork, Invoker, InvokerConfig, InvokerHandle, KindRouter,
+    NetworkProvider, SandboxFactory, SandboxFactoryConfig, WasmFactory, engine_config_for,
 };
 use whisk_model::identity::AuthKey;
 use whisk_model::manifest::RuntimeManifest;
@@ -26,6 +26,7 @@ use whisk_sandbox::net::{
 };
 use whisk_sandbox::{Sandbox, SandboxConfig};
 use whisk_store::Store;
+use whisk_wasm::WasmEngine;
 
 use crate::config::{InvokerSettings, NetworkMode, ServerConfig, ServerFlags, TlsSettings};
 
@@ -144,6 +145,11 @@ impl LocalInvoker {
     ) -> anyhow::Result<Self> {
         let whisk_binary =
             std::env::current_exe().context("cannot find this program's own binary")?;
+        // One engine for the process: its pooling allocator and epoch ticker are shared by every
+        // WebAssembly action, and its cache compiles each module once. Made before the sandbox,
+        // so that a failure here has nothing to undo.
+        let wasm = WasmEngine::new(engine_config_for(settings.user_memory_mb))
+            .context("cannot start the WebAssembly engine")?;
         let mut net = NetConfig::new(settings.instance.clone());
         net.mode = match settings.network {
             NetworkMode::Nat => NetMode::Nat,
@@ -223,6 +229,11 @@ impl LocalInvoker {
         };
         config.max_in_flight = in_flight_for(settings.user_memory_mb);
         config.api_host = action_api_host(networks.api_host(), api_tls);
+        // WebAssembly kinds run in-process; every other kind in a sandbox container.
+        let factory = KindRouter::new(
+            Arc::new(WasmFactory::new(wasm, settings.instance.clone())),
+            Some(Arc::new(factory)),
+        );
         match Invoker::start(config, bus, store, Arc::new(factory)).await {
             Ok(invoker) => {
                 tracing::info!(invoker = id, instance = %settings.instance, "invoker running");
