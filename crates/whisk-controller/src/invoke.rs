@@ -392,41 +392,55 @@ pub enum CloseError {
 pub async fn close_unfinished(store: &Store, now_millis: u64) -> Result<usize, CloseError> {
     let mut closed = 0;
     for note in store.activations.pending().await? {
-        let ActivationEntry {
-            namespace,
-            activation_id,
-            document,
-            ..
-        } = note;
-        let mut record: WhiskActivation = match serde_json::from_value(document) {
-            Ok(record) => record,
-            Err(error) => {
-                tracing::error!(%error, %namespace, %activation_id, "dropping an unreadable pending note");
-                store
-                    .activations
-                    .remove_pending(&namespace, &activation_id)
-                    .await?;
-                continue;
-            }
-        };
-        record.end = now_millis.max(record.start.saturating_add(1));
-        record.duration = None;
-        record.response = ActivationResponse::whisk_error(json!(LOST_ACTIVATION));
-        match store.activations.put(activation_entry(&record)?).await {
-            Ok(()) => {}
-            Err(StoreError::AlreadyExists(_)) => {
-                store
-                    .activations
-                    .remove_pending(&namespace, &activation_id)
-                    .await?;
-                continue;
-            }
-            Err(error) => return Err(error.into()),
+        let (namespace, activation_id) = (note.namespace.clone(), note.activation_id.clone());
+        if close_lost(store, note, now_millis).await?.is_some() {
+            tracing::warn!(%namespace, %activation_id, "closed an activation lost by the previous run");
+            closed += 1;
         }
-        tracing::warn!(%namespace, %activation_id, "closed an activation lost by the previous run");
-        closed += 1;
     }
     Ok(closed)
+}
+
+/// Writes the `whisk internal error` record of one pending note whose activation is known to
+/// be lost (its invoker died, or the previous run did), ending at `now_millis`. Returns the
+/// record written; `None` when there was nothing to write: a record already exists (the note
+/// is then dropped) or the note no longer decodes (dropped and logged).
+pub async fn close_lost(
+    store: &Store,
+    note: ActivationEntry,
+    now_millis: u64,
+) -> Result<Option<WhiskActivation>, CloseError> {
+    let ActivationEntry {
+        namespace,
+        activation_id,
+        document,
+        ..
+    } = note;
+    let mut record: WhiskActivation = match serde_json::from_value(document) {
+        Ok(record) => record,
+        Err(error) => {
+            tracing::error!(%error, %namespace, %activation_id, "dropping an unreadable pending note");
+            store
+                .activations
+                .remove_pending(&namespace, &activation_id)
+                .await?;
+            return Ok(None);
+        }
+    };
+    record.end = now_millis.max(record.start.saturating_add(1));
+    record.duration = None;
+    record.response = ActivationResponse::whisk_error(json!(LOST_ACTIVATION));
+    match store.activations.put(activation_entry(&record)?).await {
+        Ok(()) => Ok(Some(record)),
+        Err(StoreError::AlreadyExists(_)) => {
+            store
+                .activations
+                .remove_pending(&namespace, &activation_id)
+                .await?;
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 pub use balancer::{BalancerConfig, BalancerError, LoadBalancer};
 pub use config::{BuildInfo, ControllerConfig};
 pub use error::{ApiError, ApiResult};
-pub use invoke::{Invocations, close_unfinished};
+pub use invoke::{Invocations, close_lost, close_unfinished};
 pub use state::{AppState, Clock, IdSource, RandomIds, SystemClock};
 pub use transaction::TransactionId;
 

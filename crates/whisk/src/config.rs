@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -201,6 +202,11 @@ impl ServerConfig {
     }
 }
 
+/// An invoker silent this long (on top of the balancer's few seconds before it counts as down)
+/// is taken for dead: long enough to ride out a restart or a network blip, short enough that
+/// a caller waiting on a blocking call still gets its answer.
+pub const DEFAULT_LOST_GRACE_MS: u64 = 15_000;
+
 /// The NATS subject and stream prefix when nothing else is said.
 pub const DEFAULT_CLUSTER_NAME: &str = "whisk";
 
@@ -227,6 +233,9 @@ pub struct ClusterFile {
     /// The controller address containers reach the API through (relayed into their network
     /// namespace); without it actions cannot call the API.
     pub api: Option<SocketAddr>,
+    /// How long an invoker must have been silent before a controller writes `whisk internal
+    /// error` records for the activations it sent there and saw no completion of.
+    pub lost_grace_ms: Option<u64>,
 }
 
 /// What the command line (and the environment, through clap) said about the cluster.
@@ -241,6 +250,7 @@ pub struct ClusterFlags {
     pub controllers: Option<u32>,
     pub invoker_id: Option<u32>,
     pub api: Option<SocketAddr>,
+    pub lost_grace_ms: Option<u64>,
     /// `--user-memory`: overrides `[invoker] user-memory-mb`.
     pub user_memory_mb: Option<u64>,
 }
@@ -257,6 +267,7 @@ pub struct ClusterSettings {
     pub id: u32,
     pub controllers: u32,
     pub api: Option<SocketAddr>,
+    pub lost_grace: Duration,
 }
 
 /// Which cluster role is being configured: each needs its own id.
@@ -314,6 +325,12 @@ impl ClusterSettings {
             id,
             controllers,
             api: flags.api.or(file.api),
+            lost_grace: Duration::from_millis(
+                flags
+                    .lost_grace_ms
+                    .or(file.lost_grace_ms)
+                    .unwrap_or(DEFAULT_LOST_GRACE_MS),
+            ),
         })
     }
 }
@@ -484,15 +501,21 @@ mod tests {
         assert_eq!((from_file.id, from_file.controllers), (3, 2));
         assert_eq!(from_file.name, "prod");
         assert_eq!(from_file.api, Some("10.0.0.1:3233".parse()?));
+        assert_eq!(
+            from_file.lost_grace,
+            Duration::from_millis(DEFAULT_LOST_GRACE_MS)
+        );
 
         let flags = ClusterFlags {
             bus: Some("nats://other:4222".into()),
             controller_id: Some(5),
+            lost_grace_ms: Some(250),
             ..ClusterFlags::default()
         };
         let overridden = ClusterSettings::resolve(ClusterRole::Controller, &flags, &file)?;
         assert_eq!(overridden.bus, "nats://other:4222");
         assert_eq!(overridden.id, 5);
+        assert_eq!(overridden.lost_grace, Duration::from_millis(250));
         assert_eq!(overridden.store, "postgres://a@db/w");
 
         // An invoker needs its own id; the file only names the controller's.

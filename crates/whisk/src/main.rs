@@ -90,6 +90,10 @@ struct ControllerArgs {
     /// How many controllers share the invokers [default: 1].
     #[arg(long, env = "WHISK_CONTROLLERS")]
     controllers: Option<u32>,
+    /// How long (ms) an invoker must be silent before the activations this controller sent it
+    /// are recorded as lost [default: 15000].
+    #[arg(long, env = "WHISK_LOST_GRACE_MS")]
+    lost_grace_ms: Option<u64>,
     /// Address to listen on [default: 127.0.0.1].
     #[arg(long, env = "WHISK_HOST")]
     host: Option<IpAddr>,
@@ -188,6 +192,7 @@ fn main() -> anyhow::Result<()> {
             let cluster = ClusterFlags {
                 controller_id: args.controller_id,
                 controllers: args.controllers,
+                lost_grace_ms: args.lost_grace_ms,
                 ..args.cluster.flags()
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()

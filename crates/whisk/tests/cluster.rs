@@ -253,6 +253,15 @@ impl Cluster {
         }
     }
 
+    /// Starts invoker `id` again (after a kill): its sandbox and network pool sweep what the
+    /// killed process left on the host.
+    fn restart_invoker(&mut self, id: u32) {
+        self.generation += 1;
+        let role = self.spawn("invoker", id);
+        let index = usize::try_from(id).expect("index");
+        self.invokers[index] = role;
+    }
+
     fn url(&self, controller: usize) -> &str {
         self.controllers[controller]
             .url
@@ -463,5 +472,89 @@ async fn a_killed_controller_loses_none_of_its_accepted_activations() {
         let record = cluster.record(1, id).await;
         assert_eq!(record["response"]["status"], "success", "{record}");
     }
+    cluster.stop_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoker_killed_under_load_leaves_a_record_for_every_accepted_activation() {
+    // Invokers count as dead one second after the balancer sees them silent.
+    let Some(mut cluster) = Cluster::start("invkill", "[cluster]\nlost-grace-ms = 1000\n") else {
+        return;
+    };
+    put_action(
+        &cluster,
+        "sleepy",
+        SLEEPY,
+        json!({"memory": 128, "timeout": 60000}),
+    )
+    .await;
+    cluster.wait_for_invokers("sleepy").await;
+
+    // 1024 MB per invoker, half of it each controller's: 4 slots of 128 MB per controller and
+    // invoker, so 8 through each controller fill both invokers whichever is the action's home.
+    let mut ids = BTreeSet::new();
+    for n in 0..16 {
+        let accepted = cluster
+            .guest(
+                n % 2,
+                Method::POST,
+                "/namespaces/_/actions/sleepy",
+                Some(json!({"n": n, "ms": 15000})),
+            )
+            .await;
+        assert_eq!(accepted.status.as_u16(), 202, "{}", accepted.text);
+        ids.insert(
+            accepted.body["activationId"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    // A blocking caller whose activation may be on the dead invoker gets an answer too.
+    let (user, key) = GUEST_AUTH.split_once(':').expect("uuid:key");
+    let blocking = tokio::spawn(
+        cluster
+            .client
+            .post(format!(
+                "{}/api/v1/namespaces/_/actions/sleepy?blocking=true",
+                cluster.url(1)
+            ))
+            .basic_auth(user, Some(key))
+            .json(&json!({"n": 99, "ms": 15000}))
+            .timeout(DEADLINE)
+            .send(),
+    );
+    cluster.invokers[1].kill();
+    let status = blocking
+        .await
+        .expect("task")
+        .expect("blocking call answered")
+        .status()
+        .as_u16();
+    // 200 from the live invoker, 502 with the lost record, 202 if the wait ran out.
+    assert!([200, 202, 502].contains(&status), "blocking call: {status}");
+
+    let mut lost = 0;
+    for id in &ids {
+        let record = cluster.record(0, id).await;
+        match record["response"]["status"].as_str() {
+            Some("success") => {}
+            Some("whisk internal error") => lost += 1,
+            other => panic!("unexpected status {other:?}: {record}"),
+        }
+    }
+    assert!(
+        lost > 0,
+        "nothing ran on the killed invoker\n{}",
+        cluster.logs()
+    );
+    assert!(
+        lost < ids.len(),
+        "nothing ran on the live invoker\n{}",
+        cluster.logs()
+    );
+
+    // Back with the same instance name, so the host resources the killed one left are swept.
+    cluster.restart_invoker(1);
     cluster.stop_all();
 }

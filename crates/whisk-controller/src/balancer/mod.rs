@@ -281,6 +281,17 @@ impl LoadBalancer {
         self.lock().in_flight.len()
     }
 
+    /// The activations this controller sent to `invoker` and has not seen complete: what is
+    /// lost with it should it die (the cluster controller closes them after a grace).
+    pub fn in_flight_on(&self, invoker: u32) -> Vec<ActivationId> {
+        self.lock()
+            .in_flight
+            .iter()
+            .filter(|(_, in_flight)| in_flight.invoker == invoker)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Picks an invoker, takes `memory_mb` of its slots and publishes `message` on its topic.
     ///
     /// `max_run` is the action's time limit: if no completion came after twice that (at least
@@ -596,8 +607,16 @@ mod tests {
             .unwrap();
         assert_eq!(balancer.invokers()[0].used_mb, 768);
         assert_eq!(balancer.in_flight_for("uuid-guest"), 2);
+        let mut on_zero = balancer.in_flight_on(0);
+        on_zero.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!(
+            on_zero,
+            [1, 2, 3].map(|id| ActivationId::from_bytes([id; 16]))
+        );
+        assert!(balancer.in_flight_on(1).is_empty());
 
         balancer.complete(completion(1));
+        assert_eq!(balancer.in_flight_on(0).len(), 2);
         assert_eq!(
             first.completion.await.unwrap().activation_id,
             ActivationId::from_bytes([1; 16])
