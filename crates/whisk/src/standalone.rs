@@ -229,7 +229,10 @@ impl LocalInvoker {
         };
         config.max_in_flight = in_flight_for(settings.user_memory_mb);
         config.api_host = action_api_host(networks.api_host(), api_tls);
-        // WebAssembly kinds run in-process; every other kind in a sandbox container.
+        // WebAssembly kinds run in-process; every other kind in a sandbox container. Where the
+        // sandbox cannot start (no root), the invoker does not start either, WebAssembly
+        // included: `KindRouter` could run without containers, but the network pool and the
+        // sandbox's shutdown would then have to become optional here.
         let factory = KindRouter::new(
             Arc::new(WasmFactory::new(wasm, settings.instance.clone())),
             Some(Arc::new(factory)),
