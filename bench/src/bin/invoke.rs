@@ -101,8 +101,10 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
     println!("{warm}");
     println!("### Cold start: a new action's first blocking invoke ({cold} actions per cell, ms)");
     println!();
-    println!("| runtime | stem cells | p50 | p99 | activation's initTime p50 | load |");
-    println!("|---|---|---:|---:|---:|---|");
+    println!(
+        "| runtime | stem cells | p50 | p99 | record: waitTime p50 | initTime p50 | duration p50 | load |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---|");
     for (label, stem, cell) in [
         ("nodejs:20", "on", &stem_node),
         ("nodejs:20", "off", &bare_node),
@@ -110,10 +112,12 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         ("python:3.11", "off", &bare_python),
     ] {
         println!(
-            "| {label} | {stem} | {} | {} | {} | {} |",
+            "| {label} | {stem} | {} | {} | {} | {} | {} | {} |",
             ms(cell.wall.p50),
             ms(cell.wall.p99),
-            cell.init_ms.map_or("–".to_string(), |v| v.to_string()),
+            median(&cell.wait_ms),
+            median(&cell.init_ms),
+            median(&cell.duration_ms),
             cell.load
         );
     }
@@ -409,9 +413,30 @@ async fn bare_run(client: &reqwest::Client, url: &str, body: &[u8]) -> anyhow::R
 /// One cold-start cell.
 struct Cold {
     wall: Summary,
-    /// The median `initTime` annotation of the activations (ms), when they carry one.
-    init_ms: Option<u64>,
+    /// What the activation records say (ms): the `waitTime` and `initTime` annotations (time
+    /// from the controller to the invoker, and the `/init`) and `duration` (`/init` + `/run`).
+    wait_ms: Vec<u64>,
+    init_ms: Vec<u64>,
+    duration_ms: Vec<u64>,
     load: String,
+}
+
+/// The middle value, or `–` without values.
+fn median(values: &[u64]) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted
+        .get(sorted.len() / 2)
+        .map_or("–".to_string(), u64::to_string)
+}
+
+/// The value of one annotation of an activation record, when it is a number.
+fn annotation(record: &Value, key: &str) -> Option<u64> {
+    record["annotations"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)?["value"]
+        .as_u64()
 }
 
 /// Creates `count` new actions of `kind` and times each one's first blocking invoke. A pause
@@ -425,7 +450,7 @@ async fn cold_starts(
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let load = load_line();
     let mut wall = Vec::with_capacity(count);
-    let mut init = Vec::new();
+    let (mut wait_ms, mut init_ms, mut duration_ms) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..count {
         let name = format!("cold-{}", NEXT.fetch_add(1, Ordering::Relaxed));
         platform.put(&name, kind, code, None).await?;
@@ -433,19 +458,15 @@ async fn cold_starts(
         let begun = Instant::now();
         let record = platform.invoke(&name, &json!({})).await?;
         wall.push(begun.elapsed());
-        if let Some(value) = record["annotations"].as_array().and_then(|annotations| {
-            annotations
-                .iter()
-                .find(|a| a["key"] == "initTime")
-                .and_then(|a| a["value"].as_u64())
-        }) {
-            init.push(value);
-        }
+        wait_ms.extend(annotation(&record, "waitTime"));
+        init_ms.extend(annotation(&record, "initTime"));
+        duration_ms.extend(record["duration"].as_u64());
     }
-    init.sort_unstable();
     Ok(Cold {
         wall: Summary::of(&wall).ok_or_else(|| anyhow!("no cold samples"))?,
-        init_ms: init.get(init.len() / 2).copied(),
+        wait_ms,
+        init_ms,
+        duration_ms,
         load,
     })
 }
