@@ -17,6 +17,8 @@ pub const GUEST_AUTH: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN
 pub struct Platform {
     /// Whether `whisk standalone` may start its invoker (and so containers and host networking).
     invoker: bool,
+    /// Extra command-line arguments given at every start (restarts too), e.g. `--tls-self-signed`.
+    args: Vec<String>,
     child: Option<Child>,
     pub url: String,
     data_dir: tempfile::TempDir,
@@ -27,9 +29,10 @@ impl Platform {
     /// A platform for API tests: no invoker, so no containers or host network setup.
     pub fn start() -> Self {
         let data_dir = tempfile::tempdir().expect("temp data dir");
-        let (child, url) = spawn(data_dir.path(), false);
+        let (child, url) = spawn(data_dir.path(), false, &[]);
         Self {
             invoker: false,
+            args: Vec::new(),
             child: Some(child),
             url,
             data_dir,
@@ -40,16 +43,50 @@ impl Platform {
     /// Starts with `toml` as the configuration file (kept in the data directory as
     /// `whisk.toml`, so restarts use it too); its `[invoker]` section decides about the invoker.
     pub fn start_with_config(toml: &str) -> Self {
+        Self::start_with_config_and_args(toml, &[])
+    }
+
+    /// Like [`Platform::start_with_config`], with extra `whisk standalone` arguments. With
+    /// `--tls-self-signed` the platform serves HTTPS and [`Platform::call`] trusts the certificate
+    /// it generated (see [`Platform::tls_certificate`]).
+    pub fn start_with_config_and_args(toml: &str, args: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().expect("temp data dir");
         std::fs::write(data_dir.path().join(CONFIG_FILE), toml).expect("write whisk.toml");
-        let (child, url) = spawn(data_dir.path(), true);
-        Self {
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        let (child, url) = spawn(data_dir.path(), true, &args);
+        let mut platform = Self {
             invoker: true,
+            args,
             child: Some(child),
             url,
             data_dir,
             client: reqwest::Client::new(),
+        };
+        if platform.url.starts_with("https://") {
+            platform.client = platform.client_builder().build().expect("HTTPS client");
         }
+        platform
+    }
+
+    /// The self-signed certificate a `--tls-self-signed` platform wrote, as PEM.
+    pub fn tls_certificate(&self) -> Vec<u8> {
+        let path = self.data_dir.path().join("tls/self-signed-cert.pem");
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+
+    /// A client builder for this platform: over HTTPS it trusts only the platform's own
+    /// self-signed certificate, so a test proves the certificate is the one served.
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let builder = reqwest::Client::builder();
+        if !self.url.starts_with("https://") {
+            return builder;
+        }
+        let certificate =
+            reqwest::Certificate::from_pem(&self.tls_certificate()).expect("PEM certificate");
+        builder
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(certificate)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -59,7 +96,7 @@ impl Platform {
     /// Stops the server gracefully and starts a new one on the same data directory.
     pub fn restart(&mut self) {
         self.stop();
-        let (child, url) = spawn(self.data_dir.path(), self.invoker);
+        let (child, url) = spawn(self.data_dir.path(), self.invoker, &self.args);
         self.child = Some(child);
         self.url = url;
     }
@@ -127,6 +164,30 @@ impl Platform {
 
     pub fn raw(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// Polls `GET /activations/{id}` as the guest until the record is stored (30 s at most):
+    /// records are written after the answer, so a test must not expect one at once.
+    pub async fn wait_for_record(&self, id: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = self
+                .guest(
+                    Method::GET,
+                    &format!("/namespaces/_/activations/{id}"),
+                    None,
+                )
+                .await;
+            if reply.status == StatusCode::OK {
+                return reply.body;
+            }
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no record for {id} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -201,11 +262,12 @@ impl Reply {
 /// The configuration file [`Platform::start_with_config`] writes into the data directory.
 const CONFIG_FILE: &str = "whisk.toml";
 
-fn spawn(data_dir: &Path, invoker: bool) -> (Child, String) {
+fn spawn(data_dir: &Path, invoker: bool, args: &[String]) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_whisk"));
     command
         .args(["standalone", "--port", "0", "--data-dir"])
-        .arg(data_dir);
+        .arg(data_dir)
+        .args(args);
     if !invoker {
         command.env("WHISK_INVOKER_ENABLED", "false");
     }
@@ -228,7 +290,7 @@ fn spawn(data_dir: &Path, invoker: bool) -> (Child, String) {
     let url = first
         .rsplit(' ')
         .next()
-        .filter(|url| url.starts_with("http://"))
+        .filter(|url| url.starts_with("http://") || url.starts_with("https://"))
         .unwrap_or_else(|| panic!("unexpected first line: {first}"))
         .to_string();
     // Keep draining stdout so the server never blocks on a full pipe.
@@ -260,4 +322,43 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSt
 
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Whether this process runs as root, which real containers need (namespaces, cgroups, nftables).
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find(|line| line.starts_with("Uid:"))
+            .and_then(|line| line.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
+static NEXT_INVOKER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A platform whose invoker runs real containers, with `extra` appended to its configuration
+/// and `args` given to `whisk standalone`; `None` (with the reason printed) without root.
+///
+/// Its instance name (which names the host's cgroups, network namespaces and nft table) and its
+/// subnet are its own, so tests running in parallel processes never meet on the host.
+pub fn platform_with_invoker(name: &str, extra: &str, args: &[&str]) -> Option<Platform> {
+    if !running_as_root() {
+        eprintln!("SKIPPED: containers need root, and this test runs as another user");
+        return None;
+    }
+    let pid = std::process::id();
+    let n = NEXT_INVOKER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A random /26 of 10.192.0.0/11: the network pool refuses a subnet already on the host, so
+    // parallel processes must not pick the same one.
+    let slot: u32 = rand::random_range(0..32_768);
+    let base = u32::from(std::net::Ipv4Addr::new(10, 192, 0, 0)) + slot * 64;
+    let subnet = format!("{}/26", std::net::Ipv4Addr::from(base));
+    Some(Platform::start_with_config_and_args(
+        &format!(
+            "[invoker]\ninstance = \"e2e-{name}-{pid}-{n}\"\nsubnet = \"{subnet}\"\n\
+             stem-cells = false\nnetwork = \"none\"\n{extra}"
+        ),
+        args,
+    ))
 }
