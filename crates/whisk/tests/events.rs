@@ -383,6 +383,52 @@ async fn a_once_alarm_fires_once_then_deletes_its_trigger_and_rules() {
     assert_eq!(read.status, StatusCode::NOT_FOUND, "{}", read.text);
 }
 
+#[tokio::test]
+async fn a_fire_due_while_the_platform_was_down_happens_once_after_the_restart() {
+    let mut platform = Platform::start_with_config("[invoker]\nenabled = false\n");
+    trigger_with_rule(&platform, "missed").await;
+    let date = now_millis() + 5_000;
+    feed(
+        &platform,
+        "alarms/once",
+        json!({"lifecycleEvent": "CREATE", "triggerName": "/_/missed", "date": date}),
+    )
+    .await
+    .assert_ok();
+    platform.stop();
+    // Down past the fire time.
+    while now_millis() <= date + 500 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    platform.restart();
+    wait_for_records(&platform, "missed", 1).await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let read = feed(
+            &platform,
+            "alarms/once",
+            json!({"lifecycleEvent": "READ", "triggerName": "/_/missed"}),
+        )
+        .await;
+        if read.assert_ok()["status"]["active"] == false {
+            assert_eq!(read.body["status"]["reason"], "schedule finished");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still active: {}", read.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Another restart does not fire it again.
+    platform.restart();
+    feed(
+        &platform,
+        "alarms/once",
+        json!({"lifecycleEvent": "READ", "triggerName": "/_/missed"}),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(records(&platform, "missed").await.len(), 1);
+}
+
 fn github_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", whisk_events::signature::sign_hex(secret, body))
 }
