@@ -7,6 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 pub const GUEST_AUTH: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
 
@@ -33,23 +35,89 @@ fn server_binary() -> &'static Path {
     })
 }
 
-/// One running server plus a private properties file; the server is killed when dropped.
+/// One running server plus a private properties file. An API-only server is killed when
+/// dropped; one with an invoker is stopped with SIGTERM, so it removes its containers, cgroups,
+/// network namespaces and nft table from the host before it exits.
 pub struct Platform {
     child: Child,
+    invoker: bool,
     pub url: String,
     dir: tempfile::TempDir,
 }
 
+/// Counts the invoker platforms of this process, so each gets its own host resource names.
+static NEXT_INVOKER: AtomicU32 = AtomicU32::new(0);
+
+/// Whether this process runs as root, which real containers need (namespaces, cgroups, nftables).
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find(|line| line.starts_with("Uid:"))
+            .and_then(|line| line.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
+/// A random /26 of 10.192.0.0/11 for one platform's containers. The invoker refuses a subnet
+/// already on the host, so platforms started by parallel test processes must not share one;
+/// std's randomly keyed hasher gives the randomness without another dependency.
+fn random_subnet(seed: u32) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u32(seed);
+    let slot = u32::try_from(hasher.finish() % 32_768).expect("below 32768");
+    let base = u32::from(std::net::Ipv4Addr::new(10, 192, 0, 0)) + slot * 64;
+    format!("{}/26", std::net::Ipv4Addr::from(base))
+}
+
 impl Platform {
+    /// A platform for API tests: no invoker, so no containers or host network setup.
     pub fn start() -> Self {
+        Self::spawn(None)
+    }
+
+    /// A platform whose invoker runs actions in real containers; `None` (with the reason
+    /// printed) when this process is not root. The instance name (which names the host's
+    /// cgroups, network namespaces and nft table) and the subnet are this platform's own, so
+    /// tests running in parallel processes never meet on the host.
+    pub fn start_with_invoker(name: &str) -> Option<Self> {
+        if !running_as_root() {
+            eprintln!("SKIPPED: containers need root, and this test runs as another user");
+            return None;
+        }
+        let n = NEXT_INVOKER.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let config = format!(
+            "[invoker]\ninstance = \"cli-{name}-{pid}-{n}\"\nsubnet = \"{}\"\n\
+             stem-cells = false\nnetwork = \"none\"\n",
+            random_subnet(n)
+        );
+        Some(Self::spawn(Some(&config)))
+    }
+
+    /// Starts `whisk standalone`; with `invoker_config` (a TOML `[invoker]` section) the invoker
+    /// runs, otherwise it is disabled.
+    fn spawn(invoker_config: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(server_binary())
+        let mut command = Command::new(server_binary());
+        command
             .args(["standalone", "--port", "0", "--data-dir"])
             .arg(dir.path().join("data"))
-            .env("WHISK_LOG", "warn")
-            // No containers: these tests drive the API, and a killed server would leave the
-            // invoker's host network setup behind.
-            .env("WHISK_INVOKER_ENABLED", "false")
+            .env("WHISK_LOG", "warn");
+        match invoker_config {
+            Some(config) => {
+                let path = dir.path().join("whisk.toml");
+                std::fs::write(&path, config).expect("write whisk.toml");
+                command.arg("--config").arg(path);
+            }
+            // No containers: these tests drive the API only.
+            None => {
+                command.env("WHISK_INVOKER_ENABLED", "false");
+            }
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -65,7 +133,12 @@ impl Platform {
             .unwrap_or_else(|| panic!("unexpected first line: {first}"))
             .to_string();
         std::thread::spawn(move || for _ in lines {});
-        Self { child, url, dir }
+        Self {
+            child,
+            invoker: invoker_config.is_some(),
+            url,
+            dir,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -105,7 +178,21 @@ impl Platform {
 }
 
 impl Drop for Platform {
+    /// Kills an API-only server at once; asks one with an invoker to stop (SIGTERM) and kills it
+    /// only when it has not exited within 30 s.
     fn drop(&mut self) {
+        if self.invoker {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
