@@ -15,6 +15,7 @@ pub mod logs;
 pub mod payload;
 pub mod pool;
 pub mod record;
+pub mod registry;
 pub mod sandbox;
 pub mod service;
 pub mod wasm;

@@ -12,6 +12,7 @@ use whisk_controller::edge::{EdgeConfig, PemIdentity};
 use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemClock};
 use whisk_image::ImageStore;
 use whisk_invoker::images::ImageSource;
+use whisk_invoker::registry::RegistryPuller;
 use whisk_invoker::pool::stem_cells_from_manifest;
 use whisk_invoker::service::in_flight_for;
 use whisk_invoker::{
@@ -202,7 +203,7 @@ impl LocalInvoker {
                 factory_config.images = Some(ImageSource::new(
                     Arc::new(images),
                     Arc::new(manifest.clone()),
-                    None,
+                    Some(Arc::new(RegistryPuller::new())),
                 ));
             }
             Err(error) => {

@@ -1,7 +1,8 @@
 //! Any OCI image as a blackbox action (`--docker IMAGE`): an image archive built at test time
 //! (our own `whisk` binary as its skeleton proxy, with the libraries it needs and `/bin/sh`) is
-//! imported with `whisk admin image import` and invoked through the REST API; an image the
-//! platform cannot get is OpenWhisk's developer error.
+//! imported with `whisk admin image import` and invoked through the REST API, or pushed to the
+//! test registry (`.ci/registry`, `WHISK_TEST_REGISTRY`) and pulled by the platform; an image
+//! the platform cannot get is OpenWhisk's developer error.
 
 mod support;
 
@@ -61,8 +62,9 @@ fn copy_program(program: &Path, at: &str, root: &Path) {
     }
 }
 
-/// A `docker save` archive of one image tagged `tag`: our skeleton proxy as its command.
-fn image_archive(dir: &Path, tag: &str) -> std::path::PathBuf {
+/// The one layer (an uncompressed tar) and the config of our test image: the skeleton proxy as
+/// its command.
+fn image_parts(dir: &Path) -> (Vec<u8>, Value) {
     let root = dir.join("root");
     copy_program(Path::new(env!("CARGO_BIN_EXE_whisk")), "/whisk", &root);
     copy_program(Path::new("/bin/sh"), "/bin/sh", &root);
@@ -81,8 +83,32 @@ fn image_archive(dir: &Path, tag: &str) -> std::path::PathBuf {
             "Cmd": ["/whisk", "proxy", "skeleton"],
             "WorkingDir": "/"
         },
-        "rootfs": {"type": "layers", "diff_ids": []}
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256_hex(&layer))]}
     });
+    (layer, config)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let output = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(bytes)?;
+            child.wait_with_output()
+        })
+        .expect("run sha256sum");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_owned()
+}
+
+/// A `docker save` archive of the test image tagged `tag`.
+fn image_archive(dir: &Path, tag: &str) -> std::path::PathBuf {
+    let (layer, config) = image_parts(dir);
     let manifest = json!([{
         "Config": "config.json",
         "RepoTags": [tag],
@@ -205,7 +231,14 @@ async fn an_image_the_platform_cannot_get_is_a_developer_error() {
     let Some(platform) = platform("missing") else {
         return;
     };
-    create_blackbox(&platform, "absent", "whisk-test/absent:1").await;
+    // Not in the store, and its registry is a loopback port nothing listens on (tests never
+    // reach a registry off this machine).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let image = format!("127.0.0.1:{port}/whisk-test/absent:1");
+    create_blackbox(&platform, "absent", &image).await;
     let record = invoke(&platform, "absent").await;
     assert_eq!(
         record["response"]["status"], "action developer error",
@@ -213,7 +246,62 @@ async fn an_image_the_platform_cannot_get_is_a_developer_error() {
     );
     assert_eq!(
         record["response"]["result"],
-        json!({"error": "Failed to pull container image 'whisk-test/absent:1'."}),
+        json!({"error": format!("Failed to pull container image '{image}'.")}),
+        "{record}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_pulled_from_a_registry_runs_as_a_blackbox_action() {
+    let Ok(registry) = std::env::var("WHISK_TEST_REGISTRY") else {
+        eprintln!("SKIPPED: WHISK_TEST_REGISTRY is not set (.ci/registry start DIR sets it)");
+        return;
+    };
+    let Some(platform) = platform("pull") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let (layer, config) = image_parts(work.path());
+    let image = format!("{registry}/whisk-test/pulled-{}:1", std::process::id());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::HttpsExcept(vec![registry.clone()]),
+        ..Default::default()
+    });
+    let reference: oci_client::Reference = image.parse().expect("a reference");
+    client
+        .push(
+            &reference,
+            &[oci_client::client::ImageLayer::oci_v1(layer, None)],
+            oci_client::client::Config::oci_v1(config.to_string().into_bytes(), None),
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .expect("push the test image");
+
+    create_blackbox(&platform, "pulled", &image).await;
+    let record = invoke(&platform, "pulled").await;
+    assert_eq!(record["response"]["status"], "success", "{record}");
+    assert_eq!(
+        record["response"]["result"],
+        json!({"hello": "from the image"}),
+        "{record}"
+    );
+    // Pulled once, then kept in the data directory's store under the name it was pulled by.
+    let listed = platform.admin(&["image", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains(&image), "{listed}");
+
+    let missing = format!(
+        "{registry}/whisk-test/never-pushed-{}:1",
+        std::process::id()
+    );
+    create_blackbox(&platform, "never-pushed", &missing).await;
+    let record = invoke(&platform, "never-pushed").await;
+    assert_eq!(
+        record["response"]["result"],
+        json!({"error": format!("Failed to pull container image '{missing}'.")}),
         "{record}"
     );
 }
