@@ -21,6 +21,8 @@ pub enum FeedStoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("feed store: stored alarm is unreadable: {0}")]
     Corrupt(String),
+    #[error("feed store: {0}")]
+    Io(#[from] std::io::Error),
     #[error("feed store: the connection lock was poisoned")]
     Poisoned,
 }
@@ -92,8 +94,17 @@ CREATE TABLE IF NOT EXISTS webhooks (
 
 impl FeedStore {
     /// Opens (creating) `feeds.db` in `data_dir`.
+    /// The file is made readable by its owner only: it holds webhook secrets.
     pub fn open(data_dir: &Path) -> FeedStoreResult<Self> {
-        let connection = Connection::open(data_dir.join(FEEDS_FILE_NAME))?;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let path = data_dir.join(FEEDS_FILE_NAME);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let connection = Connection::open(&path)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         Self::with_connection(connection)
@@ -417,6 +428,22 @@ mod tests {
             reopened.get_alarm("guest/a").unwrap().unwrap().next_fire,
             Some(7)
         );
+    }
+
+    #[test]
+    fn the_file_is_private_and_a_missing_directory_is_an_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        FeedStore::open(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(FEEDS_FILE_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        assert!(matches!(
+            FeedStore::open(&dir.path().join("missing")),
+            Err(FeedStoreError::Io(_))
+        ));
     }
 
     #[test]
