@@ -177,38 +177,6 @@ async fn an_activation_lost_in_flight_is_closed_at_the_next_start() {
 
 // ---- real containers ------------------------------------------------------------------------------
 
-static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find(|line| line.starts_with("Uid:"))
-            .and_then(|line| line.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
-/// A platform whose invoker runs real containers, on a subnet and instance name of its own so
-/// parallel tests never meet; `None` (with the reason printed) without root.
-fn platform_with_invoker(name: &str, extra: &str) -> Option<Platform> {
-    if !running_as_root() {
-        eprintln!("SKIPPED: containers need root, and this test runs as another user");
-        return None;
-    }
-    let pid = std::process::id();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // A random /26 of 10.160.0.0/11: test processes run in parallel and must not pick the same
-    // one (the network pool refuses a subnet already on the host).
-    let slot: u32 = rand::random_range(0..32_768);
-    let base = u32::from(std::net::Ipv4Addr::new(10, 160, 0, 0)) + slot * 64;
-    let subnet = format!("{}/26", std::net::Ipv4Addr::from(base));
-    Some(Platform::start_with_config(&format!(
-        "[invoker]\ninstance = \"e2e-{name}-{pid}-{n}\"\nsubnet = \"{subnet}\"\nstem-cells = false\n\
-         network = \"none\"\n{extra}"
-    )))
-}
-
 async fn put_action(platform: &Platform, name: &str, kind: &str, code: &str) {
     platform
         .guest(
@@ -228,37 +196,9 @@ fn annotation<'a>(record: &'a Value, key: &str) -> Option<&'a Value> {
         .map(|pair| &pair["value"])
 }
 
-/// Polls `GET /activations/{id}` until the record is there (30 s at most).
-async fn wait_for_record(platform: &Platform, id: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let reply = platform
-            .guest(
-                Method::GET,
-                &format!("/namespaces/_/activations/{id}"),
-                None,
-            )
-            .await;
-        if reply.status == reqwest::StatusCode::OK {
-            return reply.body;
-        }
-        assert_eq!(
-            reply.status,
-            reqwest::StatusCode::NOT_FOUND,
-            "{}",
-            reply.text
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no record for {id} within 30 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn nodejs_blocking_invoke_returns_the_record_and_reuses_the_warm_container() {
-    let Some(platform) = platform_with_invoker("node", "") else {
+    let Some(platform) = support::platform_with_invoker("node", "", &[]) else {
         return;
     };
     put_action(
@@ -307,7 +247,7 @@ async fn nodejs_blocking_invoke_returns_the_record_and_reuses_the_warm_container
     assert!(annotation(&record, "waitTime").is_some());
     assert!(annotation(&record, "initTime").is_some(), "a cold start");
 
-    let stored = wait_for_record(&platform, &id).await;
+    let stored = platform.wait_for_record(&id).await;
     let logs = stored["logs"].as_array().cloned().unwrap_or_default();
     assert!(
         logs.iter().any(|line| line
@@ -343,7 +283,7 @@ async fn nodejs_blocking_invoke_returns_the_record_and_reuses_the_warm_container
 
 #[tokio::test]
 async fn python_non_blocking_invoke_is_polled_until_its_record_appears() {
-    let Some(platform) = platform_with_invoker("python", "") else {
+    let Some(platform) = support::platform_with_invoker("python", "", &[]) else {
         return;
     };
     put_action(
@@ -365,7 +305,7 @@ async fn python_non_blocking_invoke_is_polled_until_its_record_appears() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let record = wait_for_record(&platform, &id).await;
+    let record = platform.wait_for_record(&id).await;
     assert_eq!(record["response"]["result"], json!({"square": 49}));
     assert_eq!(annotation(&record, "kind"), Some(&json!("python:3.11")));
 
@@ -380,7 +320,7 @@ async fn python_non_blocking_invoke_is_polled_until_its_record_appears() {
 
 #[tokio::test]
 async fn application_errors_are_502_with_just_the_error_under_result_true() {
-    let Some(platform) = platform_with_invoker("apperr", "") else {
+    let Some(platform) = support::platform_with_invoker("apperr", "", &[]) else {
         return;
     };
     put_action(
@@ -403,9 +343,10 @@ async fn application_errors_are_502_with_just_the_error_under_result_true() {
 
 #[tokio::test]
 async fn concurrent_throttle_counts_activations_still_running() {
-    let Some(platform) = platform_with_invoker(
+    let Some(platform) = support::platform_with_invoker(
         "throttle",
         "[limits]\ninvocations-per-minute = 100000\nconcurrent-invocations = 1\n",
+        &[],
     ) else {
         return;
     };
@@ -431,7 +372,7 @@ async fn concurrent_throttle_counts_activations_still_running() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    wait_for_record(&platform, &id).await;
+    platform.wait_for_record(&id).await;
     // The completion may trail the record by a moment.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -452,7 +393,7 @@ async fn concurrent_throttle_counts_activations_still_running() {
 
 #[tokio::test]
 async fn stopping_the_platform_mid_run_leaves_a_record() {
-    let Some(mut platform) = platform_with_invoker("stop", "") else {
+    let Some(mut platform) = support::platform_with_invoker("stop", "", &[]) else {
         return;
     };
     put_action(
@@ -473,7 +414,7 @@ async fn stopping_the_platform_mid_run_leaves_a_record() {
     // A graceful stop records what the invoker cuts short; had the activation not reached the
     // invoker yet, the next start would close it from its pending note. A record either way.
     platform.restart();
-    let record = wait_for_record(&platform, &id).await;
+    let record = platform.wait_for_record(&id).await;
     assert_eq!(
         record["response"]["status"], "whisk internal error",
         "{record}"

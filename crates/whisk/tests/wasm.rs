@@ -12,37 +12,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use support::{GUEST_AUTH, Platform};
 
-static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find(|line| line.starts_with("Uid:"))
-            .and_then(|line| line.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
-/// A platform with its invoker, on an instance name and subnet of its own so parallel tests
-/// never meet; `None` (with the reason printed) without root, where the invoker cannot start
-/// its sandbox.
-fn platform_with_invoker(name: &str) -> Option<Platform> {
-    if !running_as_root() {
-        eprintln!("SKIPPED: the invoker's sandbox needs root, and this test runs as another user");
-        return None;
-    }
-    let pid = std::process::id();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let slot: u32 = rand::random_range(0..32_768);
-    let base = u32::from(std::net::Ipv4Addr::new(10, 160, 0, 0)) + slot * 64;
-    let subnet = format!("{}/26", std::net::Ipv4Addr::from(base));
-    Some(Platform::start_with_config(&format!(
-        "[invoker]\ninstance = \"wasm-{name}-{pid}-{n}\"\nsubnet = \"{subnet}\"\nstem-cells = false\n\
-         network = \"none\"\n"
-    )))
-}
-
 const IMPORTS: &str = r#"
   (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -147,7 +116,7 @@ fn log_tails(record: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_wasm_action_runs_blocking_with_its_result_record_and_logs() {
-    let Some(platform) = platform_with_invoker("echo") else {
+    let Some(platform) = support::platform_with_invoker("echo", "", &[]) else {
         return;
     };
     put_wasm(&platform, "echo", &echo(), json!({})).await;
@@ -184,7 +153,7 @@ async fn a_wasm_action_runs_blocking_with_its_result_record_and_logs() {
 
 #[tokio::test]
 async fn time_and_memory_limits_and_a_bad_module_end_in_developer_errors() {
-    let Some(platform) = platform_with_invoker("limits") else {
+    let Some(platform) = support::platform_with_invoker("limits", "", &[]) else {
         return;
     };
     put_wasm(&platform, "endless", &endless(), json!({"timeout": 1000})).await;
@@ -252,7 +221,7 @@ fn wsk_binary() -> &'static PathBuf {
 
 #[tokio::test]
 async fn wsk_creates_a_wasm_action_from_a_wasm_file_and_invokes_it() {
-    let Some(platform) = platform_with_invoker("wsk") else {
+    let Some(platform) = support::platform_with_invoker("wsk", "", &[]) else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
