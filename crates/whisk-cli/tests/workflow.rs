@@ -180,11 +180,11 @@ fn getting_started_from_an_empty_namespace_to_an_empty_namespace() {
         record["response"]["result"],
         json!({"greeting": "Hello, Bob!"})
     );
-    assert!(
-        blocking.stdout.contains("\n    \"activationId\": "),
-        "{}",
-        blocking.stdout
-    );
+    // Exactly the server's record, pretty-printed with wsk's four-space indent, keys in order.
+    let expected = std::iter::once(format!("ok: invoked /_/hello with id {hello_id}"))
+        .chain(pretty(&record))
+        .collect::<Vec<_>>();
+    blocking.assert_ok(&expected.iter().map(String::as_str).collect::<Vec<_>>());
 
     // Without -b: only the id; the record is read back once stored.
     let started = wsk(&["action", "invoke", "shout", "-p", "greeting", "later"]);
@@ -207,6 +207,8 @@ fn getting_started_from_an_empty_namespace_to_an_empty_namespace() {
     );
     assert_eq!(rest, "stdout: shouting later");
     wsk(&["activation", "logs", &shout_id, "--strip"]).assert_ok(&["shouting later"]);
+    // A blocking invoke answers before its record is stored.
+    stored_record(&platform, &hello_id);
     wsk(&["activation", "logs", &hello_id, "-r"]).assert_ok(&["hello Bob"]);
     // The newest activation is the non-blocking one.
     wsk(&["activation", "result", "--last"]).assert_json(&json!({"greeting": "LATER"}));
