@@ -48,6 +48,7 @@ macro_rules! store_conformance_tests {
             activation_list_filters,
             activation_delete_older_than,
             activation_pending_notes_until_the_record_is_put,
+            activation_pending_notes_by_owner,
         );
     };
     (@cases $fresh_store:expr; $($case:ident),* $(,)?) => {
@@ -1081,6 +1082,71 @@ pub async fn activation_delete_older_than(store: Store) {
     );
     assert_eq!(activations.get("bob", "old").await.expect("get"), None);
     assert_eq!(activations.delete_older_than(200).await.expect("delete"), 0);
+}
+
+pub async fn activation_pending_notes_by_owner(store: Store) {
+    let activations = store.activations;
+    let mine = test_activation("alice", "o1", "hello", None, 100);
+    let theirs = test_activation("alice", "o2", "hello", None, 50);
+    let untagged = test_activation("bob", "o3", "world", None, 200);
+    let mine_later = test_activation("bob", "o4", "world", None, 300);
+    activations
+        .put_pending_owned(mine.clone(), "controller0")
+        .await
+        .expect("put_pending_owned");
+    activations
+        .put_pending_owned(theirs.clone(), "controller1")
+        .await
+        .expect("put_pending_owned");
+    activations
+        .put_pending(untagged.clone())
+        .await
+        .expect("put_pending");
+    activations
+        .put_pending_owned(mine_later.clone(), "controller0")
+        .await
+        .expect("put_pending_owned");
+    let duplicate = activations
+        .put_pending_owned(theirs.clone(), "controller0")
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::AlreadyExists(_))),
+        "an id noted by another owner is still taken, got {duplicate:?}"
+    );
+    assert_eq!(
+        activations
+            .pending_owned("controller0")
+            .await
+            .expect("pending_owned"),
+        vec![mine.clone(), mine_later.clone()],
+        "only the owner's notes, oldest first"
+    );
+    assert_eq!(
+        activations.pending_owned("").await.expect("pending_owned"),
+        vec![untagged.clone()],
+        "untagged notes belong to the empty owner"
+    );
+    assert_eq!(
+        activations.pending().await.expect("pending"),
+        vec![theirs.clone(), mine.clone(), untagged, mine_later.clone()],
+        "pending lists every owner's notes"
+    );
+    activations.put(mine).await.expect("put");
+    assert_eq!(
+        activations
+            .pending_owned("controller0")
+            .await
+            .expect("pending_owned"),
+        vec![mine_later],
+        "a record clears its owned note too"
+    );
+    assert!(
+        activations
+            .pending_owned("controller9")
+            .await
+            .expect("pending_owned")
+            .is_empty()
+    );
 }
 
 pub async fn activation_pending_notes_until_the_record_is_put(store: Store) {

@@ -3,7 +3,7 @@
 //! the completions of what it published on its own topic (`completed<id>`), so a blocking call
 //! is answered by the controller that took it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +12,9 @@ use anyhow::Context;
 use tokio::time::Instant;
 use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemClock};
 use whisk_model::bus::CompletionMessage;
-use whisk_store::Store;
+use whisk_store::{ActivationEntry, Store};
 
-use crate::cluster::{connect_bus, open_store};
+use crate::cluster::{OwnedNotes, connect_bus, controller_owner, open_store};
 use crate::config::{ClusterFlags, ClusterRole, ClusterSettings, ServerConfig, ServerFlags};
 use crate::standalone::{
     announce_as, controller_config, edge_config, ensure_well_known_subjects, shutdown_signal,
@@ -23,11 +23,91 @@ use crate::standalone::{
 /// How often the controller looks for invokers that went silent with its work.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often a controller looks whether the notes its previous run left are overdue.
+const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The run limit assumed for a note that names none (sequences, compositions, trigger
+/// fires): OpenWhisk's largest action time limit, 5 minutes.
+const UNKNOWN_RUN_LIMIT_MS: u64 = 300_000;
+
+/// When an activation a previous run of this controller left open is surely lost: no invoker
+/// runs anything past its time limit, so by the balancer's own rule for giving up on a
+/// completion (twice the limit, at least a minute, plus a minute) it will never get a record.
+fn orphan_deadline(note: &ActivationEntry) -> u64 {
+    let timeout = note.document["annotations"]
+        .as_array()
+        .and_then(|pairs| pairs.iter().find(|pair| pair["key"] == "limits"))
+        .and_then(|pair| pair["value"]["timeout"].as_u64())
+        .unwrap_or(UNKNOWN_RUN_LIMIT_MS);
+    note.start
+        .saturating_add(timeout.max(60_000).saturating_mul(2))
+        .saturating_add(60_000)
+}
+
+/// Writes the `whisk internal error` record of each of `orphans` (notes of this controller's
+/// previous run) once it is overdue and still has no record; ends when none is left.
+async fn sweep_orphans(store: Store, mut orphans: HashSet<(String, String)>) {
+    let mut interval = tokio::time::interval(ORPHAN_SWEEP_INTERVAL);
+    while !orphans.is_empty() {
+        interval.tick().await;
+        let notes = match store.activations.pending().await {
+            Ok(notes) => notes,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read this controller's open notes");
+                continue;
+            }
+        };
+        let open: HashSet<(String, String)> = notes
+            .iter()
+            .map(|note| (note.namespace.clone(), note.activation_id.clone()))
+            .collect();
+        // Those whose record arrived meanwhile are done.
+        orphans.retain(|key| open.contains(key));
+        let now = SystemClock.now_millis();
+        for note in notes {
+            let key = (note.namespace.clone(), note.activation_id.clone());
+            if !orphans.contains(&key) || orphan_deadline(&note) > now {
+                continue;
+            }
+            match whisk_controller::close_lost(&store, note, now).await {
+                Ok(_) => {
+                    tracing::warn!(
+                        namespace = %key.0,
+                        activation_id = %key.1,
+                        "closed an activation lost when this controller last stopped"
+                    );
+                    orphans.remove(&key);
+                }
+                Err(error) => tracing::warn!(%error, "cannot close an overdue activation yet"),
+            }
+        }
+    }
+}
+
 pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()> {
     let config = ServerConfig::load(&flags)?;
     let settings = ClusterSettings::resolve(ClusterRole::Controller, &cluster, &config.cluster)?;
-    let store = open_store(&settings).await?;
+    let store = OwnedNotes::wrap(open_store(&settings).await?, controller_owner(settings.id));
     ensure_well_known_subjects(&store).await?;
+    // Before anything new is accepted, the notes this controller's previous run left open
+    // (other controllers' notes are theirs). Unlike standalone's, its activations may still be
+    // running on invokers that outlived it, so they are closed only once overdue.
+    let orphans: HashSet<(String, String)> = store
+        .activations
+        .pending()
+        .await
+        .context("cannot read the notes this controller's previous run left open")?
+        .into_iter()
+        .map(|note| (note.namespace, note.activation_id))
+        .collect();
+    if !orphans.is_empty() {
+        tracing::warn!(
+            open = orphans.len(),
+            controller = settings.id,
+            "activations of this controller's previous run still open; closed when overdue"
+        );
+    }
+    let sweeper = tokio::spawn(sweep_orphans(store.clone(), orphans));
     let bus = connect_bus(&settings).await?;
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.host, config.port))
@@ -65,6 +145,7 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
     announce_as(&format!("controller {}", settings.id), address, &config);
     let served = whisk_controller::serve_with(listener, state, edge, shutdown_signal()).await;
     watchdog.abort();
+    sweeper.abort();
     balancer.stop();
     bus.close().await;
     served?;
@@ -119,7 +200,8 @@ async fn close_lost_on(
     invoker: u32,
     lost: Vec<whisk_model::names::ActivationId>,
 ) -> anyhow::Result<()> {
-    let mut notes: HashMap<String, whisk_store::ActivationEntry> = store
+    // This controller's notes only (the store is its `OwnedNotes` view).
+    let mut notes: HashMap<String, ActivationEntry> = store
         .activations
         .pending()
         .await?
@@ -149,4 +231,44 @@ async fn close_lost_on(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(start: u64, annotations: serde_json::Value) -> ActivationEntry {
+        ActivationEntry {
+            namespace: "guest".into(),
+            activation_id: "a".into(),
+            name: "hello".into(),
+            path_name: None,
+            start,
+            document: serde_json::json!({"annotations": annotations}),
+        }
+    }
+
+    #[test]
+    fn an_orphan_is_overdue_after_twice_its_limit_and_a_minute() {
+        let limits = serde_json::json!([
+            {"key": "path", "value": "guest/hello"},
+            {"key": "limits", "value": {"timeout": 90_000, "memory": 256}}
+        ]);
+        assert_eq!(
+            orphan_deadline(&note(1_000, limits)),
+            1_000 + 180_000 + 60_000
+        );
+        // Short limits still wait the balancer's minimum of a minute, doubled.
+        let short = serde_json::json!([{"key": "limits", "value": {"timeout": 100}}]);
+        assert_eq!(orphan_deadline(&note(0, short)), 180_000);
+        // No limits (a sequence's note): the largest action limit is assumed.
+        assert_eq!(
+            orphan_deadline(&note(0, serde_json::json!([]))),
+            2 * UNKNOWN_RUN_LIMIT_MS + 60_000
+        );
+        assert_eq!(
+            orphan_deadline(&note(u64::MAX - 5, serde_json::json!(null))),
+            u64::MAX
+        );
+    }
 }

@@ -246,6 +246,10 @@ impl ActivationStore for PostgresActivationStore {
     }
 
     async fn put_pending(&self, entry: ActivationEntry) -> StoreResult<()> {
+        self.put_pending_owned(entry, "").await
+    }
+
+    async fn put_pending_owned(&self, entry: ActivationEntry, owner: &str) -> StoreResult<()> {
         let (start, document) = checked_columns(&entry)?;
         let mut client = self.database.client().await?;
         let transaction = client.transaction().await?;
@@ -262,8 +266,8 @@ impl ActivationStore for PostgresActivationStore {
         }
         let inserted = transaction
             .execute(
-                "INSERT INTO pending_activations (namespace, activation_id, name, path_name, start, document) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                "INSERT INTO pending_activations (namespace, activation_id, name, path_name, start, document, owner) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
                 &[
                     &entry.namespace,
                     &entry.activation_id,
@@ -271,6 +275,7 @@ impl ActivationStore for PostgresActivationStore {
                     &entry.path_name,
                     &start,
                     &document,
+                    &owner,
                 ],
             )
             .await?;
@@ -293,12 +298,24 @@ impl ActivationStore for PostgresActivationStore {
     }
 
     async fn pending(&self) -> StoreResult<Vec<ActivationEntry>> {
+        self.pending_where(None).await
+    }
+
+    async fn pending_owned(&self, owner: &str) -> StoreResult<Vec<ActivationEntry>> {
+        self.pending_where(Some(owner)).await
+    }
+}
+
+impl PostgresActivationStore {
+    /// Every open note, or only `owner`'s, oldest first.
+    async fn pending_where(&self, owner: Option<&str>) -> StoreResult<Vec<ActivationEntry>> {
         let client = self.database.client().await?;
         let rows = client
             .query(
                 "SELECT namespace, activation_id, name, path_name, start, document \
-                 FROM pending_activations ORDER BY start, namespace, activation_id",
-                &[],
+                 FROM pending_activations WHERE $1::text IS NULL OR owner = $1 \
+                 ORDER BY start, namespace, activation_id",
+                &[&owner],
             )
             .await?;
         rows.iter()

@@ -11,7 +11,7 @@ use deadpool_postgres::Object;
 use crate::error::{StoreError, StoreResult};
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`.
-pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1_INITIAL_SCHEMA];
+pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1_INITIAL_SCHEMA, MIGRATION_2_PENDING_OWNER];
 
 /// The schema version this build writes and understands.
 pub(crate) fn latest_version() -> i64 {
@@ -89,6 +89,12 @@ CREATE TABLE pending_activations (
     document      text   NOT NULL,
     PRIMARY KEY (namespace, activation_id)
 );
+"#;
+
+/// Who wrote a pending note (a cluster controller's name; `''` when untagged), so that a
+/// controller closes only its own notes at start.
+const MIGRATION_2_PENDING_OWNER: &str = r#"
+ALTER TABLE pending_activations ADD COLUMN owner text COLLATE "C" NOT NULL DEFAULT '';
 "#;
 
 /// Brings the current schema up to date in one transaction.

@@ -203,7 +203,12 @@ impl ActivationStore for SqliteActivationStore {
             .await
     }
     async fn put_pending(&self, entry: ActivationEntry) -> StoreResult<()> {
+        self.put_pending_owned(entry, "").await
+    }
+
+    async fn put_pending_owned(&self, entry: ActivationEntry, owner: &str) -> StoreResult<()> {
         let (start, document) = checked_columns(&entry)?;
+        let owner = owner.to_owned();
         self.database
             .write(move |transaction| {
                 let recorded: bool = transaction
@@ -215,15 +220,16 @@ impl ActivationStore for SqliteActivationStore {
                     0
                 } else {
                     transaction.execute(
-                        "INSERT INTO pending_activations (namespace, activation_id, name, path_name, start, document) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                        "INSERT INTO pending_activations (namespace, activation_id, name, path_name, start, document, owner) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
                         params![
                             entry.namespace,
                             entry.activation_id,
                             entry.name,
                             entry.path_name,
                             start,
-                            document
+                            document,
+                            owner
                         ],
                     )?
                 };
@@ -253,14 +259,26 @@ impl ActivationStore for SqliteActivationStore {
     }
 
     async fn pending(&self) -> StoreResult<Vec<ActivationEntry>> {
+        self.pending_where(None).await
+    }
+
+    async fn pending_owned(&self, owner: &str) -> StoreResult<Vec<ActivationEntry>> {
+        self.pending_where(Some(owner.to_owned())).await
+    }
+}
+
+impl SqliteActivationStore {
+    /// Every open note, or only `owner`'s, oldest first.
+    async fn pending_where(&self, owner: Option<String>) -> StoreResult<Vec<ActivationEntry>> {
         self.database
-            .run(|connection| {
+            .run(move |connection| {
                 let rows = connection
                     .prepare_cached(
                         "SELECT namespace, activation_id, name, path_name, start, document \
-                         FROM pending_activations ORDER BY start, namespace, activation_id",
+                         FROM pending_activations WHERE ?1 IS NULL OR owner = ?1 \
+                         ORDER BY start, namespace, activation_id",
                     )?
-                    .query_map([], |row| {
+                    .query_map(params![owner], |row| {
                         Ok((
                             row.get::<_, String>(0)?,
                             row.get::<_, String>(1)?,

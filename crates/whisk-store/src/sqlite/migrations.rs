@@ -5,8 +5,11 @@
 //! database can be brought forward step by step.
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`.
-pub(crate) const MIGRATIONS: &[&str] =
-    &[MIGRATION_1_INITIAL_SCHEMA, MIGRATION_2_PENDING_ACTIVATIONS];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    MIGRATION_1_INITIAL_SCHEMA,
+    MIGRATION_2_PENDING_ACTIVATIONS,
+    MIGRATION_3_PENDING_OWNER,
+];
 
 /// The schema version this build writes and understands.
 pub(crate) fn latest_version() -> i64 {
@@ -93,4 +96,10 @@ CREATE TABLE pending_activations (
     document      TEXT    NOT NULL,
     PRIMARY KEY (namespace, activation_id)
 );
+";
+
+/// Who wrote a pending note (a cluster controller's name; `''` for standalone), so that a
+/// controller closes only its own notes at start.
+const MIGRATION_3_PENDING_OWNER: &str = "
+ALTER TABLE pending_activations ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ";
