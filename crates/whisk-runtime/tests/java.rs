@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 use whisk_runtime::{
-    HostTools, JAVA_PROXY_JAR, LOG_SENTINEL, LaunchLayout, init_verdict, launch_spec_with_memory,
-    run_verdict,
+    HostTools, JAVA_PROXY_JAR, LOG_SENTINEL, LaunchLayout, RuntimeReply, init_verdict,
+    launch_spec_with_memory, run_verdict,
 };
 
 const ECHO: &str = "import com.google.gson.JsonObject;
@@ -89,19 +89,93 @@ fn java_jar(sources: &[(&str, &str)], classpath: &[&Path]) -> Vec<u8> {
         .status()
         .unwrap();
     assert!(status.success(), "javac failed");
+    jar_directory(&classes)
+}
+
+/// Jars everything under `classes`.
+fn jar_directory(classes: &Path) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
     let jar = dir.path().join("action.jar");
     let status = Command::new(jdk_tool("jar"))
         .arg("--create")
         .arg("--file")
         .arg(&jar)
         .arg("-C")
-        .arg(&classes)
+        .arg(classes)
         .arg(".")
         .stdin(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success(), "jar failed");
     std::fs::read(jar).unwrap()
+}
+
+/// A JVM language's compiler on `PATH` and the runtime library its jars must carry, found where
+/// Debian's packages and the upstream distributions both put it (`<home>/bin/<compiler>`,
+/// `<home>/lib/<library>`). `None`, with the reason printed, only when the compiler is missing:
+/// a compiler without its library is a broken install and fails the test.
+fn jvm_language(compiler: &str, library: &str) -> Option<(PathBuf, PathBuf)> {
+    let Some(found) = which(compiler) else {
+        eprintln!("SKIPPED: no {compiler} on PATH (Debian: scala, kotlin; installed by .ci/run)");
+        return None;
+    };
+    let home = std::fs::canonicalize(&found)
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
+    let library = home.join("lib").join(library);
+    assert!(
+        library.is_file(),
+        "{compiler} without {}",
+        library.display()
+    );
+    Some((found, library))
+}
+
+/// Compiles `(file name, source)` pairs with a JVM language's `compiler` against Gson and jars
+/// the classes, with the classes of `bundle` (the language's runtime library) packed in, as an
+/// assembly or shadow build does.
+fn jvm_language_jar(compiler: &Path, sources: &[(&str, &str)], bundle: Option<&Path>) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let classes = dir.path().join("classes");
+    std::fs::create_dir_all(&classes).unwrap();
+    let mut files = Vec::new();
+    for (name, text) in sources {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        files.push(file);
+    }
+    let output = Command::new(compiler)
+        .arg("-cp")
+        .arg(gson())
+        .arg("-d")
+        .arg(&classes)
+        .args(&files)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{} failed: {}",
+        compiler.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if let Some(library) = bundle {
+        let status = Command::new(jdk_tool("jar"))
+            .arg("--extract")
+            .arg("--file")
+            .arg(library)
+            .current_dir(&classes)
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot unpack {}", library.display());
+        // `jar --create` writes its own manifest.
+        std::fs::remove_file(classes.join("META-INF/MANIFEST.MF")).unwrap();
+    }
+    jar_directory(&classes)
 }
 
 fn jar_init(jar: &[u8], main: &str) -> Value {
@@ -481,5 +555,112 @@ async fn timings_as_a_plain_process() {
         ms(init_time + first_run),
         ms(warm[warm.len() / 2]),
         ms(warm[warm.len() * 99 / 100]),
+    );
+}
+
+/// A Scala `object` in a package: its `main` and `shout` get static forwarders on the class of
+/// the same name, which is what `main` names; both use the Scala library.
+const SCALA_GREETER: &str = r#"package demo
+import com.google.gson.JsonObject
+object Greeter {
+  private def names(args: JsonObject): List[String] = {
+    val array = args.getAsJsonArray("names")
+    (0 until array.size).map(i => array.get(i).getAsString).toList
+  }
+  def main(args: JsonObject): JsonObject = {
+    val result = new JsonObject()
+    result.addProperty("greeting", s"Hello ${names(args).mkString(" and ")}!")
+    result
+  }
+  def shout(args: JsonObject): JsonObject = {
+    val result = new JsonObject()
+    result.addProperty("greeting", names(args).map(_.toUpperCase).mkString("", "! ", "!"))
+    result
+  }
+}
+"#;
+
+/// A Kotlin top-level function in `Greeter.kt`: it lives in the class `demo.GreeterKt`, and its
+/// parameter check and `joinToString` need the Kotlin standard library.
+const KOTLIN_GREETER: &str = r#"package demo
+import com.google.gson.JsonObject
+fun main(args: JsonObject): JsonObject {
+    val names = args.getAsJsonArray("names").map { it.asString }
+    val result = JsonObject()
+    result.addProperty("greeting", "Hello ${names.joinToString(" and ")}!")
+    return result
+}
+"#;
+
+/// Inits a fresh proxy with `jar` and `main`, and runs it with two names.
+async fn greet(jar: &[u8], main: &str) -> RuntimeReply {
+    let proxy = java_proxy(256);
+    let client = proxy.client();
+    let reply = init(&client, jar_init(jar, main)).await;
+    assert_eq!(reply.status, 200, "{main}: {}", reply.body);
+    let reply = run(&client, json!({"names": ["Ada", "Duke"]})).await;
+    proxy.logs_after_sentinels(1);
+    reply
+}
+
+#[tokio::test]
+async fn a_scala_object_with_its_library_bundled_runs_as_java() {
+    let Some((scalac, library)) = jvm_language("scalac", "scala-library.jar") else {
+        return;
+    };
+    let jar = jvm_language_jar(&scalac, &[("Greeter.scala", SCALA_GREETER)], Some(&library));
+    let reply = greet(&jar, "demo.Greeter").await;
+    assert_eq!(
+        (reply.status, body(&reply)),
+        (200, json!({"greeting": "Hello Ada and Duke!"}))
+    );
+    let reply = greet(&jar, "demo.Greeter#shout").await;
+    assert_eq!(
+        (reply.status, body(&reply)),
+        (200, json!({"greeting": "ADA! DUKE!"}))
+    );
+
+    // Without the Scala library in the jar the class loads but cannot run.
+    let thin = jvm_language_jar(&scalac, &[("Greeter.scala", SCALA_GREETER)], None);
+    let reply = greet(&thin, "demo.Greeter").await;
+    assert_eq!(reply.status, 502);
+    let error = body(&reply)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with("An error has occurred while invoking the action (see logs for details): java.lang.NoClassDefFoundError: scala/"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_kotlin_top_level_function_with_its_stdlib_bundled_runs_as_java() {
+    let Some((kotlinc, library)) = jvm_language("kotlinc", "kotlin-stdlib.jar") else {
+        return;
+    };
+    let jar = jvm_language_jar(&kotlinc, &[("Greeter.kt", KOTLIN_GREETER)], Some(&library));
+    let reply = greet(&jar, "demo.GreeterKt").await;
+    assert_eq!(
+        (reply.status, body(&reply)),
+        (200, json!({"greeting": "Hello Ada and Duke!"}))
+    );
+
+    // The function is not a member of a class named after the file without `Kt`.
+    let proxy = java_proxy(256);
+    let reply = init(&proxy.client(), jar_init(&jar, "demo.Greeter")).await;
+    assert_eq!(reply.status, 502);
+    let error = body(&reply)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("java.lang.ClassNotFoundException: demo.Greeter"),
+        "{error}"
+    );
+    proxy.logs_after_sentinels(1);
+
+    // Without the standard library in the jar the class loads but cannot run.
+    let thin = jvm_language_jar(&kotlinc, &[("Greeter.kt", KOTLIN_GREETER)], None);
+    let reply = greet(&thin, "demo.GreeterKt").await;
+    assert_eq!(reply.status, 502);
+    let error = body(&reply)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with("An error has occurred while invoking the action (see logs for details): java.lang.NoClassDefFoundError: kotlin/"),
+        "{error}"
     );
 }
