@@ -575,36 +575,6 @@ async fn an_unknown_webhook_token_is_404() {
 
 // ---- with an invoker: the shipped actions themselves run -------------------------------------
 
-static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find(|line| line.starts_with("Uid:"))
-            .and_then(|line| line.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
-/// A platform whose invoker runs real containers on a subnet and instance of its own; `None`
-/// (with the reason printed) without root.
-fn platform_with_invoker(name: &str) -> Option<Platform> {
-    if !running_as_root() {
-        eprintln!("SKIPPED: containers need root, and this test runs as another user");
-        return None;
-    }
-    let pid = std::process::id();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let slot: u32 = rand::random_range(0..32_768);
-    let base = u32::from(std::net::Ipv4Addr::new(10, 160, 0, 0)) + slot * 64;
-    let subnet = format!("{}/26", std::net::Ipv4Addr::from(base));
-    Some(Platform::start_with_config(&format!(
-        "[invoker]\ninstance = \"ev-{name}-{pid}-{n}\"\nsubnet = \"{subnet}\"\nstem-cells = false\n\
-         network = \"none\"\n"
-    )))
-}
-
 /// Invokes `/whisk.system/<path>` blocking as guest and returns the reply.
 async fn invoke_system(platform: &Platform, path: &str, params: Value) -> support::Reply {
     platform
@@ -618,7 +588,7 @@ async fn invoke_system(platform: &Platform, path: &str, params: Value) -> suppor
 
 #[tokio::test]
 async fn the_alarm_feed_action_registers_a_schedule_that_runs_the_rules_action() {
-    let Some(platform) = platform_with_invoker("alarm") else {
+    let Some(platform) = support::platform_with_invoker("alarm", "", &[]) else {
         return;
     };
     trigger_with_rule(&platform, "every").await;
@@ -667,7 +637,7 @@ async fn the_alarm_feed_action_registers_a_schedule_that_runs_the_rules_action()
 
 #[tokio::test]
 async fn the_webhook_feed_action_gives_a_url_that_fires_the_rules_action() {
-    let Some(platform) = platform_with_invoker("webhook") else {
+    let Some(platform) = support::platform_with_invoker("webhook", "", &[]) else {
         return;
     };
     trigger_with_rule(&platform, "hook").await;
@@ -699,7 +669,7 @@ async fn the_webhook_feed_action_gives_a_url_that_fires_the_rules_action() {
 
 #[tokio::test]
 async fn utils_actions_do_what_openwhisk_documents() {
-    let Some(platform) = platform_with_invoker("utils") else {
+    let Some(platform) = support::platform_with_invoker("utils", "", &[]) else {
         return;
     };
     let cases = [
