@@ -111,6 +111,26 @@ impl Drop for Role {
     }
 }
 
+/// The whole log with terminal colour codes taken out, for matching.
+fn plain_log(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI sequences end with a letter (`m` for colours).
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
 fn read_log(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let start = text.len().saturating_sub(6000);
@@ -306,6 +326,23 @@ impl Cluster {
     /// land on either invoker.
     async fn wait_for_invokers(&self, action: &str) {
         let deadline = Instant::now() + DEADLINE;
+        // Each balancer logs the first beat of every invoker it hears of.
+        for (controller, role) in self.controllers.iter().enumerate() {
+            for invoker in 0..self.invokers.len() {
+                let joined = format!("invoker={invoker} ");
+                while !plain_log(&role.log)
+                    .lines()
+                    .any(|line| line.contains("invoker joined") && line.contains(&joined))
+                {
+                    assert!(
+                        Instant::now() < deadline,
+                        "controller {controller} never heard of invoker {invoker}\n{}",
+                        self.logs()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
         for controller in 0..self.controllers.len() {
             loop {
                 let reply = self
