@@ -111,18 +111,8 @@ async fn poll(
                 "Activation: '{}' ({id})",
                 record["name"].as_str().unwrap_or("")
             );
-            for line in record["logs"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                out!(
-                    "{}",
-                    line.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| line.to_string())
-                );
-            }
+            // wsk shows the logs of a polled record as their JSON array.
+            out!("{}", pretty(&record["logs"])?);
         }
         let wait = match exit {
             Some(limit) => match limit.checked_sub(started.elapsed()) {
@@ -167,24 +157,125 @@ async fn resolve(client: &Client, settings: &Settings, target: &Target) -> anyho
     }
 }
 
-/// One line of the list: id, status and the `namespace/name` that ran.
-fn row(item: &Value) -> String {
-    let id = item["activationId"].as_str().unwrap_or("");
-    let name = format!(
-        "{}/{}",
-        item["namespace"].as_str().unwrap_or(""),
-        item["name"].as_str().unwrap_or("")
-    );
-    let status = item["statusCode"]
-        .as_u64()
-        .map(|code| match code {
-            0 => "success",
-            1 => "application error",
-            2 => "developer error",
-            _ => "internal error",
-        })
-        .unwrap_or("");
-    format!("{id:<32} {status:<17} {name}")
+/// The words `wsk` shows for the `statusCode` of a record (0 when the summary has none, as a
+/// trigger's has not).
+fn status_word(item: &Value) -> &'static str {
+    match item["statusCode"].as_u64().unwrap_or(0) {
+        1 => "application error",
+        2 => "developer error",
+        3 => "internal error",
+        _ => "success",
+    }
+}
+
+fn annotation<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
+    item["annotations"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| &a["value"])
+}
+
+/// The runtime kind the record was made with; trigger records have none.
+fn kind_of(item: &Value) -> &str {
+    annotation(item, "kind")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+}
+
+/// Shortens `text` past `max` bytes by cutting out its middle, as `wsk` does so one long name
+/// cannot push the table apart.
+fn truncate_middle(text: &str, max: usize) -> String {
+    if text.len() <= max || !text.is_ascii() {
+        return text.to_string();
+    }
+    let head = max / 2 + max % 2;
+    let tail_start = text.len() - max / 2 + 3;
+    format!("{}...{}", &text[..head], &text[tail_start..])
+}
+
+/// A duration of whole milliseconds the way Go prints one (`0s`, `34ms`, `1.5s`, `2m3.25s`,
+/// `1h0m0s`), since `wsk` prints its `time.Duration` as is and scripts read that column.
+fn go_duration(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let hours = ms / 3_600_000;
+    let minutes = ms / 60_000 % 60;
+    let millis = ms % 60_000;
+    let mut seconds = format!("{}.{:03}", millis / 1000, millis % 1000);
+    while seconds.ends_with('0') {
+        seconds.pop();
+    }
+    if seconds.ends_with('.') {
+        seconds.pop();
+    }
+    match (hours, minutes) {
+        (0, 0) => format!("{seconds}s"),
+        (0, m) => format!("{m}m{seconds}s"),
+        (h, m) => format!("{h}h{m}m{seconds}s"),
+    }
+}
+
+/// `wsk activation list`'s table: a header, then per record the local start time, id, kind,
+/// cold or warm start, duration, status and `namespace/name:version`. The kind and status
+/// columns are as wide as their widest entry; an empty list is one empty line, as in `wsk`.
+fn table(items: &[Value]) -> Vec<String> {
+    if items.is_empty() {
+        return vec![String::new()];
+    }
+    let kind_width = items
+        .iter()
+        .map(|item| kind_of(item).len())
+        .fold("Kind".len(), usize::max);
+    let status_width = items
+        .iter()
+        .map(|item| status_word(item).len())
+        .fold("success".len(), usize::max);
+    let mut lines = vec![format!(
+        "{:<19} {:<32} {:<kind_width$} {:<6}{:<10} {:<status_width$} Entity",
+        "Datetime", "Activation ID", "Kind", "Start", "Duration", "Status"
+    )];
+    for item in items {
+        let start = item["start"].as_u64().unwrap_or(0);
+        let started = i64::try_from(start)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|utc| {
+                utc.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        // wsk measures end - start, and shows 0s when the record reports no duration.
+        let duration = if item["duration"].as_u64().unwrap_or(0) == 0 {
+            0
+        } else {
+            item["end"].as_u64().unwrap_or(start).saturating_sub(start)
+        };
+        let warmth = if annotation(item, "initTime").is_some() {
+            "cold"
+        } else {
+            "warm"
+        };
+        let entity = format!(
+            "{}/{}:{}",
+            truncate_middle(item["namespace"].as_str().unwrap_or(""), 20),
+            truncate_middle(item["name"].as_str().unwrap_or(""), 30),
+            truncate_middle(item["version"].as_str().unwrap_or(""), 20)
+        );
+        lines.push(format!(
+            "{started} {:<32} {:<kind_width$} {warmth:<5} {:<10} {:<status_width$} {entity}",
+            item["activationId"].as_str().unwrap_or(""),
+            kind_of(item),
+            go_duration(duration),
+            status_word(item),
+        ));
+    }
+    lines
 }
 
 /// Drops the `<timestamp> <stream>: ` prefix the invoker writes before each log line.
@@ -219,13 +310,15 @@ pub async fn activation(command: ActivationCommand, settings: &Settings) -> anyh
                 .send(Method::GET, &base, &query, None)
                 .await
                 .context("Unable to obtain the list of activations")?;
+            let items = body.as_array().map(Vec::as_slice).unwrap_or_default();
             if full {
-                out!("{}", pretty(&body)?);
-            } else {
+                // wsk prints the records one after the other under a title, not as an array.
                 out!("activations");
-                for item in body.as_array().map(Vec::as_slice).unwrap_or_default() {
-                    out!("{}", row(item).trim_end());
+                for item in items {
+                    out!("{}", pretty(item)?);
                 }
+            } else {
+                table(items).iter().for_each(|line| out!("{line}"));
             }
         }
         ActivationCommand::Get(target) => {
@@ -305,6 +398,58 @@ pub async fn activation(command: ActivationCommand, settings: &Settings) -> anyh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_go_prints_them() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(34), "34ms");
+        assert_eq!(go_duration(1000), "1s");
+        assert_eq!(go_duration(1500), "1.5s");
+        assert_eq!(go_duration(61_250), "1m1.25s");
+        assert_eq!(go_duration(3_600_000), "1h0m0s");
+    }
+
+    #[test]
+    fn long_names_lose_their_middle() {
+        assert_eq!(truncate_middle("short", 20), "short");
+        assert_eq!(
+            truncate_middle("abcdefghijklmnopqrstuvwxyz", 20),
+            "abcdefghij...tuvwxyz"
+        );
+        assert_eq!(
+            truncate_middle("abcdefghijklmnopqrstuvwxyz", 21),
+            "abcdefghijk...tuvwxyz"
+        );
+    }
+
+    #[test]
+    fn the_table_sizes_kind_and_status_to_their_widest_entry() {
+        assert_eq!(table(&[]), vec![String::new()]);
+        let action = serde_json::json!({
+            "namespace": "guest", "name": "hello", "version": "0.0.1",
+            "activationId": "0123456789abcdef0123456789abcdef", "start": 0, "end": 1500,
+            "duration": 1500, "statusCode": 2,
+            "annotations": [{"key": "kind", "value": "nodejs:20"}, {"key": "initTime", "value": 9}]
+        });
+        let trigger = serde_json::json!({
+            "namespace": "guest", "name": "tick", "version": "0.0.1",
+            "activationId": "fedcba9876543210fedcba9876543210", "start": 0, "annotations": []
+        });
+        let lines = table(&[action, trigger]);
+        assert_eq!(
+            lines[0],
+            "Datetime            Activation ID                    Kind      Start Duration   Status          Entity"
+        );
+        // The time column is the local time of the start, so only the rest is compared.
+        assert_eq!(
+            &lines[1][20..],
+            "0123456789abcdef0123456789abcdef nodejs:20 cold  1.5s       developer error guest/hello:0.0.1"
+        );
+        assert_eq!(
+            &lines[2][20..],
+            "fedcba9876543210fedcba9876543210 unknown   warm  0s         success         guest/tick:0.0.1"
+        );
+    }
 
     #[test]
     fn strip_drops_timestamp_and_stream_only() {

@@ -238,15 +238,40 @@ fn getting_started_from_an_empty_namespace_to_an_empty_namespace() {
         .expect("the rule's activation id")
         .to_string();
     let listed = wsk_until(&platform, &["activation", "list"], |run| {
-        run.stdout.lines().any(|line| line.starts_with(&ruled_id))
+        run.stdout
+            .lines()
+            .any(|line| line.contains(ruled_id.as_str()))
     });
+    // wsk's table: local start time, id, kind, cold or warm, duration, status, entity; the kind
+    // column is as wide as the widest kind listed (python:3.11 here).
+    assert_eq!(
+        lines(&listed)[0],
+        format!(
+            "{:<19} {:<32} {:<11} {:<6}{:<10} {:<7} Entity",
+            "Datetime", "Activation ID", "Kind", "Start", "Duration", "Status"
+        )
+    );
     let row = listed
         .stdout
         .lines()
-        .find(|line| line.starts_with(&ruled_id))
+        .find(|line| line.contains(ruled_id.as_str()))
         .unwrap();
-    assert_eq!(row, format!("{ruled_id} {:<17} guest/hello", "success"));
-    assert_eq!(lines(&listed)[0], "activations");
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(columns.len(), 8, "{row}");
+    assert_eq!(columns[2], ruled_id, "{row}");
+    assert_eq!(columns[3], "nodejs:20", "{row}");
+    assert!(["cold", "warm"].contains(&columns[4]), "{row}");
+    assert!(columns[5].ends_with('s'), "a Go duration: {row}");
+    assert_eq!(columns[6..], ["success", "guest/hello:0.0.1"], "{row}");
+    let trigger_row = listed
+        .stdout
+        .lines()
+        .find(|line| line.contains(trigger_id.as_str()))
+        .expect("the trigger's activation is listed too");
+    assert!(
+        trigger_row.ends_with(" unknown     warm  0s         success guest/tick:0.0.1"),
+        "{trigger_row}"
+    );
     let record = stored_record(&platform, &ruled_id);
     assert_eq!(
         record["response"]["result"],
@@ -258,19 +283,17 @@ fn getting_started_from_an_empty_namespace_to_an_empty_namespace() {
         run.stdout.lines().count() == 5
     });
     for line in lines(&hellos).iter().skip(1) {
-        assert!(line.ends_with(" guest/hello"), "{hellos:?}");
+        assert!(line.ends_with(" success guest/hello:0.0.1"), "{hellos:?}");
     }
     for id in [&hello_id, &ruled_id] {
         assert!(
-            hellos
-                .stdout
-                .lines()
-                .any(|line| line.starts_with(id.as_str())),
+            hellos.stdout.lines().any(|line| line.contains(id.as_str())),
             "{hellos:?}"
         );
     }
 
-    // Poll, bounded by --exit, shows what already ran for hello, with its logs.
+    // Poll, bounded by --exit, shows what already ran for hello, each with its logs as a JSON
+    // array.
     let polled = wsk(&[
         "activation",
         "poll",
@@ -289,12 +312,12 @@ fn getting_started_from_an_empty_namespace_to_an_empty_namespace() {
         assert!(
             polled
                 .stdout
-                .contains(&format!("\nActivation: 'hello' ({id})\n")),
+                .contains(&format!("\nActivation: 'hello' ({id})\n[\n    \"")),
             "{polled:?}"
         );
     }
     assert!(
-        polled.stdout.contains(" stdout: hello Tick\n"),
+        polled.stdout.contains(" stdout: hello Tick\"\n]\n"),
         "{polled:?}"
     );
 
