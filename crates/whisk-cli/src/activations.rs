@@ -152,7 +152,7 @@ async fn resolve(client: &Client, settings: &Settings, target: &Target) -> anyho
             newest[0]["activationId"]
                 .as_str()
                 .map(str::to_string)
-                .context("there are no activations yet")
+                .context("Activation list does not contain any activations.")
         }
     }
 }

@@ -99,7 +99,9 @@ fn activation_reads_before_anything_ran() {
         assert_eq!(run.stdout, "");
         assert_eq!(
             run.stderr,
-            format!("error: Unable to get {what}: there are no activations yet\n")
+            format!(
+                "error: Unable to get {what}: Activation list does not contain any activations.\n"
+            )
         );
         platform
             .wsk(&["activation", command, "0123456789abcdef0123456789abcdef"])
