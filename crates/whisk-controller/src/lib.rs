@@ -50,7 +50,7 @@ pub fn router(state: AppState) -> Router {
     // The shared layers wrap the routed application as a whole (rather than each route, which
     // is what `Router::layer` does) so they run before routing and see the router's final
     // answers, e.g. the `Allow` header of a 405.
-    Router::new()
+    let api = Router::new()
         .fallback_service(routes)
         // Bodies are read by our own extractors, which enforce `max_request_body` with
         // OpenWhisk's message; axum's generic 2 MB cap would cut in first otherwise.
@@ -62,7 +62,10 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(
             state,
             transaction::transaction_middleware,
-        ))
+        ));
+    // The scrape endpoint sits outside the API's layers: Prometheus sends no credentials and
+    // needs no transaction id, and `/metrics` is no OpenWhisk path a client could mean.
+    whisk_metrics::router().fallback_service(api)
 }
 
 /// Serves the API on `listener` (plain HTTP, default edge limits) until `shutdown` completes,

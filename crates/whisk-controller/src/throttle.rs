@@ -59,6 +59,7 @@ impl RateThrottle {
                 limit,
                 "per-minute invocation throttle"
             );
+            whisk_metrics::global().throttled(whisk_metrics::Throttle::Rate);
             Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 messages::too_many_requests(count, limit),
@@ -72,6 +73,7 @@ pub fn check_concurrent(in_flight: u64, limit: u64) -> Result<(), ApiError> {
     if in_flight < limit {
         Ok(())
     } else {
+        whisk_metrics::global().throttled(whisk_metrics::Throttle::Concurrency);
         Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             messages::too_many_concurrent_requests(in_flight, limit),
@@ -105,6 +107,25 @@ mod tests {
         throttle.check("b", 3, minute).unwrap();
         // A new wall-clock minute starts from zero.
         throttle.check("a", 3, minute + MILLIS_PER_MINUTE).unwrap();
+    }
+
+    fn throttled_count(throttle: &str) -> f64 {
+        let text = whisk_metrics::global().encode().unwrap();
+        let series = format!("whisk_throttled_requests_total{{throttle=\"{throttle}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .map_or(0.0, |value| value.parse().unwrap())
+    }
+
+    #[test]
+    fn refusals_are_counted_in_the_metrics() {
+        let (rate, concurrency) = (throttled_count("rate"), throttled_count("concurrency"));
+        let throttle = RateThrottle::new();
+        throttle.check("metrics", 0, 0).unwrap_err();
+        check_concurrent(1, 1).unwrap_err();
+        // Other tests of this process may refuse too, so at least one more each.
+        assert!(throttled_count("rate") >= rate + 1.0);
+        assert!(throttled_count("concurrency") >= concurrency + 1.0);
     }
 
     #[test]

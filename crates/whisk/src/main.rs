@@ -227,11 +227,27 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Logs go to stderr so that commands whose stdout is read by scripts (`whisk admin`) stay clean.
+/// `WHISK_LOG_FORMAT=json` writes one JSON object a line for log collectors; the fields of the
+/// enclosing spans go with every event, so a request's lines carry its transaction id (`tid`).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHISK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match std::env::var("WHISK_LOG_FORMAT").as_deref() {
+        Ok("json") => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+        Ok("text") | Err(_) => builder.init(),
+        Ok(other) => {
+            builder.init();
+            tracing::warn!(
+                format = other,
+                "WHISK_LOG_FORMAT is json or text; logging text"
+            );
+        }
+    }
 }
