@@ -216,6 +216,79 @@ fn java_jar(sources: &[(&str, &str)]) -> Vec<u8> {
     std::fs::read(jar).unwrap()
 }
 
+/// A Scala or Kotlin action jar: `source` (file `name`) compiled by `compiler` against Gson, with
+/// the classes of the language's runtime `library` packed in, as an assembly or shadow build
+/// does. The library is found beside the compiler (`<home>/bin/<compiler>`,
+/// `<home>/lib/<library>`, as Debian and the upstream distributions lay them out). `None`, with
+/// the reason printed, only when the compiler is not on `PATH`.
+fn jvm_language_jar(compiler: &str, library: &str, name: &str, source: &str) -> Option<Vec<u8>> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(found) = std::env::split_paths(&path)
+        .map(|dir| dir.join(compiler))
+        .find(|candidate| candidate.is_file())
+    else {
+        eprintln!("SKIPPED: no {compiler} on PATH (Debian: scala, kotlin; installed by .ci/run)");
+        return None;
+    };
+    let home = std::fs::canonicalize(&found).unwrap();
+    let library = home
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("lib")
+        .join(library);
+    assert!(
+        library.is_file(),
+        "{compiler} without {}",
+        library.display()
+    );
+    let gson = whisk_runtime::HostTools::detect()
+        .gson
+        .expect("Gson must be installed (libgoogle-gson-java)");
+    let dir = tempfile::tempdir().unwrap();
+    let classes = dir.path().join("classes");
+    std::fs::create_dir_all(&classes).unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, source).unwrap();
+    let output = Command::new(&found)
+        .arg("-cp")
+        .arg(&gson)
+        .arg("-d")
+        .arg(&classes)
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{compiler} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status = Command::new(jdk_tool("jar"))
+        .args(["--extract", "--file"])
+        .arg(&library)
+        .current_dir(&classes)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot unpack {}", library.display());
+    // `jar --create` writes its own manifest.
+    std::fs::remove_file(classes.join("META-INF/MANIFEST.MF")).unwrap();
+    let jar = dir.path().join("action.jar");
+    let status = Command::new(jdk_tool("jar"))
+        .args(["--create", "--file"])
+        .arg(&jar)
+        .arg("-C")
+        .arg(&classes)
+        .arg(".")
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "jar failed");
+    Some(std::fs::read(jar).unwrap())
+}
+
 /// `Hello#greet` greets, logs on both streams, reads its context from the environment and
 /// calls a class bundled in the same jar; `Hello#boom` throws, `Hello#list` returns an array,
 /// `Hello#hog` fills the heap, `Hello#heap` tells the heap's size.
@@ -304,6 +377,80 @@ async fn java_round_trip_with_a_bundled_class_logs_and_warm_reuse() {
         warm[warm.len() / 2],
         warm[warm.len() - 1]
     );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn scala_and_kotlin_jars_run_as_java_actions() {
+    let Some(mut h) = Harness::start("javalangs", |_| {}).await else {
+        return;
+    };
+    let scala = r#"package demo
+import com.google.gson.JsonObject
+object Greeter {
+  def main(args: JsonObject): JsonObject = {
+    val names = args.getAsJsonArray("names")
+    val list = (0 until names.size).map(i => names.get(i).getAsString).toList
+    println(s"scala greets ${list.size}")
+    val result = new JsonObject()
+    result.addProperty("greeting", s"Hello ${list.mkString(" and ")}!")
+    result.addProperty("namespace", sys.env("__OW_NAMESPACE"))
+    result
+  }
+}
+"#;
+    let kotlin = r#"package demo
+import com.google.gson.JsonObject
+fun main(args: JsonObject): JsonObject {
+    val names = args.getAsJsonArray("names").map { it.asString }
+    println("kotlin greets ${names.size}")
+    val result = JsonObject()
+    result.addProperty("greeting", "Hello ${names.joinToString(" and ")}!")
+    result.addProperty("namespace", System.getenv("__OW_NAMESPACE"))
+    return result
+}
+"#;
+    let languages = [
+        (
+            "scalac",
+            "scala-library.jar",
+            "Greeter.scala",
+            scala,
+            "demo.Greeter",
+            "scala",
+        ),
+        (
+            "kotlinc",
+            "kotlin-stdlib.jar",
+            "Greeter.kt",
+            kotlin,
+            "demo.GreeterKt",
+            "kotlin",
+        ),
+    ];
+    for (compiler, library, file, source, main, language) in languages {
+        let Some(jar) = jvm_language_jar(compiler, library, file, source) else {
+            continue;
+        };
+        let action = h.put(language, &jar, main, 256).await;
+        for _ in 0..2 {
+            let record = h.invoke(&action, json!({"names": ["Ada", "Duke"]})).await;
+            assert!(record.response.is_success(), "{language}: {record:?}");
+            assert_eq!(
+                result(&record),
+                &json!({"greeting": "Hello Ada and Duke!", "namespace": "guest"}),
+                "{language}"
+            );
+            assert!(
+                record
+                    .logs
+                    .iter()
+                    .any(|l| l.ends_with(&format!(" stdout: {language} greets 2"))),
+                "{language}: {:?}",
+                record.logs
+            );
+        }
+    }
     h.stop().await;
 }
 
