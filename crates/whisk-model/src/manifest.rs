@@ -466,6 +466,23 @@ mod tests {
     }
 
     #[test]
+    fn builtin_manifest_prewarms_one_node_and_one_java_container() {
+        let manifest = builtin();
+        let mut prewarmed = Vec::new();
+        for family in manifest.families() {
+            for kind in &family.kinds {
+                for cell in &kind.stem_cells {
+                    prewarmed.push((kind.kind.as_str(), cell.initial_count, cell.memory_mb()));
+                }
+            }
+        }
+        assert_eq!(
+            prewarmed,
+            [("nodejs:20", 1, Some(256)), ("java:8", 1, Some(256))]
+        );
+    }
+
+    #[test]
     fn kinds_are_trimmed_lowercased_and_defaults_resolved() {
         let manifest = builtin();
         assert_eq!(

@@ -12,12 +12,13 @@ use whisk_controller::edge::{EdgeConfig, PemIdentity};
 use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemClock};
 use whisk_image::ImageStore;
 use whisk_invoker::images::ImageSource;
-use whisk_invoker::registry::RegistryPuller;
 use whisk_invoker::pool::stem_cells_from_manifest;
+use whisk_invoker::registry::RegistryPuller;
 use whisk_invoker::service::in_flight_for;
 use whisk_invoker::{
     ContainerError, ContainerNetwork, Invoker, InvokerConfig, InvokerHandle, KindRouter,
-    NetworkProvider, SandboxFactory, SandboxFactoryConfig, WasmFactory, engine_config_for,
+    NetworkProvider, SandboxFactory, SandboxFactoryConfig, StemCellConfig, WasmFactory,
+    engine_config_for,
 };
 use whisk_model::identity::AuthKey;
 use whisk_model::manifest::RuntimeManifest;
@@ -214,6 +215,11 @@ impl LocalInvoker {
                 });
             }
         }
+        let stem_cells = if settings.stem_cells {
+            startable_stem_cells(stem_cells_from_manifest(manifest), &factory_config.layout)
+        } else {
+            Vec::new()
+        };
         let factory = SandboxFactory::new(
             Arc::clone(&sandbox),
             Arc::new(PooledNetworks(Arc::clone(&networks))),
@@ -223,11 +229,7 @@ impl LocalInvoker {
         config.pool.user_memory_mb = settings.user_memory_mb;
         config.pool.pause_grace = Duration::from_millis(settings.pause_grace_ms);
         config.pool.idle_timeout = Duration::from_millis(settings.idle_timeout_ms);
-        config.pool.stem_cells = if settings.stem_cells {
-            stem_cells_from_manifest(manifest)
-        } else {
-            Vec::new()
-        };
+        config.pool.stem_cells = stem_cells;
         config.max_in_flight = in_flight_for(settings.user_memory_mb);
         config.api_host = action_api_host(networks.api_host(), api_tls);
         // WebAssembly kinds run in-process; every other kind in a sandbox container. Where the
@@ -262,6 +264,25 @@ impl LocalInvoker {
         stop_networks(&self.networks).await;
         stop_sandbox(&self.sandbox).await;
     }
+}
+
+/// The stem cells of `cells` whose kind can start on this host. The manifest asks for them
+/// whatever the host has, but a kind without its interpreter (a host without a JDK, or a build
+/// without the Java proxy) would only fail every prewarm and hold its memory in the meantime, so
+/// it is left out, with the reason logged.
+fn startable_stem_cells(cells: Vec<StemCellConfig>, layout: &LaunchLayout) -> Vec<StemCellConfig> {
+    cells
+        .into_iter()
+        .filter(
+            |cell| match whisk_runtime::unavailable(&cell.kind, layout) {
+                None => true,
+                Some(reason) => {
+                    tracing::info!(kind = %cell.kind, %reason, "no stem cells of this kind on this host");
+                    false
+                }
+            },
+        )
+        .collect()
 }
 
 /// `__OW_API_HOST` for actions: the relay's address, with `https` when the API speaks TLS (the
@@ -536,6 +557,52 @@ mod tests {
             action_api_host(Some("http://10.231.0.1:4000"), true).as_deref(),
             Some("https://10.231.0.1:4000")
         );
+    }
+
+    #[test]
+    fn only_stem_cells_whose_kind_can_start_here_are_kept() {
+        let tool = |path: &str| whisk_runtime::Tool {
+            path: path.into(),
+            needs: Vec::new(),
+        };
+        let with_java = LaunchLayout::standard(HostTools {
+            node: Some(tool("/usr/bin/node")),
+            python: None,
+            java: Some(tool("/usr/bin/java")),
+            gson: Some("/usr/share/java/gson.jar".into()),
+        });
+        let mut without_java = with_java.clone();
+        without_java.tools.java = None;
+        let cells = vec![
+            StemCellConfig {
+                kind: "nodejs:20".into(),
+                memory_mb: 256,
+                count: 1,
+            },
+            StemCellConfig {
+                kind: "java:8".into(),
+                memory_mb: 256,
+                count: 1,
+            },
+            StemCellConfig {
+                kind: "python:3.11".into(),
+                memory_mb: 256,
+                count: 2,
+            },
+        ];
+        let kinds = |layout: &LaunchLayout| -> Vec<String> {
+            startable_stem_cells(cells.clone(), layout)
+                .into_iter()
+                .map(|cell| cell.kind)
+                .collect()
+        };
+        assert_eq!(kinds(&without_java), ["nodejs:20"]);
+        let expected: &[&str] = if whisk_runtime::JAVA_PROXY_JAR.is_some() {
+            &["nodejs:20", "java:8"]
+        } else {
+            &["nodejs:20"]
+        };
+        assert_eq!(kinds(&with_java), expected);
     }
 
     #[test]
