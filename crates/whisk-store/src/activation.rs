@@ -109,4 +109,28 @@ pub trait ActivationStore: Send + Sync + fmt::Debug {
     async fn pending(&self) -> StoreResult<Vec<ActivationEntry>> {
         Ok(Vec::new())
     }
+
+    /// How many notes of `namespace` are open, whoever wrote them. Every controller of a
+    /// cluster writes its notes to the same store, so this is the namespace's concurrent
+    /// activations across all of them (the concurrency throttle's count).
+    async fn pending_count(&self, namespace: &str) -> StoreResult<u64> {
+        let open = self.pending().await?;
+        let count = open
+            .iter()
+            .filter(|entry| entry.namespace == namespace)
+            .count();
+        Ok(u64::try_from(count).unwrap_or(u64::MAX))
+    }
+
+    /// Adds one to the counter `key` of wall-clock minute `minute` (epoch ms / 60000) and
+    /// returns its new value, in one atomic step, so that several controllers sharing the
+    /// store share per-minute throttles. Counters of earlier minutes never count again and
+    /// may be dropped. Adapters without counters (this default) refuse with
+    /// [`StoreError::Unavailable`](crate::StoreError::Unavailable).
+    async fn count_in_minute(&self, key: &str, minute: u64) -> StoreResult<u64> {
+        let _ = (key, minute);
+        Err(crate::StoreError::Unavailable(
+            "this activation store keeps no per-minute counters".to_owned(),
+        ))
+    }
 }

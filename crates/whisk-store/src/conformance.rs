@@ -49,6 +49,8 @@ macro_rules! store_conformance_tests {
             activation_delete_older_than,
             activation_pending_notes_until_the_record_is_put,
             activation_pending_notes_by_owner,
+            activation_pending_count_per_namespace,
+            activation_minute_counters,
         );
     };
     (@cases $fresh_store:expr; $($case:ident),* $(,)?) => {
@@ -1196,4 +1198,80 @@ pub async fn activation_pending_notes_until_the_record_is_put(store: Store) {
         matches!(after_record, Err(StoreError::AlreadyExists(_))),
         "no note for an activation that already has its record, got {after_record:?}"
     );
+}
+
+pub async fn activation_pending_count_per_namespace(store: Store) {
+    let activations = store.activations;
+    assert_eq!(activations.pending_count("alice").await.expect("count"), 0);
+    for (namespace, id, owner) in [
+        ("alice", "c1", "controller0"),
+        ("alice", "c2", "controller1"),
+        ("bob", "c3", "controller0"),
+    ] {
+        activations
+            .put_pending_owned(test_activation(namespace, id, "hello", None, 100), owner)
+            .await
+            .expect("put_pending_owned");
+    }
+    assert_eq!(
+        activations.pending_count("alice").await.expect("count"),
+        2,
+        "every owner's notes count"
+    );
+    activations
+        .put(test_activation("alice", "c1", "hello", None, 100))
+        .await
+        .expect("put");
+    assert_eq!(
+        activations.pending_count("alice").await.expect("count"),
+        1,
+        "a record closes its note"
+    );
+    assert_eq!(activations.pending_count("bob").await.expect("count"), 1);
+    assert_eq!(activations.pending_count("carol").await.expect("count"), 0);
+}
+
+pub async fn activation_minute_counters(store: Store) {
+    let activations = store.activations;
+    let minute = 28_616_667;
+    for expected in 1..=3 {
+        assert_eq!(
+            activations
+                .count_in_minute("invocations/alice", minute)
+                .await
+                .expect("count_in_minute"),
+            expected
+        );
+    }
+    assert_eq!(
+        activations
+            .count_in_minute("fires/alice", minute)
+            .await
+            .expect("count_in_minute"),
+        1,
+        "each key counts on its own"
+    );
+    assert_eq!(
+        activations
+            .count_in_minute("invocations/alice", minute + 1)
+            .await
+            .expect("count_in_minute"),
+        1,
+        "a new minute starts from zero"
+    );
+
+    // Concurrent bumps never lose a count: each caller sees a different value.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let activations = std::sync::Arc::clone(&activations);
+        tasks.push(tokio::spawn(async move {
+            activations.count_in_minute("invocations/bob", minute).await
+        }));
+    }
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.expect("join").expect("count_in_minute"));
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=20).collect::<Vec<u64>>());
 }

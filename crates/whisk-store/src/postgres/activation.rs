@@ -304,6 +304,41 @@ impl ActivationStore for PostgresActivationStore {
     async fn pending_owned(&self, owner: &str) -> StoreResult<Vec<ActivationEntry>> {
         self.pending_where(Some(owner)).await
     }
+
+    async fn pending_count(&self, namespace: &str) -> StoreResult<u64> {
+        let client = self.database.client().await?;
+        let count: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pending_activations WHERE namespace = $1",
+                &[&namespace],
+            )
+            .await?
+            .try_get(0)?;
+        from_sql_integer(count, "pending activation count")
+    }
+
+    async fn count_in_minute(&self, key: &str, minute: u64) -> StoreResult<u64> {
+        let minute = clamp_to_sql_integer(minute);
+        let client = self.database.client().await?;
+        // One statement, so concurrent controllers serialise on the row and each sees its own
+        // increment; the row of the previous minutes is dropped by whoever counts next.
+        let count: i64 = client
+            .query_one(
+                "INSERT INTO minute_counters (key, minute, count) VALUES ($1, $2, 1) \
+                 ON CONFLICT (key, minute) DO UPDATE SET count = minute_counters.count + 1 \
+                 RETURNING count",
+                &[&key, &minute],
+            )
+            .await?
+            .try_get(0)?;
+        client
+            .execute(
+                "DELETE FROM minute_counters WHERE key = $1 AND minute < $2",
+                &[&key, &minute],
+            )
+            .await?;
+        from_sql_integer(count, "minute counter")
+    }
 }
 
 impl PostgresActivationStore {

@@ -11,7 +11,11 @@ use deadpool_postgres::Object;
 use crate::error::{StoreError, StoreResult};
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`.
-pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1_INITIAL_SCHEMA, MIGRATION_2_PENDING_OWNER];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    MIGRATION_1_INITIAL_SCHEMA,
+    MIGRATION_2_PENDING_OWNER,
+    MIGRATION_3_MINUTE_COUNTERS,
+];
 
 /// The schema version this build writes and understands.
 pub(crate) fn latest_version() -> i64 {
@@ -95,6 +99,17 @@ CREATE TABLE pending_activations (
 /// controller closes only its own notes at start.
 const MIGRATION_2_PENDING_OWNER: &str = r#"
 ALTER TABLE pending_activations ADD COLUMN owner text COLLATE "C" NOT NULL DEFAULT '';
+"#;
+
+/// Per-minute throttle counters shared by every controller (`key` names the throttle and the
+/// namespace), one row per key and wall-clock minute, bumped with an atomic upsert.
+const MIGRATION_3_MINUTE_COUNTERS: &str = r#"
+CREATE TABLE minute_counters (
+    key    text COLLATE "C" NOT NULL,
+    minute bigint NOT NULL,
+    count  bigint NOT NULL,
+    PRIMARY KEY (key, minute)
+);
 "#;
 
 /// Brings the current schema up to date in one transaction.

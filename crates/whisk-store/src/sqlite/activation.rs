@@ -265,6 +265,41 @@ impl ActivationStore for SqliteActivationStore {
     async fn pending_owned(&self, owner: &str) -> StoreResult<Vec<ActivationEntry>> {
         self.pending_where(Some(owner.to_owned())).await
     }
+
+    async fn pending_count(&self, namespace: &str) -> StoreResult<u64> {
+        let namespace = namespace.to_owned();
+        self.database
+            .run(move |connection| {
+                let count: i64 = connection
+                    .prepare_cached(
+                        "SELECT count(*) FROM pending_activations WHERE namespace = ?1",
+                    )?
+                    .query_row(params![namespace], |row| row.get(0))?;
+                from_sql_integer(count, "pending activation count")
+            })
+            .await
+    }
+
+    async fn count_in_minute(&self, key: &str, minute: u64) -> StoreResult<u64> {
+        let key = key.to_owned();
+        let minute = clamp_to_sql_integer(minute);
+        self.database
+            .write(move |transaction| {
+                let count: i64 = transaction
+                    .prepare_cached(
+                        "INSERT INTO minute_counters (key, minute, count) VALUES (?1, ?2, 1) \
+                         ON CONFLICT (key, minute) DO UPDATE SET count = count + 1 \
+                         RETURNING count",
+                    )?
+                    .query_row(params![key, minute], |row| row.get(0))?;
+                transaction.execute(
+                    "DELETE FROM minute_counters WHERE key = ?1 AND minute < ?2",
+                    params![key, minute],
+                )?;
+                from_sql_integer(count, "minute counter")
+            })
+            .await
+    }
 }
 
 impl SqliteActivationStore {

@@ -9,6 +9,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     MIGRATION_1_INITIAL_SCHEMA,
     MIGRATION_2_PENDING_ACTIVATIONS,
     MIGRATION_3_PENDING_OWNER,
+    MIGRATION_4_MINUTE_COUNTERS,
 ];
 
 /// The schema version this build writes and understands.
@@ -102,4 +103,15 @@ CREATE TABLE pending_activations (
 /// controller closes only its own notes at start.
 const MIGRATION_3_PENDING_OWNER: &str = "
 ALTER TABLE pending_activations ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+";
+
+/// Per-minute throttle counters (`key` names the throttle and the namespace), one row per key
+/// and wall-clock minute, bumped with an upsert so that concurrent writers never lose a count.
+const MIGRATION_4_MINUTE_COUNTERS: &str = "
+CREATE TABLE minute_counters (
+    key    TEXT    NOT NULL,
+    minute INTEGER NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (key, minute)
+);
 ";
