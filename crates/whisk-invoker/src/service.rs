@@ -241,6 +241,24 @@ async fn tick(shared: Arc<Shared>) {
     loop {
         interval.tick().await;
         shared.pool.tick();
+        whisk_metrics::global().pool_sizes(pool_sizes(&shared.pool.snapshot()));
+    }
+}
+
+/// The pool's gauges: containers by what they are doing, and the activations waiting.
+fn pool_sizes(snapshot: &crate::pool::PoolSnapshot) -> whisk_metrics::PoolSizes {
+    let bound = |busy: bool| {
+        snapshot
+            .slots
+            .iter()
+            .filter(|slot| slot.key.is_some() && (slot.active > 0) == busy)
+            .count() as u64
+    };
+    whisk_metrics::PoolSizes {
+        busy: bound(true),
+        idle: bound(false),
+        prewarm: snapshot.stem_cells() as u64,
+        waiting: snapshot.waiting as u64,
     }
 }
 
@@ -403,6 +421,7 @@ async fn finish(
     if let Err(error) = delivery.ack().await {
         warn!(%error, "ack failed");
     }
+    whisk_metrics::global().activation_record(&record);
     info!(status = %record.response.status(), duration = record.effective_duration(), "activation done");
 }
 
@@ -633,5 +652,46 @@ fn log_request(shared: &Shared, action: &WhiskAction, response: &ActivationRespo
         limit_bytes: action.limits.logs_bytes(),
         developer_error: response.status() == ActivationStatus::DeveloperError,
         wait: shared.config.log_wait,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::{PoolSnapshot, SlotView, WarmKey};
+
+    fn slot(bound: bool, active: u32) -> SlotView {
+        SlotView {
+            container: Some("c".into()),
+            key: bound.then(|| WarmKey {
+                namespace: "guest".into(),
+                action: "guest/hello".into(),
+                revision: "1".into(),
+            }),
+            kind: "nodejs:20".into(),
+            memory_mb: 256,
+            active,
+            initialized: bound,
+            paused: false,
+            doomed: false,
+        }
+    }
+
+    #[test]
+    fn pool_sizes_tell_busy_idle_and_stem_cells_apart() {
+        let snapshot = PoolSnapshot {
+            slots: vec![slot(true, 2), slot(true, 0), slot(true, 0), slot(false, 0)],
+            used_mb: 1024,
+            waiting: 3,
+        };
+        assert_eq!(
+            pool_sizes(&snapshot),
+            whisk_metrics::PoolSizes {
+                busy: 1,
+                idle: 2,
+                prewarm: 1,
+                waiting: 3,
+            }
+        );
     }
 }

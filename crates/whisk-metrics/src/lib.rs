@@ -22,6 +22,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use whisk_model::WhiskActivation;
 
 /// Path of the scrape endpoint on every role.
 pub const METRICS_PATH: &str = "/metrics";
@@ -285,6 +286,31 @@ impl Metrics {
         }
     }
 
+    /// Counts and times one activation from its record: the status, the `kind` annotation
+    /// (`unknown` without one, e.g. a record written for an action that could not be read), the
+    /// `waitTime` and `initTime` annotations and the duration.
+    pub fn activation_record(&self, record: &WhiskActivation) {
+        let kind = record
+            .annotations
+            .get_str("kind")
+            .unwrap_or("unknown")
+            .to_owned();
+        self.activation(&kind, record.response.status().as_str());
+        let millis = |key: &str| {
+            record
+                .annotations
+                .get(key)
+                .and_then(|value| value.as_u64())
+                .map(Duration::from_millis)
+        };
+        self.activation_times(
+            &kind,
+            millis("waitTime"),
+            millis("initTime"),
+            record.effective_duration().map(Duration::from_millis),
+        );
+    }
+
     /// Sets the container pool gauges.
     pub fn pool_sizes(&self, sizes: PoolSizes) {
         for (state, count) in [
@@ -517,6 +543,61 @@ mod tests {
         ] {
             assert_eq!(sample(&text, series), Some(value), "{series} in {text}");
         }
+    }
+
+    fn record(status_code: u8, annotations: serde_json::Value) -> WhiskActivation {
+        serde_json::from_value(serde_json::json!({
+            "namespace": "guest",
+            "name": "hello",
+            "subject": "guest",
+            "activationId": "0123456789abcdef0123456789abcdef",
+            "start": 1_000,
+            "end": 1_250,
+            "response": {"statusCode": status_code, "result": {}},
+            "annotations": annotations,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn records_give_status_kind_and_times() {
+        let metrics = Metrics::new();
+        metrics.activation_record(&record(
+            0,
+            serde_json::json!([
+                {"key": "kind", "value": "python:3"},
+                {"key": "waitTime", "value": 40},
+                {"key": "initTime", "value": 120},
+            ]),
+        ));
+        metrics.activation_record(&record(3, serde_json::json!([])));
+        let text = metrics.encode().unwrap();
+        for (series, value) in [
+            (
+                r#"whisk_activations_total{kind="python:3",status="success"}"#,
+                1.0,
+            ),
+            (
+                r#"whisk_activations_total{kind="unknown",status="whisk internal error"}"#,
+                1.0,
+            ),
+            (
+                r#"whisk_activation_wait_seconds_sum{kind="python:3"}"#,
+                0.04,
+            ),
+            (
+                r#"whisk_activation_init_seconds_sum{kind="python:3"}"#,
+                0.12,
+            ),
+            (r#"whisk_activation_run_seconds_sum{kind="python:3"}"#, 0.25),
+            (r#"whisk_activation_run_seconds_count{kind="unknown"}"#, 1.0),
+        ] {
+            assert_eq!(sample(&text, series), Some(value), "{series} in {text}");
+        }
+        assert!(
+            !text.contains(r#"whisk_activation_wait_seconds_count{kind="unknown"}"#),
+            "{text}"
+        );
     }
 
     #[test]

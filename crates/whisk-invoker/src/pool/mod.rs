@@ -727,6 +727,11 @@ impl ContainerPool {
             needs_init,
             released: false,
         };
+        whisk_metrics::global().container_start(match placement {
+            Placement::Warm(_) | Placement::Joining(_) => whisk_metrics::Start::Warm,
+            Placement::Stem(_) => whisk_metrics::Start::Prewarm,
+            Placement::Cold(_) => whisk_metrics::Start::Cold,
+        });
         match placement {
             Placement::Warm(id) | Placement::Stem(id) => {
                 let Some((Some(container), frozen, kind, memory_mb)) = slot_parts(id) else {

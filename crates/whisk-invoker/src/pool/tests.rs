@@ -581,3 +581,23 @@ async fn wait_for(condition: impl Fn() -> bool) {
         tokio::task::yield_now().await;
     }
 }
+
+/// The count of `start` in the process's `whisk_container_starts_total`.
+fn starts(start: &str) -> f64 {
+    let text = whisk_metrics::global().encode().unwrap();
+    let series = format!("whisk_container_starts_total{{start=\"{start}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+#[tokio::test]
+async fn cold_and_warm_starts_are_counted_in_the_metrics() {
+    let (cold, warm) = (starts("cold"), starts("warm"));
+    let f = fixture(PoolConfig::default());
+    ready(&f.pool, &hello()).await.release(true);
+    ready(&f.pool, &hello()).await.release(true);
+    // Other tests of this process take containers too, so at least one more each.
+    assert!(starts("cold") >= cold + 1.0);
+    assert!(starts("warm") >= warm + 1.0);
+}
