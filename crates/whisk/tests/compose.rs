@@ -17,8 +17,9 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Adds one to `n` (Node.js).
 const INC_JS: &str = "function main(p) { return { n: (p.n || 0) + 1 } }";
-/// Doubles `n` (Python).
-const DOUBLE_PY: &str = "def main(args):\n    return {\"n\": args.get(\"n\", 0) * 2}\n";
+/// Multiplies `n` by `factor`, 2 unless a parameter says otherwise (Python).
+const DOUBLE_PY: &str =
+    "def main(args):\n    return {\"n\": args.get(\"n\", 0) * args.get(\"factor\", 2)}\n";
 /// Answers its input (Node.js).
 const ECHO_JS: &str = "function main(p) { return p }";
 /// Answers its input (Python).
@@ -130,7 +131,8 @@ fn id_of(reply: &support::Reply) -> String {
 
 // ---- sequences ---------------------------------------------------------------------------------
 
-/// `inc` (Node.js), `math/double` (Python, in a package) and the binding `mb` of `math`.
+/// `inc` (Node.js), `math/double` (Python, in a package) and the binding `mb` of `math`, whose
+/// `factor` parameter (3) reaches `double` only when called through it.
 async fn math_actions(platform: &Platform) {
     action(platform, "inc", "nodejs:20", INC_JS).await;
     put(platform, "packages/math", json!({})).await;
@@ -138,7 +140,8 @@ async fn math_actions(platform: &Platform) {
     put(
         platform,
         "packages/mb",
-        json!({"binding": {"namespace": "guest", "name": "math"}}),
+        json!({"binding": {"namespace": "guest", "name": "math"},
+               "parameters": [{"key": "factor", "value": 3}]}),
     )
     .await;
 }
@@ -149,43 +152,69 @@ async fn a_sequence_passes_results_along_through_packages_and_bindings() {
         return;
     };
     math_actions(&platform).await;
+    // A component from another namespace's public package, with a parameter of its own.
+    let other = platform.create_user("shared");
+    for (path, body) in [
+        ("packages/pub", json!({"publish": true})),
+        (
+            "actions/pub/quint",
+            json!({"exec": {"kind": "python:3.11", "code": DOUBLE_PY},
+                   "parameters": [{"key": "factor", "value": 5}]}),
+        ),
+    ] {
+        platform
+            .call(
+                Method::PUT,
+                &format!("/namespaces/_/{path}"),
+                Some(&other),
+                Some(body),
+            )
+            .await
+            .assert_ok();
+    }
     sequence(
         &platform,
-        "three",
-        &["/_/inc", "/_/math/double", "/_/mb/double"],
+        "chain",
+        &[
+            "/_/inc",
+            "/_/math/double",
+            "/_/mb/double",
+            "/shared/pub/quint",
+        ],
     )
     .await;
 
-    // (1 + 1) * 2 * 2
-    let reply = invoke(&platform, "three", "blocking=true", json!({"n": 1})).await;
+    // (1 + 1) * 2 * 3 * 5
+    let reply = invoke(&platform, "chain", "blocking=true", json!({"n": 1})).await;
     let body = reply.assert_ok().clone();
-    assert_eq!(body["response"]["result"], json!({"n": 8}), "{body}");
+    assert_eq!(body["response"]["result"], json!({"n": 60}), "{body}");
     assert_eq!(body["response"]["status"], "success");
-    assert_eq!(body["name"], "three");
+    assert_eq!(body["name"], "chain");
     assert_eq!(annotation(&body, "kind"), Some(json!("sequence")));
     assert_eq!(annotation(&body, "topmost"), Some(json!(true)));
     let id = id_of(&reply);
     let components = logs(&body);
-    assert_eq!(components.len(), 3, "{body}");
+    assert_eq!(components.len(), 4, "{body}");
     let mut durations = 0;
-    for (component, expected) in components.iter().zip(["inc", "double", "double"]) {
+    let mut ran = Vec::new();
+    for (component, expected) in components.iter().zip(["inc", "double", "double", "quint"]) {
         let record = platform.wait_for_record(component).await;
         assert_eq!(record["name"], expected, "{record}");
         assert_eq!(record["cause"], id, "{record}");
         assert_eq!(record["response"]["status"], "success", "{record}");
         durations += record["duration"].as_u64().expect("component duration");
+        ran.push(record);
     }
-    // The packaged component ran in its package, also when reached through the binding.
-    let through_binding = platform.wait_for_record(&components[2]).await;
+    assert_eq!(body["duration"].as_u64(), Some(durations), "{body}");
+    // The packaged component ran from its package, also when reached through the binding, and
+    // the other namespace's action ran as the caller.
     assert_eq!(
-        annotation(&through_binding, "path"),
+        annotation(&ran[2], "path"),
         Some(json!("guest/math/double"))
     );
-    assert_eq!(
-        annotation(&through_binding, "kind"),
-        Some(json!("python:3.11"))
-    );
-    assert_eq!(body["duration"].as_u64(), Some(durations), "{body}");
+    assert_eq!(annotation(&ran[2], "kind"), Some(json!("python:3.11")));
+    assert_eq!(annotation(&ran[3], "path"), Some(json!("shared/pub/quint")));
+    assert_eq!(ran[3]["namespace"], "guest", "{}", ran[3]);
 }
 
 #[tokio::test]
@@ -325,6 +354,13 @@ function main(p) {
   }
 }";
 
+/// Names an action that does not exist, then answers the error it is given back.
+const LOST_CONDUCTOR_JS: &str = r"
+function main(p) {
+  if (p.error !== undefined) return { params: { seen: p.error } };
+  return { action: 'nowhere', params: {} };
+}";
+
 #[tokio::test]
 async fn a_conductor_action_drives_two_components_and_records_the_composition() {
     let Some(platform) = support::platform_with_invoker("conductor", "", &[]) else {
@@ -367,6 +403,28 @@ async fn a_conductor_action_drives_two_components_and_records_the_composition() 
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
     let record = platform.wait_for_record(&id_of(&accepted)).await;
     assert_eq!(record["response"]["result"], json!({"n": 2, "done": true}));
+
+    // A component that cannot be resolved does not end the composition: the conductor is run
+    // again with the error, and decides.
+    put(
+        &platform,
+        "actions/lost",
+        json!({"exec": {"kind": "nodejs:20", "code": LOST_CONDUCTOR_JS},
+               "annotations": [{"key": "conductor", "value": true}]}),
+    )
+    .await;
+    let reply = invoke(&platform, "lost", "blocking=true", json!({})).await;
+    let body = reply.assert_ok();
+    assert_eq!(
+        body["response"]["result"],
+        json!({"seen": "Failed to resolve action with name 'nowhere' during composition."}),
+        "{body}"
+    );
+    assert_eq!(
+        logs(body).len(),
+        2,
+        "two conductor runs, no component: {body}"
+    );
 }
 
 // ---- triggers and rules ------------------------------------------------------------------------
@@ -529,6 +587,15 @@ async fn trigger_fires_without_rules_with_a_deleted_action_and_over_the_limit() 
     assert_eq!(ran["response"]["result"]["y"], 2, "{ran}");
     assert!(records(&platform, "quiet").await.is_empty());
     assert_eq!(records(&platform, "gone").await.len(), 0);
+
+    // Deleting a trigger a rule names: firing it is a 404 (and starts nothing).
+    platform
+        .guest(Method::DELETE, "/namespaces/_/triggers/quiet", None)
+        .await
+        .assert_ok();
+    fire(&platform, "quiet", json!({}))
+        .await
+        .assert_error(404, "The requested resource does not exist.");
 
     // firesPerMinute: a namespace limit of 2 set while running; fires already counted this
     // minute count against it, so the first refusal's count is not known, only its limit.
