@@ -22,7 +22,7 @@ use whisk_model::{
     ActivationId, ActivationResponse, ActivationStatus, Annotations, EntityName, EntityPath,
     FullyQualifiedEntityName, Identity, WhiskAction, WhiskActivation,
 };
-use whisk_store::{ActivationEntry, Store, StoreError};
+use whisk_store::{ActivationEntry, ActivationStore, Store, StoreError};
 
 use crate::api::activations::{ActivationEncodeError, activation_entry};
 use crate::balancer::{BalancerError, LoadBalancer, Published};
@@ -52,6 +52,8 @@ pub struct Invocations {
     rate: RateThrottle,
     /// `firesPerMinute` has its own count: fires and invocations do not use up each other's quota.
     fires: RateThrottle,
+    /// The cluster's store when the throttles are counted there (see [`crate::throttle`]).
+    shared: Option<Arc<dyn ActivationStore>>,
 }
 
 impl Invocations {
@@ -60,12 +62,26 @@ impl Invocations {
         Self::default()
     }
 
-    /// Invocations go through `balancer`.
+    /// Invocations go through `balancer`; the throttles count in this process (one controller).
     pub fn new(balancer: Arc<LoadBalancer>) -> Self {
         Self {
             balancer: Some(balancer),
             rate: RateThrottle::new(),
             fires: RateThrottle::new(),
+            shared: None,
+        }
+    }
+
+    /// Invocations go through `balancer`; the throttles count in `activations`, the store every
+    /// controller of the cluster shares: per-minute counters there, and the namespace's open
+    /// pending notes as its concurrent activations. `activations` must see every controller's
+    /// notes in [`ActivationStore::pending_count`].
+    pub fn shared(balancer: Arc<LoadBalancer>, activations: Arc<dyn ActivationStore>) -> Self {
+        Self {
+            balancer: Some(balancer),
+            rate: RateThrottle::shared(Arc::clone(&activations), "invocations"),
+            fires: RateThrottle::shared(Arc::clone(&activations), "fires"),
+            shared: Some(activations),
         }
     }
 
@@ -75,29 +91,33 @@ impl Invocations {
 
     /// The two namespace throttles of an action invocation, per minute first, then concurrent.
     /// Runs before the action is looked up, so even invocations of missing actions count.
-    pub fn throttle(&self, state: &AppState, caller: &Identity) -> ApiResult<()> {
+    pub async fn throttle(&self, state: &AppState, caller: &Identity) -> ApiResult<()> {
         let limits = &state.config.limits;
-        self.rate.check(
-            &caller.uuid,
-            limits.invocations_per_minute_for(&caller.limits),
-            state.clock.now_millis(),
-        )?;
-        let in_flight = self
-            .balancer
-            .as_ref()
-            .map_or(0, |balancer| balancer.in_flight_for(&caller.uuid));
+        self.rate
+            .check(
+                &caller.uuid,
+                limits.invocations_per_minute_for(&caller.limits),
+                state.clock.now_millis(),
+            )
+            .await?;
+        let in_flight = match (&self.shared, &self.balancer) {
+            (Some(activations), _) => activations.pending_count(&caller.namespace).await?,
+            (None, Some(balancer)) => balancer.in_flight_for(&caller.uuid),
+            (None, None) => 0,
+        };
         check_concurrent(in_flight, limits.concurrent_invocations_for(&caller.limits))
     }
 
     /// The `firesPerMinute` throttle of a trigger fire (§6.3), counted before the trigger is
     /// looked up like the invocation throttles.
-    pub fn throttle_fire(&self, state: &AppState, caller: &Identity) -> ApiResult<()> {
+    pub async fn throttle_fire(&self, state: &AppState, caller: &Identity) -> ApiResult<()> {
         let limit = caller
             .limits
             .fires_per_minute
             .unwrap_or(state.config.limits.fires_per_minute);
         self.fires
             .check(&caller.uuid, limit, state.clock.now_millis())
+            .await
     }
 }
 

@@ -581,7 +581,7 @@ async fn invoke(
     request: Request,
 ) -> ApiResult<Response> {
     let accepted_at = state.clock.now_millis();
-    state.invocations.throttle(state, caller)?;
+    state.invocations.throttle(state, caller).await?;
     let store = state.store.entities.as_ref();
     let access =
         entitlement::check(store, caller, Privilege::Activate, &address.resource()).await?;

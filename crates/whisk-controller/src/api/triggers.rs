@@ -266,7 +266,7 @@ async fn admit_fire(
     caller: &Identity,
     address: &TriggerAddress,
 ) -> ApiResult<()> {
-    state.invocations.throttle_fire(state, caller)?;
+    state.invocations.throttle_fire(state, caller).await?;
     entitlement::check(
         state.store.entities.as_ref(),
         caller,
@@ -421,7 +421,7 @@ impl RuleFiringContext {
     ) -> ApiResult<ActivationId> {
         let accepted_at = state.clock.now_millis();
         let caller = &self.caller;
-        state.invocations.throttle(state, caller)?;
+        state.invocations.throttle(state, caller).await?;
         let address = ActionAddress::of(action);
         let store = state.store.entities.as_ref();
         let access =

@@ -127,7 +127,7 @@ async fn serve(
         .ok_or_else(does_not_exist)?;
     // Credentials are optional: valid ones make the caller known, anything else is anonymous.
     let caller = auth::authenticate(state, request.headers()).await.ok();
-    state.invocations.throttle(state, &owner)?;
+    state.invocations.throttle(state, &owner).await?;
     let (resolved, action) = exported_action(state, &owner, address).await?;
     let annotations = &action.annotations;
     let custom = annotations.get_bool(WEB_CUSTOM_OPTIONS) == Some(true);
