@@ -466,7 +466,7 @@ mod tests {
     }
 
     #[test]
-    fn builtin_manifest_prewarms_one_node_and_one_java_container() {
+    fn builtin_manifest_prewarms_one_node_one_python_and_one_java_container() {
         let manifest = builtin();
         let mut prewarmed = Vec::new();
         for family in manifest.families() {
@@ -478,7 +478,11 @@ mod tests {
         }
         assert_eq!(
             prewarmed,
-            [("nodejs:20", 1, Some(256)), ("java:8", 1, Some(256))]
+            [
+                ("nodejs:20", 1, Some(256)),
+                ("python:3.11", 1, Some(256)),
+                ("java:8", 1, Some(256))
+            ]
         );
     }
 
