@@ -29,8 +29,19 @@ pub enum ActivationCommand {
         #[arg(short = 'f', long)]
         full: bool,
     },
-    /// Show an activation record.
-    Get(Target),
+    /// Show an activation record, one field of it, its summary or only its logs.
+    Get {
+        #[command(flatten)]
+        target: Target,
+        /// Print only this field of the record (e.g. `response`, `logs`, `annotations`).
+        field: Option<String>,
+        /// Print the result under a one-line summary of who ran, how it ended and when.
+        #[arg(short = 's', long)]
+        summary: bool,
+        /// Print only the logs, without timestamp and stream.
+        #[arg(short = 'g', long)]
+        logs: bool,
+    },
     /// Show the logs of an activation.
     Logs {
         #[command(flatten)]
@@ -69,6 +80,28 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or_default()
+}
+
+/// Where a `poll` without `--since-*` starts, as `wsk` decides it: just after the start of the
+/// newest activation, so only what runs from now on shows, even when this machine's clock
+/// and the server's disagree. An empty namespace polls from the epoch (everything that comes
+/// is new); when the list cannot be read, from this machine's now.
+async fn poll_start(client: &Client, settings: &Settings) -> u64 {
+    let newest = client
+        .send(
+            Method::GET,
+            &["namespaces", &settings.namespace, "activations"],
+            &[("limit", "1".to_string()), ("docs", "true".to_string())],
+            None,
+        )
+        .await;
+    match newest {
+        Ok(list) => list[0]["start"]
+            .as_u64()
+            .map_or(0, |start| start.saturating_add(1)),
+        // Not fatal, as in wsk: the polling loop reports lasting trouble; `-v` shows this one.
+        Err(_) => now_ms(),
+    }
 }
 
 /// Lists activations started since `since` (epoch ms) with their logs and prints each one not
@@ -278,13 +311,133 @@ fn table(items: &[Value]) -> Vec<String> {
     lines
 }
 
-/// Drops the `<timestamp> <stream>: ` prefix the invoker writes before each log line.
+/// The lines of a record's `logs`; anything that is not a string is shown as its JSON.
+fn log_lines(logs: &Value) -> Vec<String> {
+    logs.as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|line| {
+            line.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| line.to_string())
+        })
+        .collect()
+}
+
+/// Whether `text` starts with an invoker timestamp, `YYYY-MM-DDTHH:MM:SS.<digits>Z`, and where
+/// it ends. Only the shape is checked, the way `wsk` does, not that the date exists.
+fn timestamp_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd";
+    if bytes.len() < shape.len() + 2 {
+        return None;
+    }
+    let fits = shape.iter().zip(bytes).all(|(want, got)| match want {
+        b'd' => got.is_ascii_digit(),
+        other => other == got,
+    });
+    if !fits {
+        return None;
+    }
+    // One separator (any character), then at least one digit and the closing `Z`.
+    let digits = bytes[shape.len() + 1..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let z = shape.len() + 1 + digits;
+    (digits > 0 && bytes.get(z) == Some(&b'Z')).then_some(z + 1)
+}
+
+/// Drops the `<timestamp> <stream>: ` prefix the invoker writes before each log line, as
+/// `wsk activation logs --strip` and `get --logs` do; lines without a timestamp, or with
+/// nothing after it, are kept whole.
 fn strip(line: &str) -> &str {
-    let mut parts = line.splitn(3, ' ');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(_), Some(stream), Some(message)) if stream.ends_with(':') => message,
+    let Some(end) = timestamp_end(line) else {
+        return line;
+    };
+    let mut rest = &line[end..];
+    let spaced = rest.trim_start_matches(' ');
+    for stream in ["stdout:", "stderr:"] {
+        if let Some(after) = spaced.strip_prefix(stream) {
+            rest = after;
+            break;
+        }
+    }
+    match rest.chars().next() {
+        Some(space) if space.is_whitespace() && rest.len() > space.len_utf8() => {
+            &rest[space.len_utf8()..]
+        }
         _ => line,
     }
+}
+
+/// Makes the value printed for a field the record does not have.
+type EmptyValue = fn() -> Value;
+
+/// The fields `wsk activation get ID FIELD` accepts (its record type's, compared without
+/// case), with what it prints for one the record lacks: its type's empty value.
+const RECORD_FIELDS: &[(&str, EmptyValue)] = &[
+    ("namespace", || Value::String(String::new())),
+    ("name", || Value::String(String::new())),
+    ("version", || Value::String(String::new())),
+    ("subject", || Value::String(String::new())),
+    ("activationId", || Value::String(String::new())),
+    ("cause", || Value::String(String::new())),
+    ("start", || Value::from(0)),
+    ("end", || Value::from(0)),
+    ("duration", || Value::from(0)),
+    ("statusCode", || Value::from(0)),
+    (
+        "response",
+        || serde_json::json!({"status": "", "statusCode": 0, "success": false}),
+    ),
+    ("logs", || Value::Null),
+    ("annotations", || Value::Null),
+    ("publish", || Value::Null),
+];
+
+/// One field of a record, found without regard to case as `wsk` does (`activationid` works).
+fn record_field(record: &Value, field: &str) -> Value {
+    let Some((name, empty)) = RECORD_FIELDS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(field))
+    else {
+        return Value::Null;
+    };
+    record.get(*name).cloned().unwrap_or_else(empty)
+}
+
+/// `activation result for '/ns/name' (status at time)`: the end of the run in local time,
+/// written the way Go prints a time (`2024-05-29 16:26:40 +0000 UTC`), since that is what
+/// `wsk get --summary` shows and what people grep for.
+fn summary_line(record: &Value) -> String {
+    let end_seconds = record["end"].as_i64().unwrap_or(0).div_euclid(1000);
+    let when = chrono::DateTime::from_timestamp(end_seconds, 0)
+        .map(|utc| go_time(&utc.with_timezone(&chrono::Local)))
+        .unwrap_or_default();
+    format!(
+        "activation result for '/{}/{}' ({} at {when})",
+        record["namespace"].as_str().unwrap_or(""),
+        record["name"].as_str().unwrap_or(""),
+        record["response"]["status"].as_str().unwrap_or(""),
+    )
+}
+
+/// A time as Go's `Time.String` writes it. Go names the zone by its abbreviation, which chrono
+/// does not know; UTC (the zone of servers and CI) is named as Go names it, other zones by
+/// their offset.
+fn go_time<Tz: chrono::TimeZone>(time: &chrono::DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    let offset = time.format("%z").to_string();
+    let zone = if offset == "+0000" {
+        "UTC".to_string()
+    } else {
+        offset.clone()
+    };
+    format!("{} {offset} {zone}", time.format("%Y-%m-%d %H:%M:%S"))
 }
 
 pub async fn activation(command: ActivationCommand, settings: &Settings) -> anyhow::Result<()> {
@@ -321,16 +474,54 @@ pub async fn activation(command: ActivationCommand, settings: &Settings) -> anyh
                 table(items).iter().for_each(|line| out!("{line}"));
             }
         }
-        ActivationCommand::Get(target) => {
+        ActivationCommand::Get {
+            target,
+            field,
+            summary,
+            logs,
+        } => {
+            // With --last, wsk takes the one positional word for the field: `get --last response`.
+            let (target, field) = match (target.last, target.id, field) {
+                (true, Some(_), Some(extra)) => {
+                    bail!("Invalid argument(s): {extra}. An activation ID is required.")
+                }
+                (true, word, None) => (
+                    Target {
+                        id: None,
+                        last: true,
+                    },
+                    word,
+                ),
+                (last, id, field) => (Target { id, last }, field),
+            };
             let id = resolve(&client, settings, &target)
                 .await
                 .context("Unable to get activation")?;
+            if let Some(field) = &field
+                && !RECORD_FIELDS
+                    .iter()
+                    .any(|(name, _)| name.eq_ignore_ascii_case(field))
+            {
+                bail!("Invalid field filter '{field}'.");
+            }
             let record = client
                 .send(Method::GET, &[base[0], base[1], base[2], &id], &[], None)
                 .await
                 .with_context(|| format!("Unable to get activation '{id}'"))?;
-            out!("ok: got activation {id}");
-            out!("{}", pretty(&record)?);
+            if summary {
+                out!("{}", summary_line(&record));
+                out!("{}", pretty(&record["response"]["result"])?);
+            } else if logs {
+                for line in log_lines(&record["logs"]) {
+                    out!("{}", strip(&line));
+                }
+            } else if let Some(field) = field {
+                out!("ok: got activation {id}, displaying field {field}");
+                out!("{}", pretty(&record_field(&record, &field))?);
+            } else {
+                out!("ok: got activation {id}");
+                out!("{}", pretty(&record)?);
+            }
         }
         ActivationCommand::Logs {
             target,
@@ -348,15 +539,7 @@ pub async fn activation(command: ActivationCommand, settings: &Settings) -> anyh
                 )
                 .await
                 .with_context(|| format!("Unable to get logs for activation '{id}'"))?;
-            for line in logs["logs"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                let line = line
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| line.to_string());
+            for line in log_lines(&logs["logs"]) {
                 out!("{}", if bare { strip(&line) } else { &line });
             }
         }
@@ -387,7 +570,11 @@ pub async fn activation(command: ActivationCommand, settings: &Settings) -> anyh
                 + since_minutes.unwrap_or(0) * 60
                 + since_hours.unwrap_or(0) * 3600
                 + since_days.unwrap_or(0) * 86_400;
-            let since = now_ms().saturating_sub(back_seconds.saturating_mul(1000));
+            let since = if back_seconds == 0 {
+                poll_start(&client, settings).await
+            } else {
+                now_ms().saturating_sub(back_seconds.saturating_mul(1000))
+            };
             let exit = exit.map(std::time::Duration::from_secs);
             poll(&client, settings, name, since, exit).await?;
         }
@@ -397,6 +584,7 @@ pub async fn activation(command: ActivationCommand, settings: &Settings) -> anyh
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -458,5 +646,54 @@ mod tests {
             "hello world"
         );
         assert_eq!(strip("no prefix"), "no prefix");
+        // Lines that only look like the prefix are kept whole.
+        assert_eq!(
+            strip("2024-05-29 16:26:40 stdout: x"),
+            "2024-05-29 16:26:40 stdout: x"
+        );
+        assert_eq!(
+            strip("2024-05-29T16:26:40.Z stdout: x"),
+            "2024-05-29T16:26:40.Z stdout: x"
+        );
+        assert_eq!(strip("2024-05-29T16:26:40.5Z"), "2024-05-29T16:26:40.5Z");
+        // The stream is optional, and a stream-like word after the prefix stays.
+        assert_eq!(strip("2024-05-29T16:26:40.5Z plain"), "plain");
+        assert_eq!(strip("2024-05-29T16:26:40.5Z stderr: oops"), "oops");
+        assert_eq!(
+            strip("2024-05-29T16:26:40.5Z stdout: stdout: x"),
+            "stdout: x"
+        );
+    }
+
+    #[test]
+    fn fields_are_found_without_case_and_default_to_their_empty_value() {
+        let record = serde_json::json!({"activationId": "abc", "logs": ["l"], "start": 5});
+        assert_eq!(record_field(&record, "ACTIVATIONID"), "abc");
+        assert_eq!(record_field(&record, "logs"), serde_json::json!(["l"]));
+        assert_eq!(record_field(&record, "cause"), "");
+        assert_eq!(record_field(&record, "duration"), 0);
+        assert_eq!(record_field(&record, "publish"), Value::Null);
+        assert_eq!(record_field(&record, "colour"), Value::Null);
+    }
+
+    #[test]
+    fn the_summary_names_the_entity_status_and_end_as_go_prints_a_time() {
+        let utc = chrono::DateTime::from_timestamp(1_717_000_000, 0).unwrap();
+        assert_eq!(go_time(&utc), "2024-05-29 16:26:40 +0000 UTC");
+        let east = chrono::FixedOffset::east_opt(2 * 3600).unwrap();
+        assert_eq!(
+            go_time(&utc.with_timezone(&east)),
+            "2024-05-29 18:26:40 +0200 +0200"
+        );
+        let record = serde_json::json!({
+            "namespace": "guest", "name": "hello", "end": 1_717_000_000_999_i64,
+            "response": {"status": "application error"}
+        });
+        let line = summary_line(&record);
+        assert!(
+            line.starts_with("activation result for '/guest/hello' (application error at 2024-05-"),
+            "{line}"
+        );
+        assert!(line.ends_with(')'), "{line}");
     }
 }

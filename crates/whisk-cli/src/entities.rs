@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{ArgAction, Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -96,6 +96,11 @@ pub enum PackageCommand {
     Delete { name: String },
     /// List packages.
     List(ListArgs),
+    /// Ask the server to refresh the namespace's package bindings (`POST .../packages/refresh`).
+    Refresh {
+        /// Namespace to refresh (default: the configured one), `NAMESPACE` or `/NAMESPACE`.
+        namespace: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -508,6 +513,58 @@ fn package_body(put: &PackagePut) -> anyhow::Result<Value> {
     Ok(Value::Object(body))
 }
 
+/// `wsk package refresh`: sends what `wsk` sends, `POST /namespaces/NS/packages/refresh`.
+/// OpenWhisk's controller (like ours) has no such route and answers 405, which is reported as
+/// `wsk` reports it; a server that implements it answers with the bindings it touched.
+async fn refresh(
+    client: &Client,
+    settings: &Settings,
+    namespace: Option<String>,
+) -> anyhow::Result<()> {
+    let namespace = match namespace {
+        None => settings.namespace.clone(),
+        Some(given) => {
+            let bare = given.strip_prefix('/').unwrap_or(&given);
+            match bare.split_once('/') {
+                Some((_, entity)) if !entity.is_empty() => bail!(
+                    "An entity name, '{entity}', was provided instead of a namespace. \
+                     Valid namespaces are of the following format: /NAMESPACE."
+                ),
+                _ => bare.trim_end_matches('/').to_string(),
+            }
+        }
+    };
+    let updates = client
+        .send(
+            Method::POST,
+            &["namespaces", &namespace, "packages", "refresh"],
+            &[],
+            None,
+        )
+        .await
+        .with_context(|| format!("Package refresh for namespace '{namespace}' failed"))?;
+    out!("'{namespace}' refreshed successfully");
+    for (title, key) in [
+        ("created bindings:", "added"),
+        ("updated bindings:", "updated"),
+        ("deleted bindings:", "deleted"),
+    ] {
+        out!("{title}");
+        for name in updates[key]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            out!(
+                "{}",
+                name.as_str()
+                    .map_or_else(|| name.to_string(), str::to_string)
+            );
+        }
+    }
+    Ok(())
+}
+
 pub async fn package(command: PackageCommand, settings: &Settings) -> anyhow::Result<()> {
     let client = settings.client()?;
     match command {
@@ -547,6 +604,7 @@ pub async fn package(command: PackageCommand, settings: &Settings) -> anyhow::Re
             out!("ok: created binding {binding}");
             Ok(())
         }
+        PackageCommand::Refresh { namespace } => refresh(&client, settings, namespace).await,
         PackageCommand::Get { name, summary } => {
             get(&client, settings, PACKAGE, &name, summary).await
         }

@@ -112,11 +112,71 @@ enum Command {
         #[arg(short = 'n', long)]
         name_sort: bool,
     },
+    /// Install SDK artifacts; `bashauto` writes the bash completion script.
+    #[command(subcommand)]
+    Sdk(SdkCommand),
     /// Print a shell completion script: `source <(wsk completion bash)`.
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SdkCommand {
+    /// Install an SDK artifact: `bashauto` (the bash completion script) is the one supported.
+    Install {
+        /// `bashauto`; wsk's `docker` and `ios` downloads are not offered.
+        component: Option<String>,
+        /// Print the bash completion script instead of writing it to a file.
+        #[arg(short = 's', long)]
+        stdout: bool,
+    },
+}
+
+/// The file `wsk sdk install bashauto` writes in the working directory (wsk's name for it).
+const BASH_COMPLETION_FILE: &str = "wsk_cli_bash_completion.sh";
+
+/// `wsk sdk install COMPONENT`. Only `bashauto` is supported: wsk's `docker` and `ios`
+/// components download archives from the API host, which whisk-rs does not serve.
+fn sdk(command: SdkCommand) -> anyhow::Result<()> {
+    let SdkCommand::Install { component, stdout } = command;
+    let Some(component) = component else {
+        bail!(
+            "The SDK component argument is missing. One component (docker, ios, or bashauto) \
+             must be specified"
+        );
+    };
+    let component = component.to_lowercase();
+    match component.as_str() {
+        "bashauto" => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(clap_complete::Shell::Bash, &mut command, "wsk", &mut script);
+            if stdout {
+                use std::io::Write as _;
+                let _ = std::io::stdout().lock().write_all(&script);
+            } else {
+                std::fs::write(BASH_COMPLETION_FILE, &script)
+                    .with_context(|| format!("Unable to generate '{BASH_COMPLETION_FILE}'"))?;
+                out!(
+                    "The bash auto-completion script ({BASH_COMPLETION_FILE}) is installed in the current directory."
+                );
+                out!(
+                    "To enable command line completion of wsk commands, source the auto completion script into your bash environment"
+                );
+            }
+            Ok(())
+        }
+        "docker" | "ios" => bail!(
+            "The {component} SDK is not supported: this wsk installs only bashauto, the bash \
+             completion script"
+        ),
+        _ => bail!(
+            "The SDK component argument '{component}' is invalid. Valid components are docker, \
+             ios and bashauto"
+        ),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -349,6 +409,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = std::io::stdout().lock().write_all(&script);
         return Ok(());
     }
+    // Neither does the completion file of `sdk install bashauto`.
+    if let Command::Sdk(command) = cli.command {
+        return sdk(command);
+    }
     let path = Props::location()?;
     let props = Props::load(&path)?;
     match cli.command {
@@ -390,7 +454,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         // Answered above, before the configuration is read.
-        Command::Completion { .. } => Ok(()),
+        Command::Completion { .. } | Command::Sdk(_) => Ok(()),
     }
 }
 
