@@ -121,6 +121,14 @@ struct InvokerArgs {
     /// The controller address (host:port) actions reach the API through.
     #[arg(long, env = "WHISK_API")]
     api: Option<SocketAddr>,
+    /// Serve Prometheus metrics at /metrics on this port (an invoker has no API port of its
+    /// own); off without it.
+    #[arg(long, env = "WHISK_METRICS_PORT")]
+    metrics_port: Option<u16>,
+    /// Address the metrics listener binds; all interfaces by default, so that a scraper
+    /// elsewhere in the cluster reaches it.
+    #[arg(long, env = "WHISK_METRICS_HOST", default_value = "0.0.0.0")]
+    metrics_host: IpAddr,
 }
 
 #[derive(Debug, clap::Args)]
@@ -215,7 +223,10 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(invoker::run(flags, cluster))
+            let metrics = args
+                .metrics_port
+                .map(|port| SocketAddr::new(args.metrics_host, port));
+            runtime.block_on(invoker::run(flags, cluster, metrics))
         }
         Command::Admin(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
