@@ -206,7 +206,26 @@ enum PropertyCommand {
         /// The build number of the API host (asks the server).
         #[arg(long)]
         apibuildno: bool,
+        /// `std` shows a label before each value; `raw` only the values, for scripts.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Std)]
+        output: Output,
     },
+}
+
+/// How `property get` prints each property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Std,
+    Raw,
+}
+
+/// One `property get` line: the label padded to 20 columns (at least one space), or with
+/// `-o raw` the value alone.
+fn property_line(output: Output, label: &str, value: &str) -> String {
+    match output {
+        Output::Std => format!("{label:<19} {value}"),
+        Output::Raw => value.to_string(),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -458,30 +477,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The `property get` selectors that are not in the properties file: `(all, cliversion,
-/// apibuild, apibuildno)`.
-fn cli_property_flags(command: &PropertyCommand) -> (bool, bool, bool, bool) {
+/// The `property get` selectors that are not in the properties file, and the output format:
+/// `(all, cliversion, apibuild, apibuildno, output)`.
+fn cli_property_flags(command: &PropertyCommand) -> (bool, bool, bool, bool, Output) {
     match command {
         PropertyCommand::Get {
             all,
             cliversion,
             apibuild,
             apibuildno,
+            output,
             ..
-        } => (*all, *cliversion, *apibuild, *apibuildno),
-        _ => (false, false, false, false),
+        } => (*all, *cliversion, *apibuild, *apibuildno, *output),
+        _ => (false, false, false, false, Output::Std),
     }
 }
 
 /// Prints the CLI version and the API host's build after the file-backed properties. They are
 /// shown only when asked for (or with `--all`), so a plain `property get` never needs the network.
 async fn server_properties(
-    flags: &(bool, bool, bool, bool),
+    flags: &(bool, bool, bool, bool, Output),
     settings: &Settings,
 ) -> anyhow::Result<()> {
-    let (all, cliversion, apibuild, apibuildno) = *flags;
-    // The file properties use a 20-column label; longer labels still get one separating space.
-    let row = |label: &str, value: &str| format!("{label:<19} {value}");
+    let (all, cliversion, apibuild, apibuildno, output) = *flags;
+    let row = |label: &str, value: &str| property_line(output, label, value);
     if all || cliversion {
         out!("{}", row("whisk CLI version", env!("CARGO_PKG_VERSION")));
     }
@@ -579,6 +598,7 @@ fn property(
             cliversion,
             apibuild,
             apibuildno,
+            output,
         } => {
             let selectors = [
                 global.auth.is_some(),
@@ -611,7 +631,7 @@ fn property(
                 ),
             ];
             for (_, label, value) in rows.iter().filter(|(on, _, _)| everything || *on) {
-                out!("{label:<20}{value}");
+                out!("{}", property_line(output, label, value));
             }
         }
     }

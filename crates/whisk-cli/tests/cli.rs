@@ -361,3 +361,45 @@ fn property_get_shows_cli_version_and_api_build_on_request() {
         format!("whisk API build     {build}\nwhisk API build number {buildno}\n")
     );
 }
+
+#[test]
+fn property_get_raw_prints_the_values_alone() {
+    let platform = Platform::start();
+    platform
+        .wsk_bare(&[
+            "property",
+            "set",
+            "--apihost",
+            &platform.url,
+            "--namespace",
+            "guest",
+        ])
+        .assert_ok(&[
+            &format!("ok: whisk API host set to {}", platform.url),
+            "ok: whisk namespace set to guest",
+        ]);
+    platform
+        .wsk_bare(&["property", "get", "--apihost", "--namespace", "-o", "raw"])
+        .assert_ok(&[platform.url.as_str(), "guest"]);
+    let build = env!("CARGO_PKG_VERSION");
+    platform
+        .wsk_bare(&[
+            "property",
+            "get",
+            "--cliversion",
+            "--apibuildno",
+            "--output",
+            "raw",
+        ])
+        .assert_ok(&[build, &format!("whisk-rs-{build}")]);
+    platform
+        .wsk_bare(&["property", "get", "--namespace", "-o", "std"])
+        .assert_ok(&["whisk namespace     guest"]);
+    let bad = platform.wsk_bare(&["property", "get", "-o", "json"]);
+    assert_eq!((bad.code, bad.stdout.as_str()), (2, ""), "{bad:?}");
+    assert!(
+        bad.stderr
+            .contains("invalid value 'json' for '--output <OUTPUT>'"),
+        "{bad:?}"
+    );
+}
