@@ -153,6 +153,8 @@ pub enum RuleCommand {
     Enable { name: String },
     /// Deactivate a rule.
     Disable { name: String },
+    /// Show whether a rule is active or inactive.
+    Status { name: String },
     /// Show a rule.
     Get {
         name: String,
@@ -710,6 +712,27 @@ async fn set_rule_status(
     Ok(())
 }
 
+/// `wsk rule status NAME`: the rule's `status` (`active`/`inactive`) in one line, for scripts
+/// that only need to know whether the rule fires.
+async fn rule_status(client: &Client, settings: &Settings, name: &str) -> anyhow::Result<()> {
+    let context = || format!("Unable to get status of rule '{name}'");
+    let qualified = resolve(name, settings).with_context(context)?;
+    let rule = client
+        .send(
+            Method::GET,
+            &entity_path(&qualified, RULE.collection),
+            &[],
+            None,
+        )
+        .await
+        .with_context(context)?;
+    out!(
+        "ok: rule {name} is {}",
+        rule["status"].as_str().unwrap_or("")
+    );
+    Ok(())
+}
+
 pub async fn rule(command: RuleCommand, settings: &Settings) -> anyhow::Result<()> {
     let client = settings.client()?;
     match command {
@@ -727,6 +750,7 @@ pub async fn rule(command: RuleCommand, settings: &Settings) -> anyhow::Result<(
         RuleCommand::Disable { name } => {
             set_rule_status(&client, settings, &name, false, true).await
         }
+        RuleCommand::Status { name } => rule_status(&client, settings, &name).await,
         RuleCommand::Get { name, summary } => get(&client, settings, RULE, &name, summary).await,
         RuleCommand::Delete { name, disable } => {
             if disable {

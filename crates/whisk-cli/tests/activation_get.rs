@@ -1,5 +1,6 @@
 //! `wsk activation get` with a field, `--summary` and `--logs`, `activation poll` starting after
-//! the newest record, `package refresh` and `sdk install`, against the real whisk-rs server.
+//! the newest record, `package refresh`, `sdk install` and `rule status`, against the real
+//! whisk-rs server.
 //! The trigger records need no containers; the action's logs do (root, skipped otherwise).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -422,4 +423,32 @@ fn activation_get_logs_strips_the_invokers_prefix_from_an_actions_logs() {
         "    \"greeting\": \"Hello, Ann!\"",
         "}",
     ]);
+}
+
+#[test]
+fn rule_status_says_whether_the_rule_is_active() {
+    let platform = Platform::start();
+    let js = platform.file("a.js", "function main(p) { return p }");
+    platform
+        .wsk(&["action", "create", "echo", js.to_str().unwrap()])
+        .assert_ok(&["ok: created action echo"]);
+    platform
+        .wsk(&["trigger", "create", "tick"])
+        .assert_ok(&["ok: created trigger tick"]);
+    platform
+        .wsk(&["rule", "create", "r", "tick", "echo"])
+        .assert_ok(&["ok: created rule r"]);
+    platform
+        .wsk(&["rule", "status", "r"])
+        .assert_ok(&["ok: rule r is active"]);
+    platform
+        .wsk(&["rule", "disable", "r"])
+        .assert_ok(&["ok: disabled rule r"]);
+    platform
+        .wsk(&["rule", "status", "/guest/r"])
+        .assert_ok(&["ok: rule /guest/r is inactive"]);
+    platform.wsk(&["rule", "status", "nope"]).assert_api_error(
+        148,
+        "error: Unable to get status of rule 'nope': The requested resource does not exist.",
+    );
 }
