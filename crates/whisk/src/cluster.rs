@@ -106,6 +106,15 @@ impl ActivationStore for OwnedNotes {
     async fn pending_owned(&self, owner: &str) -> StoreResult<Vec<ActivationEntry>> {
         self.inner.pending_owned(owner).await
     }
+
+    /// Every controller's notes: the concurrency throttle counts the whole cluster's.
+    async fn pending_count(&self, namespace: &str) -> StoreResult<u64> {
+        self.inner.pending_count(namespace).await
+    }
+
+    async fn count_in_minute(&self, key: &str, minute: u64) -> StoreResult<u64> {
+        self.inner.count_in_minute(key, minute).await
+    }
 }
 
 /// The owner name a controller tags its pending notes with.

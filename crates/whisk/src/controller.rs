@@ -132,8 +132,10 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
         store.clone(),
         settings.lost_grace,
     ));
+    // Throttles count in the shared store, so a namespace's limits hold for the whole cluster.
+    let invocations = Invocations::shared(Arc::clone(&balancer), Arc::clone(&store.activations));
     let state = whisk_controller::AppState::new(store, controller_config(&config))
-        .with_invocations(Invocations::new(Arc::clone(&balancer)));
+        .with_invocations(invocations);
     let edge = edge_config(&config)?;
     tracing::info!(
         controller = settings.id,
