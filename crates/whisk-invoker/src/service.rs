@@ -399,7 +399,12 @@ async fn finish(
     delivery: Delivery,
 ) {
     let stored = match activation_entry(&record) {
-        Ok(entry) => shared.store.activations.put(entry).await,
+        Ok(entry) => {
+            let storing = std::time::Instant::now();
+            let stored = shared.store.activations.put(entry).await;
+            whisk_metrics::global().store_call("activation_put", storing.elapsed());
+            stored
+        }
         Err(error) => {
             error!(%error, "activation record does not encode; dropped");
             if let Err(error) = delivery.ack().await {
@@ -439,11 +444,13 @@ async fn publish_completion(
     };
     match serde_json::to_vec(&completion) {
         Ok(bytes) => {
-            if let Err(error) = shared
+            let publishing = std::time::Instant::now();
+            let published = shared
                 .bus
                 .publish(&message.completion_topic, Bytes::from(bytes))
-                .await
-            {
+                .await;
+            whisk_metrics::global().bus_call("publish", publishing.elapsed());
+            if let Err(error) = published {
                 // The record is stored: a waiting controller finds it by polling the store.
                 warn!(%error, topic = %message.completion_topic, "completion not published");
             }

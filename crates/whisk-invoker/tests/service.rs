@@ -273,6 +273,38 @@ async fn a_cold_then_a_warm_activation_store_full_records() {
     );
 }
 
+/// The value of `series` (name and labels as encoded) in the process's metrics; 0 when absent.
+fn metric(series: &str) -> f64 {
+    let text = whisk_metrics::global().encode().unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+#[tokio::test]
+async fn activations_are_counted_and_timed_in_the_metrics() {
+    let done = r#"whisk_activations_total{kind="nodejs:20",status="success"}"#;
+    let puts = r#"whisk_store_call_seconds_count{operation="activation_put"}"#;
+    let inits = r#"whisk_activation_init_seconds_count{kind="nodejs:20"}"#;
+    // Other tests of this process run activations too: each count grows by at least one.
+    let (done_before, puts_before, inits_before) = (metric(done), metric(puts), metric(inits));
+    let mut h = Harness::start(PoolConfig::default()).await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let record = h.invoke(&message(&hello, &revision, json!({}))).await;
+    assert!(record.response.is_success(), "{record:?}");
+    // Counted once the message is acknowledged, just after the completion went out.
+    wait_until("the activation is counted", || {
+        metric(done) >= done_before + 1.0
+    })
+    .await;
+    assert!(metric(puts) >= puts_before + 1.0);
+    assert!(
+        metric(inits) >= inits_before + 1.0,
+        "a cold start initializes"
+    );
+}
+
 #[tokio::test]
 async fn a_non_blocking_completion_has_no_record_but_the_store_does() {
     let mut h = Harness::start(PoolConfig::default()).await;

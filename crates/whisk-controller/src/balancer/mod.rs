@@ -321,10 +321,14 @@ impl LoadBalancer {
                 .per_namespace
                 .entry(message.user.uuid.clone())
                 .or_insert(0) += 1;
+            whisk_metrics::global().in_flight(inner.in_flight.len() as u64);
             invoker
         };
         let topic = invoker_topic(invoker);
-        if let Err(error) = self.bus.publish(&topic, payload).await {
+        let publishing = std::time::Instant::now();
+        let published = self.bus.publish(&topic, payload).await;
+        whisk_metrics::global().bus_call("publish", publishing.elapsed());
+        if let Err(error) = published {
             self.release(&message.activation_id, "publish failed");
             return Err(error.into());
         }
@@ -400,6 +404,7 @@ impl LoadBalancer {
     fn remove(&self, id: &ActivationId) -> Option<InFlight> {
         let mut inner = self.lock();
         let in_flight = inner.in_flight.remove(id)?;
+        whisk_metrics::global().in_flight(inner.in_flight.len() as u64);
         if let Some(Some(entry)) = usize::try_from(in_flight.invoker)
             .ok()
             .and_then(|index| inner.invokers.get_mut(index))
@@ -561,6 +566,34 @@ mod tests {
         let refused = balancer.publish(&message(1, "guest"), 256, RUN).await;
         assert!(matches!(refused, Err(BalancerError::NoInvokers)));
         assert_eq!(balancer.total_in_flight(), 0);
+    }
+
+    /// The count of bus publishes timed in the process's metrics.
+    fn publishes_timed() -> f64 {
+        let text = whisk_metrics::global().encode().unwrap();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(r#"whisk_bus_call_seconds_count{operation="publish"} "#)
+            })
+            .map_or(0.0, |value| value.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn publishes_are_timed_and_in_flight_is_reported() {
+        let before = publishes_timed();
+        let balancer = balancer();
+        balancer.record_beat(&beat(0, 512, InvokerState::Healthy));
+        balancer
+            .publish(&message(1, "guest"), 256, RUN)
+            .await
+            .unwrap();
+        // Other tests of this process publish too, so at least one more.
+        assert!(publishes_timed() >= before + 1.0);
+        let text = whisk_metrics::global().encode().unwrap();
+        assert!(
+            text.contains("whisk_controller_in_flight_activations "),
+            "{text}"
+        );
     }
 
     #[tokio::test]
