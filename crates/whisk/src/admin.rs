@@ -1,5 +1,7 @@
 //! `whisk admin`: what OpenWhisk's `wskadmin user` and `wskadmin limits` do, on the data directory
-//! of a standalone platform (which may be running: the store is safe for concurrent processes).
+//! of a standalone platform (which may be running: the store is safe for concurrent processes), or
+//! with `--store` on a cluster's PostgreSQL store, where every controller sees the change at its
+//! next lookup (controllers keep no copy of subjects or limits).
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +12,7 @@ use rand::distr::Alphanumeric;
 use whisk_image::ImageStore;
 use whisk_model::identity::AuthKey;
 use whisk_model::names::EntityName;
-use whisk_store::{Store, StoreError};
+use whisk_store::{PostgresOptions, PostgresTls, Store, StoreError};
 
 use crate::config;
 
@@ -26,6 +28,16 @@ pub struct AdminArgs {
     /// The platform's data directory [default: ~/.whisk].
     #[arg(long, env = "WHISK_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// A cluster's store, `postgres://user:password@host:port/db`: users and limits are read
+    /// and written there instead of in the data directory (images stay in the data directory).
+    #[arg(long, env = "WHISK_STORE", global = true)]
+    store: Option<String>,
+    /// The PostgreSQL schema of the cluster's tables, as its controllers were given it.
+    #[arg(long, env = "WHISK_STORE_SCHEMA", global = true, requires = "store")]
+    store_schema: Option<String>,
+    /// Connect to PostgreSQL over TLS, trusting this PEM CA file.
+    #[arg(long, env = "WHISK_STORE_CA", global = true, requires = "store")]
+    store_ca: Option<PathBuf>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -121,8 +133,23 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Image(command) => return image(&data_dir, command).await,
         other => other,
     };
-    let store = whisk_store::open_sqlite(&data_dir)
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let store = match args.store {
+        Some(url) => {
+            let options = PostgresOptions {
+                tls: match args.store_ca {
+                    Some(ca_file) => PostgresTls::Required { ca_file },
+                    None => PostgresTls::Disabled,
+                },
+                schema: args.store_schema,
+                ..PostgresOptions::default()
+            };
+            whisk_store::open_postgres(&url, &options)
+                .await
+                .context("cannot open the cluster store")?
+        }
+        None => whisk_store::open_sqlite(&data_dir)
+            .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
+    };
     match command {
         AdminCommand::Image(command) => image(&data_dir, command).await,
         AdminCommand::User(command) => user(&store, command).await,
