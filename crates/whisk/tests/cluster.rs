@@ -710,9 +710,14 @@ async fn concurrent_invocations_are_counted_across_both_controllers() {
         if reply.status.as_u16() == 202 {
             break;
         }
-        reply.assert_error(
-            429,
-            "Too many concurrent requests in flight (count: 1, allowed: 1).",
+        // Both warm-up notes may still be open, so the count is 1 or 2.
+        assert_eq!(reply.status.as_u16(), 429, "{}", reply.text);
+        assert!(
+            reply.body["error"]
+                .as_str()
+                .is_some_and(|error| error.starts_with("Too many concurrent requests in flight")),
+            "{}",
+            reply.text
         );
         assert!(Instant::now() < deadline, "warm-up notes never closed");
         tokio::time::sleep(Duration::from_millis(250)).await;
