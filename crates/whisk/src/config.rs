@@ -34,6 +34,59 @@ pub struct FileConfig {
     pub tls: TlsFile,
     #[serde(default)]
     pub cluster: ClusterFile,
+    #[serde(default)]
+    pub retention: RetentionFile,
+}
+
+/// The `[retention]` section: how long activation records are kept. Without `activation-ttl-hours`
+/// they are kept until deleted by hand (OpenWhisk leaves this to its database's own policies).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RetentionFile {
+    pub activation_ttl_hours: Option<u64>,
+    pub purge_interval_minutes: Option<u64>,
+}
+
+/// How often expired records are purged when nothing else is said.
+pub const DEFAULT_PURGE_INTERVAL_MINUTES: u64 = 60;
+
+impl RetentionFile {
+    /// The time-to-live and purge interval, when a time-to-live is configured.
+    pub fn schedule(&self) -> anyhow::Result<Option<(std::time::Duration, std::time::Duration)>> {
+        let Some(hours) = self.activation_ttl_hours else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            hours > 0,
+            "[retention] activation-ttl-hours must be at least 1"
+        );
+        let minutes = self
+            .purge_interval_minutes
+            .unwrap_or(DEFAULT_PURGE_INTERVAL_MINUTES);
+        anyhow::ensure!(
+            minutes > 0,
+            "[retention] purge-interval-minutes must be at least 1"
+        );
+        Ok(Some((
+            std::time::Duration::from_secs(hours.saturating_mul(3600)),
+            std::time::Duration::from_secs(minutes.saturating_mul(60)),
+        )))
+    }
+}
+
+/// Starts the background purge of expired activation records, when `[retention]` asks for one.
+pub fn start_retention(
+    retention: &RetentionFile,
+    activations: std::sync::Arc<dyn whisk_store::ActivationStore>,
+) -> anyhow::Result<Option<whisk_store::RetentionTask>> {
+    Ok(retention.schedule()?.map(|(ttl, every)| {
+        tracing::info!(
+            ttl_hours = ttl.as_secs() / 3600,
+            every_minutes = every.as_secs() / 60,
+            "activation retention on"
+        );
+        whisk_store::spawn_retention(activations, ttl, every)
+    }))
 }
 
 /// The `[tls]` section: serve the API and web actions over HTTPS.
@@ -175,6 +228,7 @@ pub struct ServerConfig {
     pub tls: TlsSettings,
     /// The `[cluster]` section as written; the cluster roles lay their flags over it.
     pub cluster: ClusterFile,
+    pub retention: RetentionFile,
 }
 
 impl ServerConfig {
@@ -198,6 +252,7 @@ impl ServerConfig {
             invoker: InvokerSettings::from_file(file.invoker, invoker_enabled_from_env()?),
             tls: TlsSettings::resolve(flags, file.tls)?,
             cluster: file.cluster,
+            retention: file.retention,
         })
     }
 }

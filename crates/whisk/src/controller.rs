@@ -89,6 +89,9 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
     let settings = ClusterSettings::resolve(ClusterRole::Controller, &cluster, &config.cluster)?;
     let store = OwnedNotes::wrap(open_store(&settings).await?, controller_owner(settings.id));
     ensure_well_known_subjects(&store).await?;
+    // Every controller purges; the deletes are idempotent, so several at once do no harm.
+    let _retention =
+        crate::config::start_retention(&config.retention, Arc::clone(&store.activations))?;
     // Before anything new is accepted, the notes this controller's previous run left open
     // (other controllers' notes are theirs). Unlike standalone's, its activations may still be
     // running on invokers that outlived it, so they are closed only once overdue.

@@ -50,6 +50,8 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
     let store = whisk_store::open_sqlite(&config.data_dir)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     ensure_well_known_subjects(&store).await?;
+    let _retention =
+        crate::config::start_retention(&config.retention, Arc::clone(&store.activations))?;
     // Before anything new is accepted: whatever the previous run left in flight gets its record.
     let closed = whisk_controller::close_unfinished(&store, SystemClock.now_millis())
         .await
