@@ -3,6 +3,8 @@
 //! The actions are built at test time (`javac`/`kotlinc` against Debian's Gson, the image from
 //! our own `whisk` binary), so nothing binary lives in the repository. Needs root.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the right way for a test to fail
+
 mod support;
 
 use std::path::{Path, PathBuf};
