@@ -188,3 +188,129 @@ fn a_kotlin_jar_with_its_stdlib_runs_through_wsk() {
         json!({"greeting": "Hi KOTLIN"})
     );
 }
+
+/// Copies a host program and what `ldd` says it loads (with the loader) into `root`, each at
+/// its host path (the program itself at `at`).
+fn copy_program(program: &Path, at: &str, root: &Path) {
+    let mut files = vec![(program.to_path_buf(), at.to_owned())];
+    let output = Command::new("ldd").arg(program).output().expect("run ldd");
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(path) = path.filter(|path| path.starts_with('/')) {
+            files.push((path.into(), path.to_owned()));
+        }
+    }
+    for (source, target) in files {
+        let target = root.join(target.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&source, &target).expect("copy a file into the image");
+    }
+}
+
+/// A `docker save` archive of a one-layer image tagged `tag` whose command is our own `whisk`
+/// binary as the dockerskeleton proxy (with `/bin/sh` for the action's script). Built with the
+/// host's `tar` and `sha256sum`, so the CLI tests need no archive crate.
+fn image_archive(dir: &Path, tag: &str) -> PathBuf {
+    let root = dir.join("root");
+    copy_program(support::server_binary(), "/whisk", &root);
+    copy_program(Path::new("/bin/sh"), "/bin/sh", &root);
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+
+    let archive_dir = dir.join("archive");
+    std::fs::create_dir_all(archive_dir.join("layer")).unwrap();
+    let layer = archive_dir.join("layer/layer.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("--create")
+            .arg("--file")
+            .arg(&layer)
+            .arg("-C")
+            .arg(&root)
+            .arg("."),
+    );
+    let digest = Command::new("sha256sum")
+        .arg(&layer)
+        .output()
+        .expect("run sha256sum");
+    let digest = String::from_utf8_lossy(&digest.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_owned();
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/bin", "__OW_ACTION_DIR=/tmp/action"],
+            "Cmd": ["/whisk", "proxy", "skeleton"],
+            "WorkingDir": "/"
+        },
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{digest}")]}
+    });
+    let manifest = json!([{
+        "Config": "config.json",
+        "RepoTags": [tag],
+        "Layers": ["layer/layer.tar"]
+    }]);
+    std::fs::write(archive_dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(archive_dir.join("manifest.json"), manifest.to_string()).unwrap();
+    let archive = dir.join("image.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("--create")
+            .arg("--file")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&archive_dir)
+            .args(["config.json", "manifest.json", "layer/layer.tar"]),
+    );
+    archive
+}
+
+#[test]
+fn an_imported_image_runs_through_wsk() {
+    let Some(platform) = Platform::start_with_invoker("image") else {
+        return;
+    };
+    let tag = format!("whisk-test/cli-skeleton-{}:1", std::process::id());
+    let archive = image_archive(platform.dir(), &tag);
+    // The platform's own data directory holds the image store `whisk admin` writes to.
+    let imported = Command::new(support::server_binary())
+        .args(["admin", "image", "import"])
+        .arg(&archive)
+        .env("WHISK_DATA_DIR", platform.dir().join("data"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run whisk admin image import");
+    let printed = String::from_utf8_lossy(&imported.stdout);
+    assert!(
+        imported.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(printed.contains(&tag), "{printed}");
+
+    // The action's code is the image's `exec`: it echoes its parameters inside a marker.
+    let script = platform.file(
+        "exec",
+        "#!/bin/sh\necho \"{\\\"from\\\":\\\"image\\\",\\\"args\\\":$1}\"\n",
+    );
+    platform
+        .wsk(&[
+            "action",
+            "create",
+            "img",
+            script.to_str().unwrap(),
+            "--docker",
+            &tag,
+        ])
+        .assert_ok(&["ok: created action img"]);
+    assert_eq!(
+        invoke_result(&platform, "img", &["-p", "name", "X"]),
+        json!({"from": "image", "args": {"name": "X"}})
+    );
+}

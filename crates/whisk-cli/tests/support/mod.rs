@@ -14,7 +14,7 @@ pub const GUEST_AUTH: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN
 
 /// The server binary lives next to `wsk` in the same target directory. A bin of another crate
 /// cannot be a dev-dependency, so when it is missing it is built once with the same target dir.
-fn server_binary() -> &'static Path {
+pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let wsk = PathBuf::from(env!("CARGO_BIN_EXE_wsk"));
