@@ -314,3 +314,38 @@ fn an_imported_image_runs_through_wsk() {
         json!({"from": "image", "args": {"name": "X"}})
     );
 }
+
+#[test]
+fn an_image_never_imported_is_reported_by_wsk() {
+    let Some(platform) = Platform::start_with_invoker("noimage") else {
+        return;
+    };
+    // Not in the store, and its registry is a loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let image = format!("127.0.0.1:{port}/whisk-test/absent:1");
+    let script = platform.file("exec", "#!/bin/sh\necho '{}'\n");
+    platform
+        .wsk(&[
+            "action",
+            "create",
+            "absent",
+            script.to_str().unwrap(),
+            "--docker",
+            &image,
+        ])
+        .assert_ok(&["ok: created action absent"]);
+    let run = platform.wsk(&["action", "invoke", "absent", "-r"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr),
+        (
+            246,
+            "",
+            format!(
+                "error: Unable to invoke action 'absent': Failed to pull container image '{image}'.\n"
+            )
+        )
+    );
+}
