@@ -8,11 +8,17 @@
 //!    cells and with `[invoker] stem-cells = false` (a second platform);
 //! 3. throughput at 1, 8 and 32 concurrent keep-alive clients, for one no-op action and for 100
 //!    distinct ones;
-//! 4. resident memory of the platform and of each warm container.
+//! 4. resident memory of the platform and of each warm container;
+//! 5. per runtime (`nodejs:20`, `python:3.11`, `java:8`, `wasm:wasi`), warm blocking invoke latency
+//!    (the runtimes interleaved sample by sample, so they share the machine's noise) — the cold
+//!    starts of `java:8` and `wasm:wasi` join table 2. The Java action is a jar compiled at bench
+//!    time with `javac` and `jar` against the host's Gson; the WebAssembly one is a WASI echo
+//!    module assembled from WAT text.
 //!
 //! `cargo build --release -p whisk && cargo run --release -p whisk-bench --bin invoke`; flags:
 //! `--whisk PATH` (default: `<target>/release/whisk`), `--runs N` warm samples (200), `--cold N`
-//! cold samples per runtime and mode (20), `--seconds S` per throughput cell (5).
+//! cold samples per runtime and mode (20), `--seconds S` per throughput cell (5), `--runtimes`
+//! to measure only the per-runtime tables (cold starts and warm latency), which takes minutes.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -38,6 +44,29 @@ const GUEST: (&str, &str) = (
 /// The no-op both the platform and the bare proxy run.
 const NOOP_JS: &str = "function main(params) { return params; }";
 const NOOP_PY: &str = "def main(args):\n    return args\n";
+/// The Java no-op, compiled into a jar at bench time (`main` = the class).
+const NOOP_JAVA: &str = "import com.google.gson.JsonObject;\n\
+    public class Noop { public static JsonObject main(JsonObject args) { return args; } }\n";
+
+/// A WASI command that copies stdin (the parameters) to stdout (the result): the no-op of a
+/// `wasm:wasi` action.
+const ECHO_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "_start")
+    (local $len i32)
+    (block $done
+      (loop $more
+        (i32.store (i32.const 0) (i32.add (i32.const 1024) (local.get $len)))
+        (i32.store (i32.const 4) (i32.sub (i32.const 130048) (local.get $len)))
+        (br_if $done (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (br_if $done (i32.eqz (i32.load (i32.const 8))))
+        (local.set $len (i32.add (local.get $len) (i32.load (i32.const 8))))
+        (br $more)))
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
 /// Memory of the actions of the throughput runs (OpenWhisk's minimum), so that 100 distinct
 /// actions with several containers each fit in the invoker's user memory below.
@@ -69,6 +98,7 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
     let runs: usize = flag(args, "--runs", 200)?;
     let cold: usize = flag(args, "--cold", 20)?;
     let seconds: u64 = flag(args, "--seconds", 5)?;
+    let runtimes_only = args.iter().any(|arg| arg == "--runtimes");
     if runs == 0 || cold == 0 || seconds == 0 {
         bail!("--runs, --cold and --seconds must be at least 1");
     }
@@ -82,23 +112,48 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         );
     }
     let tag = std::process::id();
+    let build = tempfile::tempdir()?;
+    let java = source("java:8", &base64_of(&java_jar(build.path())?), Some("Noop"));
+    let wasm = source("wasm:wasi", &base64_of(&wat::parse_str(ECHO_WAT)?), None);
+    let node = source("nodejs:20", NOOP_JS, None);
+    let python = source("python:3.11", NOOP_PY, None);
+    let kinds = [
+        ("nodejs:20", &node),
+        ("python:3.11", &python),
+        ("java:8", &java),
+        ("wasm:wasi", &wasm),
+    ];
 
     let platform = Platform::start(&whisk, &config(&format!("bench-a{tag}"), true, 244)).await?;
-    let warm = warm_latency(&platform, runs).await?;
-    let stem_node = cold_starts(&platform, "nodejs:20", NOOP_JS, cold).await?;
-    let stem_python = cold_starts(&platform, "python:3.11", NOOP_PY, cold).await?;
-    let throughput = throughput(&platform, seconds).await?;
-    let memory = memory(&platform)?;
+    let warm = if runtimes_only {
+        None
+    } else {
+        Some(warm_latency(&platform, runs).await?)
+    };
+    let per_runtime = warm_per_runtime(&platform, &kinds, runs).await?;
+    let stem_node = cold_starts(&platform, &node, cold).await?;
+    let stem_python = cold_starts(&platform, &python, cold).await?;
+    let stem_java = cold_starts(&platform, &java, cold).await?;
+    let cold_wasm = cold_starts(&platform, &wasm, cold).await?;
+    let rest = if runtimes_only {
+        None
+    } else {
+        Some((throughput(&platform, seconds).await?, memory(&platform)?))
+    };
     platform.stop().await?;
 
     let platform = Platform::start(&whisk, &config(&format!("bench-b{tag}"), false, 245)).await?;
-    let bare_node = cold_starts(&platform, "nodejs:20", NOOP_JS, cold).await?;
-    let bare_python = cold_starts(&platform, "python:3.11", NOOP_PY, cold).await?;
+    let bare_node = cold_starts(&platform, &node, cold).await?;
+    let bare_python = cold_starts(&platform, &python, cold).await?;
+    let bare_java = cold_starts(&platform, &java, cold).await?;
     platform.stop().await?;
 
     println!("whisk binary: {}", whisk.display());
     println!();
-    println!("{warm}");
+    if let Some(warm) = warm {
+        println!("{warm}");
+    }
+    println!("{per_runtime}");
     println!("### Cold start: a new action's first blocking invoke ({cold} actions per cell, ms)");
     println!();
     println!(
@@ -108,8 +163,11 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
     for (label, stem, cell) in [
         ("nodejs:20", "on", &stem_node),
         ("nodejs:20", "off", &bare_node),
-        ("python:3.11", "on (manifest has none)", &stem_python),
+        ("python:3.11", "on", &stem_python),
         ("python:3.11", "off", &bare_python),
+        ("java:8", "on", &stem_java),
+        ("java:8", "off", &bare_java),
+        ("wasm:wasi", "– (in-process, no container)", &cold_wasm),
     ] {
         println!(
             "| {label} | {stem} | {} | {} | {} | {} | {} | {} |",
@@ -122,9 +180,106 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("{throughput}");
-    println!("{memory}");
+    if let Some((throughput, memory)) = rest {
+        println!("{throughput}");
+        println!("{memory}");
+    }
     Ok(())
+}
+
+/// The `exec` of an action: source text, or base64 of a binary (a jar, a module) with `main`.
+fn source(kind: &str, code: &str, main: Option<&str>) -> Value {
+    let mut exec = json!({"kind": kind, "code": code});
+    if kind == "java:8" || kind == "wasm:wasi" {
+        exec["binary"] = json!(true);
+    }
+    if let Some(main) = main {
+        exec["main"] = json!(main);
+    }
+    exec
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Compiles [`NOOP_JAVA`] with the host's `javac` against its Gson and jars it, in `dir`.
+fn java_jar(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let gson = HostTools::detect()
+        .gson
+        .ok_or_else(|| anyhow!("no Gson on this host (Debian: libgoogle-gson-java)"))?;
+    let classes = dir.join("classes");
+    std::fs::create_dir_all(&classes)?;
+    let file = dir.join("Noop.java");
+    std::fs::write(&file, NOOP_JAVA)?;
+    let status = Command::new("javac")
+        .args(["--release", "11", "-encoding", "UTF-8", "-cp"])
+        .arg(&gson)
+        .arg("-d")
+        .arg(&classes)
+        .arg(&file)
+        .status()
+        .context("cannot run javac (a JDK is needed for the java:8 rows)")?;
+    if !status.success() {
+        bail!("javac failed: {status}");
+    }
+    let jar = dir.join("noop.jar");
+    let status = Command::new("jar")
+        .args(["--create", "--file"])
+        .arg(&jar)
+        .arg("-C")
+        .arg(&classes)
+        .arg(".")
+        .status()
+        .context("cannot run jar")?;
+    if !status.success() {
+        bail!("jar failed: {status}");
+    }
+    Ok(std::fs::read(&jar)?)
+}
+
+/// Table 5: a warm no-op's blocking invoke (`result=true`) per runtime, the runtimes taking
+/// turns sample by sample after 20 unmeasured invokes each.
+async fn warm_per_runtime(
+    platform: &Platform,
+    kinds: &[(&str, &Value)],
+    runs: usize,
+) -> anyhow::Result<String> {
+    let params = json!({"hello": "world"});
+    let mut names = Vec::with_capacity(kinds.len());
+    for (index, (_, exec)) in kinds.iter().enumerate() {
+        let name = format!("warm-{index}");
+        platform.put_exec(&name, exec, None).await?;
+        for _ in 0..20 {
+            platform.invoke_result(&name, &params).await?;
+        }
+        names.push(name);
+    }
+    let load = load_line();
+    let mut samples = vec![Vec::with_capacity(runs); kinds.len()];
+    for _ in 0..runs {
+        for (name, series) in names.iter().zip(samples.iter_mut()) {
+            let begun = Instant::now();
+            platform.invoke_result(name, &params).await?;
+            series.push(begun.elapsed());
+        }
+    }
+    let mut table = format!(
+        "### Warm blocking invoke per runtime, no-op, `?blocking=true&result=true` \
+         ({runs} samples each, runtimes interleaved, ms; {load})\n\n\
+         | runtime | p50 | p99 |\n|---|---:|---:|\n"
+    );
+    for ((kind, _), series) in kinds.iter().zip(&samples) {
+        let summary = Summary::of(series).ok_or_else(|| anyhow!("no warm samples"))?;
+        table.push_str(&format!(
+            "| {kind} | {} | {} |
+",
+            ms(summary.p50),
+            ms(summary.p99)
+        ));
+    }
+    Ok(table)
 }
 
 /// `<CARGO_TARGET_DIR or the workspace's target>/release/whisk`.
@@ -266,7 +421,11 @@ impl Platform {
         code: &str,
         memory: Option<u64>,
     ) -> anyhow::Result<()> {
-        let mut body = json!({"exec": {"kind": kind, "code": code}});
+        self.put_exec(name, &source(kind, code, None), memory).await
+    }
+
+    async fn put_exec(&self, name: &str, exec: &Value, memory: Option<u64>) -> anyhow::Result<()> {
+        let mut body = json!({ "exec": exec });
         if let Some(memory) = memory {
             body["limits"] = json!({ "memory": memory });
         }
@@ -441,19 +600,14 @@ fn annotation(record: &Value, key: &str) -> Option<u64> {
 
 /// Creates `count` new actions of `kind` and times each one's first blocking invoke. A pause
 /// before each lets the invoker put back the stem cell the previous one used.
-async fn cold_starts(
-    platform: &Platform,
-    kind: &str,
-    code: &str,
-    count: usize,
-) -> anyhow::Result<Cold> {
+async fn cold_starts(platform: &Platform, exec: &Value, count: usize) -> anyhow::Result<Cold> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let load = load_line();
     let mut wall = Vec::with_capacity(count);
     let (mut wait_ms, mut init_ms, mut duration_ms) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..count {
         let name = format!("cold-{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        platform.put(&name, kind, code, None).await?;
+        platform.put_exec(&name, exec, None).await?;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let begun = Instant::now();
         let record = platform.invoke(&name, &json!({})).await?;
