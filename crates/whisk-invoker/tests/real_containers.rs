@@ -5,132 +5,15 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use common::Harness;
+
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::{Value, json};
-use whisk_bus::{Bus, Consumer, InProcessBus};
-use whisk_invoker::{Invoker, InvokerConfig, InvokerHandle};
 use whisk_model::activation::{ABNORMAL_RUN, MEMORY_EXHAUSTED, logs_truncated};
-use whisk_model::bus::{ActivationMessage, CompletionMessage, completion_topic, invoker_topic};
-use whisk_model::{
-    ActionLimits, ActivationId, EntityName, EntityPath, EntityType, Exec, FullyQualifiedEntityName,
-    Identity, SemVer, WhiskAction, WhiskActivation,
-};
-use whisk_store::{EntityDocument, Store};
+use whisk_model::{ActionLimits, Exec, WhiskActivation};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    _real: common::Real,
-    store: Store,
-    bus: Arc<InProcessBus>,
-    completions: Box<dyn Consumer>,
-    invoker: Option<InvokerHandle>,
-}
-
-impl Harness {
-    async fn start(name: &str) -> Option<Harness> {
-        Harness::start_with(name, |_| {}).await
-    }
-
-    async fn start_with(name: &str, configure: impl FnOnce(&mut InvokerConfig)) -> Option<Harness> {
-        let real = common::real(name).await?;
-        let dir = tempfile::tempdir().unwrap();
-        let store = whisk_store::open_sqlite(dir.path()).unwrap();
-        let bus = Arc::new(InProcessBus::new());
-        let completions = bus.consume(&completion_topic(0)).await.unwrap();
-        let mut config = InvokerConfig::new(0);
-        config.log_wait = DEADLINE;
-        configure(&mut config);
-        let invoker = Invoker::start(config, bus.clone(), store.clone(), real.factory.clone())
-            .await
-            .unwrap();
-        Some(Harness {
-            _dir: dir,
-            _real: real,
-            store,
-            bus,
-            completions,
-            invoker: Some(invoker),
-        })
-    }
-
-    async fn put(&self, name: &str, exec: Exec, limits: ActionLimits) -> (WhiskAction, String) {
-        let action = WhiskAction {
-            namespace: EntityPath::parse("guest").unwrap(),
-            name: EntityName::new(name).unwrap(),
-            exec,
-            parameters: Default::default(),
-            limits,
-            version: SemVer::new(0, 0, 1),
-            publish: false,
-            annotations: Default::default(),
-            updated: 1,
-        };
-        let document = EntityDocument {
-            doc_id: action.doc_id(),
-            entity_type: EntityType::Action,
-            namespace: "guest".into(),
-            name: name.into(),
-            updated: 1,
-            publish: false,
-            binding: false,
-            document: serde_json::to_value(&action).unwrap(),
-        };
-        let revision = self.store.entities.put(document, None).await.unwrap();
-        (action, revision.to_string())
-    }
-
-    async fn invoke(&mut self, action: &(WhiskAction, String), content: Value) -> WhiskActivation {
-        static NEXT: AtomicU8 = AtomicU8::new(1);
-        let message = ActivationMessage {
-            transaction_id: "tid".into(),
-            activation_id: ActivationId::from_bytes([NEXT.fetch_add(1, Ordering::SeqCst); 16]),
-            action: FullyQualifiedEntityName::parse(&format!("/{}", action.0.doc_id())).unwrap(),
-            revision: action.1.clone(),
-            user: Identity {
-                subject: "guest".into(),
-                namespace: "guest".into(),
-                uuid: "u".into(),
-                limits: Default::default(),
-            },
-            api_key: None,
-            content: content.as_object().cloned().unwrap_or_default(),
-            init_args: Default::default(),
-            blocking: true,
-            completion_topic: completion_topic(0),
-            cause: None,
-            caused_by: None,
-            binding: None,
-            invoked_as: None,
-            accepted_at: 0,
-        };
-        self.bus
-            .publish(
-                &invoker_topic(0),
-                Bytes::from(serde_json::to_vec(&message).unwrap()),
-            )
-            .await
-            .unwrap();
-        let delivery = tokio::time::timeout(DEADLINE, self.completions.next())
-            .await
-            .expect("a completion in time")
-            .unwrap();
-        let completion: CompletionMessage = serde_json::from_slice(&delivery.payload).unwrap();
-        delivery.ack().await.unwrap();
-        assert_eq!(completion.activation_id, message.activation_id);
-        completion.record.unwrap()
-    }
-
-    async fn stop(mut self) {
-        self.invoker.take().unwrap().shutdown().await;
-        self._real.shutdown().await;
-    }
-}
 
 fn code(kind: &str, code: &str) -> Exec {
     Exec::Code {
@@ -167,7 +50,7 @@ function main(params) {
 
 #[tokio::test]
 async fn nodejs_round_trip_and_warm_reuse() {
-    let Some(mut h) = Harness::start("node").await else {
+    let Some(mut h) = Harness::start("node", DEADLINE, |_| {}).await else {
         return;
     };
     let action = h
@@ -212,7 +95,7 @@ async fn nodejs_round_trip_and_warm_reuse() {
 
 #[tokio::test]
 async fn python_round_trip() {
-    let Some(mut h) = Harness::start("python").await else {
+    let Some(mut h) = Harness::start("python", DEADLINE, |_| {}).await else {
         return;
     };
     let source = "def main(args):\n    print('py log')\n    return {'greeting': 'Hello ' + args.get('name', '?')}\n";
@@ -232,7 +115,7 @@ async fn python_round_trip() {
 
 #[tokio::test]
 async fn native_round_trip() {
-    let Some(mut h) = Harness::start("native").await else {
+    let Some(mut h) = Harness::start("native", DEADLINE, |_| {}).await else {
         return;
     };
     let script = "#!/bin/sh\necho \"native log\"\necho '{\"native\": true}'\n";
@@ -259,7 +142,7 @@ async fn native_round_trip() {
 
 #[tokio::test]
 async fn a_timeout_is_a_developer_error() {
-    let Some(mut h) = Harness::start("timeout").await else {
+    let Some(mut h) = Harness::start("timeout", DEADLINE, |_| {}).await else {
         return;
     };
     let action = h
@@ -284,7 +167,7 @@ async fn a_timeout_is_a_developer_error() {
 
 #[tokio::test]
 async fn running_out_of_memory_is_reported() {
-    let Some(mut h) = Harness::start("oom").await else {
+    let Some(mut h) = Harness::start("oom", DEADLINE, |_| {}).await else {
         return;
     };
     let source = "function main() { const keep = []; for (;;) { keep.push(Buffer.alloc(8 * 1024 * 1024, 1)); } }";
@@ -299,7 +182,7 @@ async fn running_out_of_memory_is_reported() {
 
 #[tokio::test]
 async fn a_crash_is_a_developer_error_and_the_next_run_gets_a_new_container() {
-    let Some(mut h) = Harness::start("crash").await else {
+    let Some(mut h) = Harness::start("crash", DEADLINE, |_| {}).await else {
         return;
     };
     let source = "function main(p) { if (p.crash) { process.exit(3); } return { pid: process.pid, up: process.uptime() }; }";
@@ -320,7 +203,7 @@ async fn a_crash_is_a_developer_error_and_the_next_run_gets_a_new_container() {
 
 #[tokio::test]
 async fn a_log_flood_is_truncated_at_the_limit() {
-    let Some(mut h) = Harness::start("flood").await else {
+    let Some(mut h) = Harness::start("flood", DEADLINE, |_| {}).await else {
         return;
     };
     let source = "def main(args):\n    for _ in range(30000):\n        print('x' * 99)\n    return {'done': True}\n";
@@ -348,7 +231,7 @@ async fn a_log_flood_is_truncated_at_the_limit() {
 
 #[tokio::test]
 async fn an_idle_container_is_frozen_and_thawed_for_the_next_activation() {
-    let Some(mut h) = Harness::start_with("pause", |config| {
+    let Some(mut h) = Harness::start("pause", DEADLINE, |config| {
         config.pool.pause_grace = Duration::ZERO;
         config.tick_interval = Duration::from_millis(50);
     })
@@ -365,7 +248,7 @@ async fn an_idle_container_is_frozen_and_thawed_for_the_next_activation() {
         .await;
     let first = h.invoke(&action, json!({})).await;
     assert!(first.response.is_success(), "{first:?}");
-    let pool = h.invoker.as_ref().unwrap().pool().clone();
+    let pool = h.pool().clone();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !pool.snapshot().slots.iter().any(|slot| slot.paused) {
         assert!(tokio::time::Instant::now() < deadline, "not paused in time");
@@ -383,7 +266,7 @@ async fn an_idle_container_is_frozen_and_thawed_for_the_next_activation() {
 
 #[tokio::test]
 async fn a_stem_cell_serves_the_first_activation_and_is_replaced() {
-    let Some(mut h) = Harness::start_with("stem", |config| {
+    let Some(mut h) = Harness::start("stem", DEADLINE, |config| {
         config.pool.stem_cells = vec![whisk_invoker::StemCellConfig {
             kind: "nodejs:20".into(),
             memory_mb: 256,
@@ -394,7 +277,7 @@ async fn a_stem_cell_serves_the_first_activation_and_is_replaced() {
     else {
         return;
     };
-    let pool = h.invoker.as_ref().unwrap().pool().clone();
+    let pool = h.pool().clone();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while pool.snapshot().stem_cells() < 1 {
         assert!(

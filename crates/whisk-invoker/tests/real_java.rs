@@ -8,138 +8,31 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use common::Harness;
 use serde_json::{Value, json};
-use whisk_bus::{Bus, Consumer, InProcessBus};
-use whisk_invoker::{
-    ActionCode, ActionContainer, ContainerFactory, ContainerSpec, Invoker, InvokerConfig,
-    InvokerHandle, StemCellConfig,
-};
-use whisk_model::bus::{ActivationMessage, CompletionMessage, completion_topic, invoker_topic};
-use whisk_model::{
-    ActionLimits, ActivationId, EntityName, EntityPath, EntityType, Exec, FullyQualifiedEntityName,
-    Identity, SemVer, WhiskAction, WhiskActivation,
-};
-use whisk_store::{EntityDocument, Store};
+use whisk_invoker::{ActionCode, ActionContainer, ContainerFactory, ContainerSpec, StemCellConfig};
+use whisk_model::{ActionLimits, Exec, WhiskActivation};
 
 /// Generous: CI runs many tests in parallel on two cores, and a JVM starts slowly there.
 const DEADLINE: Duration = Duration::from_secs(90);
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    real: common::Real,
-    store: Store,
-    bus: Arc<InProcessBus>,
-    completions: Box<dyn Consumer>,
-    invoker: Option<InvokerHandle>,
+/// A `java:8` action from a jar.
+fn jar_action(jar: &[u8], main: &str) -> Exec {
+    Exec::Code {
+        kind: "java:8".into(),
+        code: base64(jar),
+        main: Some(main.into()),
+        binary: true,
+    }
 }
 
-impl Harness {
-    async fn start(name: &str, configure: impl FnOnce(&mut InvokerConfig)) -> Option<Harness> {
-        let real = common::real(name).await?;
-        let dir = tempfile::tempdir().unwrap();
-        let store = whisk_store::open_sqlite(dir.path()).unwrap();
-        let bus = Arc::new(InProcessBus::new());
-        let completions = bus.consume(&completion_topic(0)).await.unwrap();
-        let mut config = InvokerConfig::new(0);
-        config.log_wait = DEADLINE;
-        configure(&mut config);
-        let invoker = Invoker::start(config, bus.clone(), store.clone(), real.factory.clone())
-            .await
-            .unwrap();
-        Some(Harness {
-            _dir: dir,
-            real,
-            store,
-            bus,
-            completions,
-            invoker: Some(invoker),
-        })
-    }
-
-    async fn put(&self, name: &str, jar: &[u8], main: &str, memory: u64) -> (WhiskAction, String) {
-        let action = WhiskAction {
-            namespace: EntityPath::parse("guest").unwrap(),
-            name: EntityName::new(name).unwrap(),
-            exec: Exec::Code {
-                kind: "java:8".into(),
-                code: base64(jar),
-                main: Some(main.into()),
-                binary: true,
-            },
-            parameters: Default::default(),
-            limits: ActionLimits {
-                memory,
-                timeout: 60_000,
-                ..ActionLimits::default()
-            },
-            version: SemVer::new(0, 0, 1),
-            publish: false,
-            annotations: Default::default(),
-            updated: 1,
-        };
-        let document = EntityDocument {
-            doc_id: action.doc_id(),
-            entity_type: EntityType::Action,
-            namespace: "guest".into(),
-            name: name.into(),
-            updated: 1,
-            publish: false,
-            binding: false,
-            document: serde_json::to_value(&action).unwrap(),
-        };
-        let revision = self.store.entities.put(document, None).await.unwrap();
-        (action, revision.to_string())
-    }
-
-    async fn invoke(&mut self, action: &(WhiskAction, String), content: Value) -> WhiskActivation {
-        static NEXT: AtomicU8 = AtomicU8::new(1);
-        let message = ActivationMessage {
-            transaction_id: "tid".into(),
-            activation_id: ActivationId::from_bytes([NEXT.fetch_add(1, Ordering::SeqCst); 16]),
-            action: FullyQualifiedEntityName::parse(&format!("/{}", action.0.doc_id())).unwrap(),
-            revision: action.1.clone(),
-            user: Identity {
-                subject: "guest".into(),
-                namespace: "guest".into(),
-                uuid: "u".into(),
-                limits: Default::default(),
-            },
-            api_key: None,
-            content: content.as_object().cloned().unwrap_or_default(),
-            init_args: Default::default(),
-            blocking: true,
-            completion_topic: completion_topic(0),
-            cause: None,
-            caused_by: None,
-            binding: None,
-            invoked_as: None,
-            accepted_at: 0,
-        };
-        self.bus
-            .publish(
-                &invoker_topic(0),
-                Bytes::from(serde_json::to_vec(&message).unwrap()),
-            )
-            .await
-            .unwrap();
-        let delivery = tokio::time::timeout(DEADLINE, self.completions.next())
-            .await
-            .expect("a completion in time")
-            .unwrap();
-        let completion: CompletionMessage = serde_json::from_slice(&delivery.payload).unwrap();
-        delivery.ack().await.unwrap();
-        assert_eq!(completion.activation_id, message.activation_id);
-        completion.record.unwrap()
-    }
-
-    async fn stop(mut self) {
-        self.invoker.take().unwrap().shutdown().await;
-        self.real.shutdown().await;
+fn memory(memory: u64) -> ActionLimits {
+    ActionLimits {
+        memory,
+        timeout: 60_000,
+        ..ActionLimits::default()
     }
 }
 
@@ -327,10 +220,16 @@ public class Hello {
 
 #[tokio::test]
 async fn java_round_trip_with_a_bundled_class_logs_and_warm_reuse() {
-    let Some(mut h) = Harness::start("java", |_| {}).await else {
+    let Some(mut h) = Harness::start("java", DEADLINE, |_| {}).await else {
         return;
     };
-    let action = h.put("hello", &hello_jar(), "demo.Hello#greet", 256).await;
+    let action = h
+        .put(
+            "hello",
+            jar_action(&hello_jar(), "demo.Hello#greet"),
+            memory(256),
+        )
+        .await;
     let started = Instant::now();
     let first = h.invoke(&action, json!({"name": "Duke"})).await;
     let cold = started.elapsed();
@@ -382,7 +281,7 @@ async fn java_round_trip_with_a_bundled_class_logs_and_warm_reuse() {
 
 #[tokio::test]
 async fn scala_and_kotlin_jars_run_as_java_actions() {
-    let Some(mut h) = Harness::start("javalangs", |_| {}).await else {
+    let Some(mut h) = Harness::start("javalangs", DEADLINE, |_| {}).await else {
         return;
     };
     let scala = r#"package demo
@@ -432,7 +331,7 @@ fun main(args: JsonObject): JsonObject {
         let Some(jar) = jvm_language_jar(compiler, library, file, source) else {
             continue;
         };
-        let action = h.put(language, &jar, main, 256).await;
+        let action = h.put(language, jar_action(&jar, main), memory(256)).await;
         for _ in 0..2 {
             let record = h.invoke(&action, json!({"names": ["Ada", "Duke"]})).await;
             assert!(record.response.is_success(), "{language}: {record:?}");
@@ -456,11 +355,13 @@ fun main(args: JsonObject): JsonObject {
 
 #[tokio::test]
 async fn exceptions_non_objects_and_bad_jars_are_developer_errors() {
-    let Some(mut h) = Harness::start("javaerr", |_| {}).await else {
+    let Some(mut h) = Harness::start("javaerr", DEADLINE, |_| {}).await else {
         return;
     };
     let jar = hello_jar();
-    let boom = h.put("boom", &jar, "demo.Hello#boom", 256).await;
+    let boom = h
+        .put("boom", jar_action(&jar, "demo.Hello#boom"), memory(256))
+        .await;
     let record = h.invoke(&boom, json!({})).await;
     assert_eq!(record.response.status_code, 2, "{record:?}");
     assert_eq!(
@@ -476,7 +377,9 @@ async fn exceptions_non_objects_and_bad_jars_are_developer_errors() {
         record.logs
     );
 
-    let list = h.put("list", &jar, "demo.Hello#list", 256).await;
+    let list = h
+        .put("list", jar_action(&jar, "demo.Hello#list"), memory(256))
+        .await;
     let record = h.invoke(&list, json!({})).await;
     assert_eq!(record.response.status_code, 2, "{record:?}");
     assert_eq!(
@@ -485,7 +388,11 @@ async fn exceptions_non_objects_and_bad_jars_are_developer_errors() {
     );
 
     let bad = h
-        .put("bad", b"PK but not a jar at all", "demo.Hello", 256)
+        .put(
+            "bad",
+            jar_action(b"PK but not a jar at all", "demo.Hello"),
+            memory(256),
+        )
         .await;
     let record = h.invoke(&bad, json!({})).await;
     assert_eq!(record.response.status_code, 2, "{record:?}");
@@ -497,7 +404,9 @@ async fn exceptions_non_objects_and_bad_jars_are_developer_errors() {
         "{error}"
     );
 
-    let missing = h.put("missing", &jar, "demo.Nope", 256).await;
+    let missing = h
+        .put("missing", jar_action(&jar, "demo.Nope"), memory(256))
+        .await;
     let record = h.invoke(&missing, json!({})).await;
     assert_eq!(record.response.status_code, 2, "{record:?}");
     assert_eq!(
@@ -509,11 +418,13 @@ async fn exceptions_non_objects_and_bad_jars_are_developer_errors() {
 
 #[tokio::test]
 async fn the_heap_is_sized_to_the_action_memory_so_a_hog_gets_a_java_error() {
-    let Some(mut h) = Harness::start("javamem", |_| {}).await else {
+    let Some(mut h) = Harness::start("javamem", DEADLINE, |_| {}).await else {
         return;
     };
     let jar = hello_jar();
-    let heap = h.put("heap", &jar, "demo.Hello#heap", 128).await;
+    let heap = h
+        .put("heap", jar_action(&jar, "demo.Hello#heap"), memory(128))
+        .await;
     let record = h.invoke(&heap, json!({})).await;
     assert!(record.response.is_success(), "{record:?}");
     let max = result(&record)["max"].as_u64().unwrap();
@@ -523,7 +434,9 @@ async fn the_heap_is_sized_to_the_action_memory_so_a_hog_gets_a_java_error() {
     );
 
     // The heap fills before the container's memory: the JVM throws, the kernel kills nothing.
-    let hog = h.put("hog", &jar, "demo.Hello#hog", 128).await;
+    let hog = h
+        .put("hog", jar_action(&jar, "demo.Hello#hog"), memory(128))
+        .await;
     let record = h.invoke(&hog, json!({})).await;
     assert_eq!(record.response.status_code, 2, "{record:?}");
     assert_eq!(
@@ -535,7 +448,7 @@ async fn the_heap_is_sized_to_the_action_memory_so_a_hog_gets_a_java_error() {
 
 #[tokio::test]
 async fn a_java_stem_cell_serves_the_first_activation() {
-    let Some(mut h) = Harness::start("javastem", |config| {
+    let Some(mut h) = Harness::start("javastem", DEADLINE, |config| {
         config.pool.stem_cells = vec![StemCellConfig {
             kind: "java:8".into(),
             memory_mb: 256,
@@ -546,7 +459,7 @@ async fn a_java_stem_cell_serves_the_first_activation() {
     else {
         return;
     };
-    let pool = h.invoker.as_ref().unwrap().pool().clone();
+    let pool = h.pool().clone();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while pool.snapshot().stem_cells() < 1 {
         assert!(
@@ -556,7 +469,13 @@ async fn a_java_stem_cell_serves_the_first_activation() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let stem = pool.snapshot().slots[0].container.clone();
-    let action = h.put("hello", &hello_jar(), "demo.Hello#greet", 256).await;
+    let action = h
+        .put(
+            "hello",
+            jar_action(&hello_jar(), "demo.Hello#greet"),
+            memory(256),
+        )
+        .await;
     let started = Instant::now();
     let first = h.invoke(&action, json!({"name": "Duke"})).await;
     let with_stem = started.elapsed();

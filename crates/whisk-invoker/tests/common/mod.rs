@@ -148,3 +148,148 @@ pub async fn real(name: &str) -> Option<Real> {
         _lock: lock,
     })
 }
+
+/// The whole invoker service over real containers: actions are stored, an activation message goes
+/// in on the bus, and the stored record comes back with the completion.
+pub struct Harness {
+    _dir: tempfile::TempDir,
+    real: Real,
+    store: whisk_store::Store,
+    bus: Arc<whisk_bus::InProcessBus>,
+    completions: Box<dyn whisk_bus::Consumer>,
+    invoker: Option<whisk_invoker::InvokerHandle>,
+    /// How long a completion (and the logs' sentinels) may take.
+    deadline: std::time::Duration,
+}
+
+impl Harness {
+    /// An invoker with its own containers, configured by `configure`; `None` without root.
+    pub async fn start(
+        name: &str,
+        deadline: std::time::Duration,
+        configure: impl FnOnce(&mut whisk_invoker::InvokerConfig),
+    ) -> Option<Harness> {
+        use whisk_bus::Bus;
+        let real = real(name).await?;
+        let dir = tempfile::tempdir().unwrap();
+        let store = whisk_store::open_sqlite(dir.path()).unwrap();
+        let bus = Arc::new(whisk_bus::InProcessBus::new());
+        let completions = bus
+            .consume(&whisk_model::bus::completion_topic(0))
+            .await
+            .unwrap();
+        let mut config = whisk_invoker::InvokerConfig::new(0);
+        config.log_wait = deadline;
+        configure(&mut config);
+        let invoker =
+            whisk_invoker::Invoker::start(config, bus.clone(), store.clone(), real.factory.clone())
+                .await
+                .unwrap();
+        Some(Harness {
+            _dir: dir,
+            real,
+            store,
+            bus,
+            completions,
+            invoker: Some(invoker),
+            deadline,
+        })
+    }
+
+    /// Stores an action of namespace `guest`; returns it with its revision.
+    pub async fn put(
+        &self,
+        name: &str,
+        exec: whisk_model::Exec,
+        limits: whisk_model::ActionLimits,
+    ) -> (whisk_model::WhiskAction, String) {
+        let action = whisk_model::WhiskAction {
+            namespace: whisk_model::EntityPath::parse("guest").unwrap(),
+            name: whisk_model::EntityName::new(name).unwrap(),
+            exec,
+            parameters: Default::default(),
+            limits,
+            version: whisk_model::SemVer::new(0, 0, 1),
+            publish: false,
+            annotations: Default::default(),
+            updated: 1,
+        };
+        let document = whisk_store::EntityDocument {
+            doc_id: action.doc_id(),
+            entity_type: whisk_model::EntityType::Action,
+            namespace: "guest".into(),
+            name: name.into(),
+            updated: 1,
+            publish: false,
+            binding: false,
+            document: serde_json::to_value(&action).unwrap(),
+        };
+        let revision = self.store.entities.put(document, None).await.unwrap();
+        (action, revision.to_string())
+    }
+
+    /// Sends one blocking activation of `action` and returns its stored record.
+    pub async fn invoke(
+        &mut self,
+        action: &(whisk_model::WhiskAction, String),
+        content: serde_json::Value,
+    ) -> whisk_model::WhiskActivation {
+        use whisk_bus::Bus;
+        use whisk_model::bus::{ActivationMessage, CompletionMessage};
+        static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+        let message = ActivationMessage {
+            transaction_id: "tid".into(),
+            activation_id: whisk_model::ActivationId::from_bytes(
+                [NEXT.fetch_add(1, Ordering::SeqCst); 16],
+            ),
+            action: whisk_model::FullyQualifiedEntityName::parse(&format!(
+                "/{}",
+                action.0.doc_id()
+            ))
+            .unwrap(),
+            revision: action.1.clone(),
+            user: whisk_model::Identity {
+                subject: "guest".into(),
+                namespace: "guest".into(),
+                uuid: "u".into(),
+                limits: Default::default(),
+            },
+            api_key: None,
+            content: content.as_object().cloned().unwrap_or_default(),
+            init_args: Default::default(),
+            blocking: true,
+            completion_topic: whisk_model::bus::completion_topic(0),
+            cause: None,
+            caused_by: None,
+            binding: None,
+            invoked_as: None,
+            accepted_at: 0,
+        };
+        self.bus
+            .publish(
+                &whisk_model::bus::invoker_topic(0),
+                bytes::Bytes::from(serde_json::to_vec(&message).unwrap()),
+            )
+            .await
+            .unwrap();
+        let delivery = tokio::time::timeout(self.deadline, self.completions.next())
+            .await
+            .expect("a completion in time")
+            .unwrap();
+        let completion: CompletionMessage = serde_json::from_slice(&delivery.payload).unwrap();
+        delivery.ack().await.unwrap();
+        assert_eq!(completion.activation_id, message.activation_id);
+        completion.record.unwrap()
+    }
+
+    /// The running invoker's container pool.
+    pub fn pool(&self) -> &whisk_invoker::ContainerPool {
+        self.invoker.as_ref().unwrap().pool()
+    }
+
+    /// Stops the invoker, then removes what is left of its containers and networks.
+    pub async fn stop(mut self) {
+        self.invoker.take().unwrap().shutdown().await;
+        self.real.shutdown().await;
+    }
+}
