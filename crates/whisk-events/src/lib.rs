@@ -14,6 +14,9 @@ pub mod scheduler;
 pub mod signature;
 pub mod store;
 
+#[cfg(test)]
+mod testing;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -27,7 +30,9 @@ use whisk_store::{StoreError, StoreResult};
 
 pub use packages::{InstallError, install};
 pub use scheduler::{FireOutcome, Scheduler, Triggers};
-pub use store::{FEEDS_FILE_NAME, FeedStore, FeedStoreError};
+pub use store::{
+    FEEDS_FILE_NAME, FeedBackend, FeedStore, FeedStoreError, PostgresFeeds, SqliteFeeds,
+};
 
 /// The feed provider: what its routes and the scheduler share. Cheap to clone.
 #[derive(Debug, Clone)]
