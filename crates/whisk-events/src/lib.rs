@@ -7,6 +7,7 @@
 //! fires go through the controller's `fire_with_identity`, the same checks as `POST
 //! .../triggers/{name}` without an HTTP round trip.
 
+pub mod leader;
 pub mod packages;
 pub mod routes;
 pub mod schedule;
@@ -28,7 +29,8 @@ use whisk_model::EntityName;
 use whisk_model::identity::Identity;
 use whisk_store::{StoreError, StoreResult};
 
-pub use packages::{InstallError, install};
+pub use leader::Election;
+pub use packages::{InstallError, install, install_shared};
 pub use scheduler::{FireOutcome, Scheduler, Triggers};
 pub use store::{
     FEEDS_FILE_NAME, FeedBackend, FeedStore, FeedStoreError, PostgresFeeds, SqliteFeeds,

@@ -12,7 +12,7 @@ mod postgres;
 mod sqlite;
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 
 use std::fmt;
 use std::ops::Deref;
