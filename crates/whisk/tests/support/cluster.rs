@@ -145,12 +145,39 @@ pub struct Cluster {
     pub client: reqwest::Client,
     /// Bumped at each start, so every process writes a log of its own.
     pub generation: u32,
+    /// The controller address invokers relay their containers' API calls to (`--api`); set
+    /// by [`Cluster::start_with_api`], `None` (actions cannot call the API) otherwise.
+    pub invoker_api: Option<String>,
 }
 
 impl Cluster {
     /// Starts the cluster `name` (`extra` is added to every process's configuration file), or
     /// `None` when the services are missing.
     pub fn start(name: &str, extra: &str) -> Option<Self> {
+        let mut cluster = Self::prepare(name, extra)?;
+        cluster.start_all();
+        Some(cluster)
+    }
+
+    /// Like [`Cluster::start`], but the invokers relay their containers' API calls to
+    /// controller 0, so actions that call the API (feed actions) work.
+    pub fn start_with_api(name: &str, extra: &str) -> Option<Self> {
+        let mut cluster = Self::prepare(name, extra)?;
+        cluster.generation += 1;
+        for id in 0..2 {
+            let role = cluster.spawn("controller", id);
+            cluster.controllers.push(role);
+        }
+        cluster.invoker_api = Some(cluster.url(0).trim_start_matches("http://").to_owned());
+        for id in 0..2 {
+            let role = cluster.spawn("invoker", id);
+            cluster.invokers.push(role);
+        }
+        Some(cluster)
+    }
+
+    /// The configuration files and names of a cluster, nothing started yet.
+    fn prepare(name: &str, extra: &str) -> Option<Self> {
         let (postgres, nats) = services()?;
         let pid = std::process::id();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -171,7 +198,7 @@ impl Cluster {
         }
         config.push_str(extra);
         std::fs::write(dir.path().join("controller.toml"), config).expect("write config");
-        let mut cluster = Self {
+        Some(Self {
             postgres,
             nats,
             schema: format!("cl_{}_{pid}_{n}", name.replace('-', "_")),
@@ -181,9 +208,8 @@ impl Cluster {
             invokers: Vec::new(),
             client: reqwest::Client::new(),
             generation: 0,
-        };
-        cluster.start_all();
-        Some(cluster)
+            invoker_api: None,
+        })
     }
 
     pub fn start_all(&mut self) {
@@ -232,6 +258,9 @@ impl Cluster {
                     .args(["--invoker-id", &id.to_string(), "--user-memory", "1024"])
                     .arg("--config")
                     .arg(self.dir.path().join(format!("invoker{id}.toml")));
+                if let Some(api) = &self.invoker_api {
+                    command.args(["--api", api]);
+                }
             }
         }
         let stderr = std::fs::File::create(&log).expect("log file");
