@@ -250,7 +250,7 @@ mod tests {
         assert_eq!(leader.terms(), 1);
         follower_task.abort();
         let _ = follower_task.await;
-        test.drop_schema().await;
+        drop(test);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,7 +285,7 @@ mod tests {
         task.abort();
         let _ = task.await;
         drop(client);
-        test.drop_schema().await;
+        drop(test);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,8 +311,8 @@ mod tests {
             task.abort();
             let _ = task.await;
         }
-        one.drop_schema().await;
-        two.drop_schema().await;
+        drop(one);
+        drop(two);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,6 +346,6 @@ mod tests {
             task.abort();
             let _ = task.await;
         }
-        test.drop_schema().await;
+        drop(test);
     }
 }

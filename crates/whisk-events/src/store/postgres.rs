@@ -292,7 +292,7 @@ mod tests {
         };
         let feeds = PostgresFeeds::open(test.database.clone()).await.unwrap();
         conformance::run(&FeedStore::from_backend(Arc::new(feeds))).await;
-        test.drop_schema().await;
+        drop(test);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +335,7 @@ mod tests {
             .get(0);
         assert!(store_versions >= 3);
         drop(client);
-        test.drop_schema().await;
+        drop(test);
     }
 
     #[tokio::test]
@@ -396,6 +396,6 @@ mod tests {
             Err(FeedStoreError::Postgres(_))
         ));
         drop(client);
-        test.drop_schema().await;
+        drop(test);
     }
 }
