@@ -289,6 +289,66 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_whose_session_ends_campaigns_on_a_new_one_and_still_takes_over() {
+        let Some(test) = testing::database().await else {
+            return;
+        };
+        let feeds = FeedStore::postgres(&test.database).await.unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let leader = Election::new(test.database.clone()).with_intervals(FAST, FAST);
+        let leader_task = tokio::spawn(
+            leader
+                .clone()
+                .run(scheduler(&feeds, &recorder), std::future::pending()),
+        );
+        until("it leads", || leader.is_leading()).await;
+        let follower = Election::new(test.database.clone()).with_intervals(FAST, FAST);
+        let follower_task = tokio::spawn(
+            follower
+                .clone()
+                .run(scheduler(&feeds, &recorder), std::future::pending()),
+        );
+        // The follower's candidate session tries for the lock and fails.
+        let client = test.database.client().await.unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE application_name = $1 AND pid <> pg_backend_pid()
+                       AND query LIKE '%pg_try_advisory_lock%'",
+                    &[&test.schema],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the follower never campaigned");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Every session but the leader's ends (the pool's and the follower's candidate).
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                &[&test.schema],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        assert!(leader.is_leading());
+        // Then the leader dies: the follower, on a new session, takes over.
+        leader_task.abort();
+        let _ = leader_task.await;
+        until("the follower takes over", || follower.is_leading()).await;
+        follower_task.abort();
+        let _ = follower_task.await;
+        drop(test);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn clusters_in_different_schemas_elect_their_own_leaders() {
         let (Some(one), Some(two)) = (testing::database().await, testing::database().await) else {
             return;

@@ -6,6 +6,11 @@
 //! [`routes`] on the platform's own API host, registrations are kept in a [`FeedStore`], and
 //! fires go through the controller's `fire_with_identity`, the same checks as `POST
 //! .../triggers/{name}` without an HTTP round trip.
+//!
+//! Standalone keeps the registrations in SQLite and runs the scheduler itself. A cluster keeps
+//! them in its PostgreSQL schema, every controller serves the routes, and the scheduler runs on
+//! the one controller [`leader::Election`] elects; each occurrence is claimed in the store
+//! before it fires, so no occurrence fires twice whichever scheduler runs.
 
 pub mod leader;
 pub mod packages;

@@ -12,7 +12,8 @@ use whisk_store::{PostgresDatabase, PostgresOptions};
 pub(crate) struct TestDatabase {
     pub database: PostgresDatabase,
     url: String,
-    schema: String,
+    /// Also the `application_name` of every connection the test's pool opens.
+    pub schema: String,
 }
 
 /// A fresh schema on the test server, or `None` after saying why the test does nothing.
