@@ -145,39 +145,12 @@ pub struct Cluster {
     pub client: reqwest::Client,
     /// Bumped at each start, so every process writes a log of its own.
     pub generation: u32,
-    /// The controller address invokers relay their containers' API calls to (`--api`); set
-    /// by [`Cluster::start_with_api`], `None` (actions cannot call the API) otherwise.
-    pub invoker_api: Option<String>,
 }
 
 impl Cluster {
     /// Starts the cluster `name` (`extra` is added to every process's configuration file), or
     /// `None` when the services are missing.
     pub fn start(name: &str, extra: &str) -> Option<Self> {
-        let mut cluster = Self::prepare(name, extra)?;
-        cluster.start_all();
-        Some(cluster)
-    }
-
-    /// Like [`Cluster::start`], but the invokers relay their containers' API calls to
-    /// controller 0, so actions that call the API (feed actions) work.
-    pub fn start_with_api(name: &str, extra: &str) -> Option<Self> {
-        let mut cluster = Self::prepare(name, extra)?;
-        cluster.generation += 1;
-        for id in 0..2 {
-            let role = cluster.spawn("controller", id);
-            cluster.controllers.push(role);
-        }
-        cluster.invoker_api = Some(cluster.url(0).trim_start_matches("http://").to_owned());
-        for id in 0..2 {
-            let role = cluster.spawn("invoker", id);
-            cluster.invokers.push(role);
-        }
-        Some(cluster)
-    }
-
-    /// The configuration files and names of a cluster, nothing started yet.
-    fn prepare(name: &str, extra: &str) -> Option<Self> {
         let (postgres, nats) = services()?;
         let pid = std::process::id();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -198,7 +171,7 @@ impl Cluster {
         }
         config.push_str(extra);
         std::fs::write(dir.path().join("controller.toml"), config).expect("write config");
-        Some(Self {
+        let mut cluster = Self {
             postgres,
             nats,
             schema: format!("cl_{}_{pid}_{n}", name.replace('-', "_")),
@@ -208,8 +181,9 @@ impl Cluster {
             invokers: Vec::new(),
             client: reqwest::Client::new(),
             generation: 0,
-            invoker_api: None,
-        })
+        };
+        cluster.start_all();
+        Some(cluster)
     }
 
     pub fn start_all(&mut self) {
@@ -234,6 +208,11 @@ impl Cluster {
     }
 
     pub fn spawn(&self, role: &str, id: u32) -> Role {
+        self.spawn_with(role, id, &[])
+    }
+
+    /// [`Cluster::spawn`] with `extra` arguments on the command line.
+    pub fn spawn_with(&self, role: &str, id: u32, extra: &[&str]) -> Role {
         let data_dir = self.dir.path().join(format!("{role}{id}"));
         let log = self
             .dir
@@ -258,11 +237,9 @@ impl Cluster {
                     .args(["--invoker-id", &id.to_string(), "--user-memory", "1024"])
                     .arg("--config")
                     .arg(self.dir.path().join(format!("invoker{id}.toml")));
-                if let Some(api) = &self.invoker_api {
-                    command.args(["--api", api]);
-                }
             }
         }
+        command.args(extra);
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut child = command
             .env("WHISK_LOG", "info")
@@ -296,6 +273,24 @@ impl Cluster {
             url,
             log,
         }
+    }
+
+    /// Like [`Cluster::start`], but the invokers relay their containers' API calls to
+    /// controller 0 (`--api`), so actions that call the API (feed actions) work: the invokers
+    /// [`Cluster::start`] began are stopped and started again with it.
+    pub fn start_with_api(name: &str, extra: &str) -> Option<Self> {
+        let mut cluster = Self::start(name, extra)?;
+        for role in &mut cluster.invokers {
+            role.stop();
+        }
+        cluster.invokers.clear();
+        cluster.generation += 1;
+        let api = cluster.url(0).trim_start_matches("http://").to_owned();
+        for id in 0..2 {
+            let role = cluster.spawn_with("invoker", id, &["--api", &api]);
+            cluster.invokers.push(role);
+        }
+        Some(cluster)
     }
 
     /// Starts invoker `id` again (after a kill): its sandbox and network pool sweep what the
