@@ -7,14 +7,20 @@ use anyhow::Context;
 use async_trait::async_trait;
 use whisk_bus::{Bus, NatsBus, NatsConfig};
 use whisk_store::{
-    ActivationEntry, ActivationQuery, ActivationStore, PostgresOptions, PostgresTls, Store,
-    StoreResult,
+    ActivationEntry, ActivationQuery, ActivationStore, PostgresDatabase, PostgresOptions,
+    PostgresTls, Store, StoreResult,
 };
 
 use crate::config::ClusterSettings;
 
 /// Opens the shared PostgreSQL store (migrating its schema if this build is newer).
 pub async fn open_store(settings: &ClusterSettings) -> anyhow::Result<Store> {
+    Ok(open_database(settings).await?.store())
+}
+
+/// The shared PostgreSQL database: the store's pool, also used by the feed provider's
+/// registrations and the scheduler election on a controller.
+pub async fn open_database(settings: &ClusterSettings) -> anyhow::Result<PostgresDatabase> {
     let options = PostgresOptions {
         tls: match &settings.store_ca {
             Some(ca_file) => PostgresTls::Required {
@@ -25,7 +31,7 @@ pub async fn open_store(settings: &ClusterSettings) -> anyhow::Result<Store> {
         schema: settings.store_schema.clone(),
         ..PostgresOptions::default()
     };
-    whisk_store::open_postgres(&settings.store, &options)
+    PostgresDatabase::open(&settings.store, &options)
         .await
         .context("cannot open the cluster store")
 }

@@ -14,7 +14,7 @@ use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemC
 use whisk_model::bus::CompletionMessage;
 use whisk_store::{ActivationEntry, Store};
 
-use crate::cluster::{OwnedNotes, connect_bus, controller_owner, open_store};
+use crate::cluster::{OwnedNotes, connect_bus, controller_owner, open_database};
 use crate::config::{ClusterFlags, ClusterRole, ClusterSettings, ServerConfig, ServerFlags};
 use crate::standalone::{
     announce_as, controller_config, edge_config, ensure_well_known_subjects, shutdown_signal,
@@ -87,7 +87,8 @@ async fn sweep_orphans(store: Store, mut orphans: HashSet<(String, String)>) {
 pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()> {
     let config = ServerConfig::load(&flags)?;
     let settings = ClusterSettings::resolve(ClusterRole::Controller, &cluster, &config.cluster)?;
-    let store = OwnedNotes::wrap(open_store(&settings).await?, controller_owner(settings.id));
+    let database = open_database(&settings).await?;
+    let store = OwnedNotes::wrap(database.store(), controller_owner(settings.id));
     ensure_well_known_subjects(&store).await?;
     // Every controller purges; the deletes are idempotent, so several at once do no harm.
     let _retention =
@@ -147,8 +148,12 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
         %address,
         "controller running"
     );
+    let (events, election) = crate::feeds::start(&config, &database, state, address).await?;
     announce_as(&format!("controller {}", settings.id), address, &config);
-    let served = whisk_controller::serve_with(listener, state, edge, shutdown_signal()).await;
+    let served =
+        whisk_controller::edge::serve(listener, events.app(), edge, shutdown_signal()).await;
+    // Stopped between fires at worst: each occurrence is claimed in the store before it fires.
+    election.abort();
     watchdog.abort();
     sweeper.abort();
     balancer.stop();

@@ -208,6 +208,11 @@ impl Cluster {
     }
 
     pub fn spawn(&self, role: &str, id: u32) -> Role {
+        self.spawn_with(role, id, &[])
+    }
+
+    /// [`Cluster::spawn`] with `extra` arguments on the command line.
+    pub fn spawn_with(&self, role: &str, id: u32, extra: &[&str]) -> Role {
         let data_dir = self.dir.path().join(format!("{role}{id}"));
         let log = self
             .dir
@@ -234,6 +239,7 @@ impl Cluster {
                     .arg(self.dir.path().join(format!("invoker{id}.toml")));
             }
         }
+        command.args(extra);
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut child = command
             .env("WHISK_LOG", "info")
@@ -267,6 +273,24 @@ impl Cluster {
             url,
             log,
         }
+    }
+
+    /// Like [`Cluster::start`], but the invokers relay their containers' API calls to
+    /// controller 0 (`--api`), so actions that call the API (feed actions) work: the invokers
+    /// [`Cluster::start`] began are stopped and started again with it.
+    pub fn start_with_api(name: &str, extra: &str) -> Option<Self> {
+        let mut cluster = Self::start(name, extra)?;
+        for role in &mut cluster.invokers {
+            role.stop();
+        }
+        cluster.invokers.clear();
+        cluster.generation += 1;
+        let api = cluster.url(0).trim_start_matches("http://").to_owned();
+        for id in 0..2 {
+            let role = cluster.spawn_with("invoker", id, &["--api", &api]);
+            cluster.invokers.push(role);
+        }
+        Some(cluster)
     }
 
     /// Starts invoker `id` again (after a kill): its sandbox and network pool sweep what the
