@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use whisk_bus::{Bus, InProcessBus};
+use whisk_controller::cache::{CacheConfig, Caches, cached};
 use whisk_controller::edge::{EdgeConfig, PemIdentity};
 use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemClock};
 use whisk_image::ImageStore;
@@ -102,7 +103,9 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
         None
     };
 
-    let state = whisk_controller::AppState::new(store, controller)
+    // One controller: its own writes invalidate its cache, so no bus is needed.
+    let caches = Caches::new(CacheConfig::default(), None);
+    let state = whisk_controller::AppState::new(cached(store, &caches), controller)
         .with_invocations(Invocations::new(Arc::clone(&balancer)));
     let edge = edge_config(&config)?;
     let (events, scheduler) = start_events(&config, state, address).await?;
