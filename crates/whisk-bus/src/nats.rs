@@ -568,6 +568,10 @@ impl Bus for NatsBus {
         }
         tracing::info!(cluster = %self.inner.config.cluster, "NATS bus closed");
     }
+
+    fn connected(&self) -> bool {
+        self.inner.client.connection_state() == async_nats::connection::State::Connected
+    }
 }
 
 /// A consumer of one queue topic.
@@ -684,6 +688,22 @@ impl Acker for NatsAcker {
                 BusError::Unavailable(format!("ack failed: {error}"))
             }
         })
+    }
+
+    /// A JetStream "working" acknowledgement, which restarts the consumer's `ack_wait` for this
+    /// message. Not confirmed by the server (a lost one is made up by the next), but bounded, so
+    /// a holder never hangs on a server that is away.
+    async fn progress(&self) -> Result<(), BusError> {
+        let Some(message) = &self.message else {
+            return Ok(());
+        };
+        if self.bus.is_closed() {
+            return Err(BusError::Closed);
+        }
+        self.bus
+            .bounded(message.ack_with(AckKind::Progress))
+            .await
+            .map_err(|error| BusError::Unavailable(format!("progress report failed: {error}")))
     }
 }
 
