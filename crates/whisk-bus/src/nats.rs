@@ -464,6 +464,10 @@ impl Bus for NatsBus {
         let mut backoff = FIRST_BACKOFF;
         let mut unavailable_since: Option<tokio::time::Instant> = None;
         loop {
+            // The patience counts from the start of the first failing attempt: an attempt
+            // while the connection is down itself waits up to `connect_timeout` for the
+            // server's answer, which must not come on top of `publish_timeout`.
+            let attempt_started = tokio::time::Instant::now();
             let error = match self.publish_once(topic, &payload, &message_id).await {
                 Ok(()) => return Ok(()),
                 Err(Attempt::Fatal(error)) => return Err(error),
@@ -474,7 +478,7 @@ impl Bus for NatsBus {
                 Err(Attempt::Transient(error)) => Some(error),
             };
             if let Some(error) = error {
-                let since = *unavailable_since.get_or_insert_with(tokio::time::Instant::now);
+                let since = *unavailable_since.get_or_insert(attempt_started);
                 if since.elapsed() >= self.inner.config.publish_timeout {
                     return Err(error);
                 }

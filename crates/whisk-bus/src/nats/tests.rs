@@ -591,3 +591,49 @@ async fn connected_says_whether_the_server_is_reachable() {
     .await;
     bus.close().await;
 }
+
+/// While the server is away, `publish` gives up `publish_timeout` after it started failing,
+/// counting the first attempt's own wait for the server, not after that wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_gives_up_within_its_timeout_of_the_first_failure() {
+    let Some(binary) = OwnServer::binary() else {
+        eprintln!("skipped: no nats-server binary (.ci/nats installs it)");
+        return;
+    };
+    let mut server = OwnServer::start(binary);
+    let bus = within("a bus", async {
+        loop {
+            let config = NatsConfig {
+                publish_timeout: Duration::from_secs(3),
+                connect_timeout: Duration::from_secs(3),
+                ..test_config(&server.url(), "bounded")
+            };
+            match NatsBus::connect(config).await {
+                Ok(bus) => return bus,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    bus.publish("work", Bytes::from("stored")).await.unwrap();
+    server.stop();
+    within("the bus to notice the server is gone", async {
+        while bus.connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let publish = bus.publish("work", Bytes::from("refused")).await;
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(publish, Err(BusError::Unavailable(_))),
+        "{publish:?}"
+    );
+    // One attempt waits up to 3 s for the server; a second 3 s on top would be 6 s.
+    assert!(
+        elapsed < Duration::from_millis(5500),
+        "gave up after {elapsed:?}"
+    );
+    bus.close().await;
+}
