@@ -17,7 +17,9 @@
 //! A publish returns once JetStream has stored the message. Publishes carry a `Nats-Msg-Id`, so a
 //! retry after a lost acknowledgement (connection loss) is recognised as a duplicate by the
 //! server instead of being queued twice. The client reconnects by itself; while it cannot,
-//! `publish` retries for `publish_timeout` and then fails with [`BusError::Unavailable`].
+//! `publish` retries for `publish_timeout` (counted from its first failed attempt) and then
+//! fails with [`BusError::Unavailable`]. Nothing is handed to a disconnected client, so a
+//! publish that failed is not sent after all once the connection is back.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -320,6 +322,14 @@ impl NatsBus {
         payload: &Bytes,
         message_id: &str,
     ) -> Result<(), Attempt> {
+        // Nothing is handed to a client that is not connected: it would hold the message in its
+        // buffer and send it once reconnected, after the caller may have given up on it (a
+        // controller that answered 503 must not see the activation run anyway).
+        if !Bus::connected(self) {
+            return Err(Attempt::Transient(BusError::Unavailable(
+                "not connected to the NATS server".to_string(),
+            )));
+        }
         let stream = self.stream_name(topic);
         // The second round is for a stream deleted behind this bus's back: made again, then used.
         for round in 0..2 {

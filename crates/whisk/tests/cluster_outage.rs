@@ -1,8 +1,9 @@
 //! Outages of the cluster's store and bus: a cluster of two controllers and two invokers runs
 //! on a PostgreSQL and a nats-server of the test's own, which the test stops and starts again
 //! (same port, same data) while activations are in flight. Meanwhile the API answers `503`
-//! promptly in OpenWhisk's `{error, code}` shape; afterwards the same processes serve again and
-//! every activation accepted before or during the outage has its true record.
+//! promptly in OpenWhisk's `{error, code}` shape; afterwards the same processes serve again,
+//! every activation accepted before the outage has its true record, and nothing refused during
+//! it runs after all.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -147,9 +148,10 @@ async fn a_store_outage_answers_503_and_every_accepted_activation_keeps_its_reco
     put_action(&cluster, "sleepy", SLEEPY, json!({"memory": 128})).await;
     cluster.wait_for_invokers("sleepy").await;
 
+    // Running long enough that none can finish before the store is gone.
     let mut accepted = Vec::new();
     for n in 0..4 {
-        let id = accept(&cluster, usize::try_from(n % 2).unwrap(), n, 3000).await;
+        let id = accept(&cluster, usize::try_from(n % 2).unwrap(), n, 5000).await;
         accepted.push((id, n));
     }
     let controller_log = cluster.controllers[0].log.clone();
@@ -160,7 +162,7 @@ async fn a_store_outage_answers_503_and_every_accepted_activation_keeps_its_reco
         0,
         Method::POST,
         "/namespaces/_/actions/sleepy?blocking=true",
-        Some(json!({"n": 100, "ms": 3000})),
+        Some(json!({"n": 100, "ms": 5000})),
     );
     let outage = async {
         // The blocking call is accepted, then the store goes away under everything in flight.
@@ -282,6 +284,7 @@ async fn a_bus_outage_answers_503_and_every_accepted_activation_keeps_its_record
         "/namespaces/_/actions/sleepy?blocking=true",
         Some(json!({"n": 100, "ms": 9000})),
     );
+    let mut refused = Vec::new();
     let outage = async {
         wait_for_log(
             &cluster,
@@ -311,6 +314,7 @@ async fn a_bus_outage_answers_503_and_every_accepted_activation_keeps_its_record
             ))
             .await;
             invoke.assert_error(503, UNAVAILABLE);
+            refused.push(invoke.body["code"].as_str().expect("tid").to_owned());
         }
         // The bus stays away until the activations accepted before it went have all run and
         // been recorded (the invokers reach the store without the bus).
@@ -336,6 +340,17 @@ async fn a_bus_outage_answers_503_and_every_accepted_activation_keeps_its_record
     assert_records(&cluster, &accepted).await;
     let logs = cluster.logs();
     assert!(!logs.contains("activation lost"), "{logs}");
+    // An invocation answered 503 did not reach an invoker once the bus was back (the
+    // invokers' lines carry the transaction id the 503 named).
+    for tid in &refused {
+        for role in &cluster.invokers {
+            let log = plain_log(&role.log);
+            assert!(
+                !log.contains(tid.as_str()),
+                "{tid} ran after its 503\n{log}"
+            );
+        }
+    }
     assert_all_running(&mut cluster);
     cluster.stop_all();
 }

@@ -637,3 +637,60 @@ async fn publish_gives_up_within_its_timeout_of_the_first_failure() {
     );
     bus.close().await;
 }
+
+/// A publish refused while the server is away is not sent later behind the caller's back once
+/// the connection is back: the caller was told it failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publish_is_not_sent_after_the_reconnection() {
+    let Some(binary) = OwnServer::binary() else {
+        eprintln!("skipped: no nats-server binary (.ci/nats installs it)");
+        return;
+    };
+    let mut server = OwnServer::start(binary);
+    let bus = within("a bus", async {
+        loop {
+            let config = NatsConfig {
+                publish_timeout: Duration::from_millis(500),
+                ..test_config(&server.url(), "refused")
+            };
+            match NatsBus::connect(config).await {
+                Ok(bus) => return bus,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    bus.publish("work", Bytes::from("stored")).await.unwrap();
+    server.stop();
+    within("the bus to notice the server is gone", async {
+        while bus.connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let refused = bus.publish("work", Bytes::from("refused")).await;
+    assert!(
+        matches!(refused, Err(BusError::Unavailable(_))),
+        "{refused:?}"
+    );
+    server.restart(binary);
+    within("the bus to reconnect", async {
+        while !bus.connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    within("a publish after the reconnection", async {
+        while bus.publish("work", Bytes::from("after")).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let mut consumer = bus.consume("work").await.unwrap();
+    for expected in ["stored", "after"] {
+        let delivery = next_delivery(&mut consumer).await;
+        assert_eq!(delivery.payload, expected);
+        delivery.ack().await.unwrap();
+    }
+    bus.close().await;
+}
