@@ -83,6 +83,9 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         let url = setup.spawn_standalone()?;
         // Its invoker is in process: no invoker to be heard of.
         let row = measure(&url, &load, &setup, 0, None).await?;
+        if row.errors > 0 {
+            setup.print_problems();
+        }
         rows.push(("standalone (in-process invoker)".to_owned(), row));
     }
     for invokers in [1u32, 2] {
@@ -92,6 +95,9 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         let schema = cluster_schema(invokers);
         let store = Some((postgres.as_str(), schema.as_str()));
         let row = measure(&url, &load, &setup, invokers, store).await;
+        if row.as_ref().map_or(true, |row| row.errors > 0) {
+            setup.print_problems();
+        }
         drop(setup);
         drop_schema(&postgres, &schema).await?;
         rows.push((label, row?));
@@ -346,13 +352,16 @@ impl Setup {
         })
     }
 
-    /// An invoker section with host resources named for this process, on a /26 of its own.
+    /// An invoker section with host resources named for this process, on a /22 of its own:
+    /// 1,022 container addresses. A /26 (61 containers) ran out under 16 clients, since the
+    /// warm containers of 8 actions and the prepared network namespaces all hold one, and the
+    /// invoker answered `Failed to provision resources` for the activations it could not place.
     fn invoker_section(&self, index: u32) -> String {
         let pid = std::process::id();
-        let octet = (pid % 200) as u8;
+        let third = (pid % 64) * 4;
         let second = 170 + index;
         format!(
-            "[invoker]\ninstance = \"bench-{pid}-{index}\"\nsubnet = \"10.{second}.{octet}.0/26\"\n\
+            "[invoker]\ninstance = \"bench-{pid}-{index}\"\nsubnet = \"10.{second}.{third}.0/22\"\n\
              user-memory-mb = 8192\n"
         )
     }
@@ -462,6 +471,29 @@ impl Setup {
             self.spawn(&format!("invoker{index}"), &args)?;
         }
         Ok(url)
+    }
+
+    /// Prints the warnings and errors the row's processes logged (their logs are in the row's
+    /// temporary directory, removed with it), so that failed invokes can be explained.
+    fn print_problems(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|extension| extension != "log") {
+                continue;
+            }
+            let text = without_colours(&std::fs::read_to_string(&path).unwrap_or_default());
+            let problems: Vec<&str> = text
+                .lines()
+                .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+                .collect();
+            eprintln!("{}: {} warning/error lines", path.display(), problems.len());
+            for line in problems.iter().take(20) {
+                eprintln!("  {line}");
+            }
+        }
     }
 
     /// Waits until the API process has logged `invokers` invokers joining.
