@@ -1,9 +1,14 @@
 //! The invoker service: consumes `invoker<N>`, runs each activation, stores its record,
-//! publishes its completion and only then acknowledges the message, and beats every second.
+//! publishes its completion, and beats every second.
 //!
-//! Acknowledging last makes the bus the activation's safety net: if the process dies before the
-//! record is stored, the message is delivered again. A redelivered message whose record already
-//! exists is not run twice; its completion is simply sent again.
+//! A message is *claimed* on the bus ([`Delivery::claim`]) just before its action starts (once a
+//! container is leased), or before a record is written for it without running. Until then its
+//! controller may take it back ([`Bus::reclaim`]) to run it elsewhere, e.g. when this invoker
+//! looks dead; a claim that finds it taken back drops it unrun. So a message this invoker held
+//! without starting it is never lost with it: the bus delivers it again, to this invoker or,
+//! through its controller, to another. One claimed and then lost with this invoker ends in the
+//! controller's `whisk internal error` record. A redelivered message whose record already exists
+//! is not run twice; its completion is simply sent again.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -39,6 +44,11 @@ pub const ACTION_FETCH_ERROR: &str = "Action could not be fetched.";
 
 /// How often a runtime's "shutting down" answer sends an activation to another container.
 const RESCHEDULE_ATTEMPTS: usize = 3;
+
+/// Backoff between attempts to store the record of a claimed activation (the bus can no longer
+/// deliver it again, so the invoker keeps trying until it stops).
+const FIRST_STORE_RETRY: Duration = Duration::from_millis(100);
+const LAST_STORE_RETRY: Duration = Duration::from_secs(5);
 
 /// The invoker's settings.
 #[derive(Debug, Clone)]
@@ -310,7 +320,7 @@ struct Progress {
     init_time: Option<u64>,
 }
 
-async fn handle(shared: Arc<Shared>, delivery: Delivery) {
+async fn handle(shared: Arc<Shared>, mut delivery: Delivery) {
     let message: ActivationMessage = match serde_json::from_slice(&delivery.payload) {
         Ok(message) => message,
         Err(error) => {
@@ -339,11 +349,12 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         let progress = Mutex::new(Progress::default());
         let mut stopping = shared.stopping.clone();
         let outcome = tokio::select! {
-            record = execute(&shared, &message, &progress) => Some(record),
+            executed = execute(&shared, &message, &progress, &mut delivery) => Some(executed),
             Ok(_) = stopping.wait_for(|stop| *stop) => None,
         };
         let record = match outcome {
-            Some(record) => record,
+            Some(Executed::Record(record)) => record,
+            Some(Executed::NotClaimed) => return,
             None => {
                 info!("activation interrupted by shutdown");
                 let progress = progress.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -391,20 +402,36 @@ async fn resend_existing(shared: &Shared, message: &ActivationMessage) -> bool {
     true
 }
 
-/// Stores the record, publishes the completion, then acknowledges.
+/// Claims `delivery` for this invoker. `false` when it is not this invoker's to act on: its
+/// controller took it back (it runs elsewhere), or the bus could not be asked (the dropped
+/// delivery comes again later).
+async fn claim(delivery: &mut Delivery) -> bool {
+    match delivery.claim().await {
+        Ok(()) => true,
+        Err(BusError::Reclaimed) => {
+            info!("activation taken back by its controller before it started; not run here");
+            false
+        }
+        Err(error) => {
+            warn!(%error, "cannot claim the activation; leaving it for redelivery");
+            false
+        }
+    }
+}
+
+/// Claims the message, stores the record, publishes the completion, then acknowledges (which
+/// after the claim only confirms).
 async fn finish(
     shared: &Shared,
     message: &ActivationMessage,
     record: WhiskActivation,
-    delivery: Delivery,
+    mut delivery: Delivery,
 ) {
-    let stored = match activation_entry(&record) {
-        Ok(entry) => {
-            let storing = std::time::Instant::now();
-            let stored = shared.store.activations.put(entry).await;
-            whisk_metrics::global().store_call("activation_put", storing.elapsed());
-            stored
-        }
+    if !claim(&mut delivery).await {
+        return;
+    }
+    let entry = match activation_entry(&record) {
+        Ok(entry) => entry,
         Err(error) => {
             error!(%error, "activation record does not encode; dropped");
             if let Err(error) = delivery.ack().await {
@@ -413,14 +440,28 @@ async fn finish(
             return;
         }
     };
-    match stored {
-        Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
-        Err(error) => {
-            // Not acknowledged: the bus delivers the message again and the next attempt
-            // stores the record (or finds it stored).
-            error!(%error, "activation record not stored; leaving the message for redelivery");
-            return;
+    // Claimed, so the bus will not deliver it again: keep trying until the record is stored or
+    // this invoker stops (then the controller closes the activation as lost).
+    let mut backoff = FIRST_STORE_RETRY;
+    let mut stopping = shared.stopping.clone();
+    loop {
+        let storing = std::time::Instant::now();
+        let stored = shared.store.activations.put(entry.clone()).await;
+        whisk_metrics::global().store_call("activation_put", storing.elapsed());
+        match stored {
+            Ok(()) | Err(StoreError::AlreadyExists(_)) => break,
+            Err(error) => {
+                error!(%error, retry_in = ?backoff, "activation record not stored yet");
+            }
         }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            Ok(_) = stopping.wait_for(|stop| *stop) => {
+                error!("invoker stopping with an activation record not stored");
+                return;
+            }
+        }
+        backoff = (backoff * 2).min(LAST_STORE_RETRY);
     }
     publish_completion(shared, message, &record).await;
     if let Err(error) = delivery.ack().await {
@@ -487,12 +528,27 @@ fn lock(progress: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
     progress.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs one activation to its record.
+/// How [`execute`] ended.
+enum Executed {
+    /// The activation's record (or why none can be made).
+    Record(Result<WhiskActivation, RecordError>),
+    /// The message could not be claimed before starting: not this invoker's to run now.
+    NotClaimed,
+}
+
+impl From<Result<WhiskActivation, RecordError>> for Executed {
+    fn from(record: Result<WhiskActivation, RecordError>) -> Self {
+        Executed::Record(record)
+    }
+}
+
+/// Runs one activation to its record, claiming its message once a container is ready.
 async fn execute(
     shared: &Shared,
     message: &ActivationMessage,
     progress: &Mutex<Progress>,
-) -> Result<WhiskActivation, RecordError> {
+    delivery: &mut Delivery,
+) -> Executed {
     let doc_id = message.action.doc_id();
     let action = match shared.actions.get(&doc_id, &message.revision).await {
         Ok(action) => action,
@@ -502,7 +558,8 @@ async fn execute(
                 message,
                 ActivationResponse::application_error(json!(ACTION_REMOVED_WHILE_INVOKING)),
                 shared.clock.epoch_ms(),
-            );
+            )
+            .into();
         }
         Err(error) => {
             error!(%error, "action could not be loaded");
@@ -510,7 +567,8 @@ async fn execute(
                 message,
                 ActivationResponse::whisk_error(json!(ACTION_FETCH_ERROR)),
                 shared.clock.epoch_ms(),
-            );
+            )
+            .into();
         }
     };
     lock(progress).action = Some(action.clone());
@@ -520,7 +578,8 @@ async fn execute(
             message,
             ActivationResponse::whisk_error(json!(ACTION_FETCH_ERROR)),
             shared.clock.epoch_ms(),
-        );
+        )
+        .into();
     };
     let image = match &action.exec {
         Exec::Blackbox { image, .. } => Some(image.clone()),
@@ -575,9 +634,15 @@ async fn execute(
             Ok(lease) => lease,
             Err(error) => {
                 error!(%error, "no container for the activation");
-                return failed_start(shared, &error);
+                return failed_start(shared, &error).into();
             }
         };
+        // The last moment its controller could take it back: from here it runs here.
+        if !claim(delivery).await {
+            let reusable = !lease.needs_init();
+            lease.release(reusable);
+            return Executed::NotClaimed;
+        }
         let start = shared.clock.epoch_ms();
         lock(progress).start = Some(start);
         let context = RunContext {
@@ -616,7 +681,8 @@ async fn execute(
                         init_time,
                         timed_out: outcome.timed_out,
                     },
-                );
+                )
+                .into();
             }
             lease.initialized();
         }
@@ -650,7 +716,8 @@ async fn execute(
                 init_time,
                 timed_out: outcome.timed_out,
             },
-        );
+        )
+        .into();
     }
 }
 

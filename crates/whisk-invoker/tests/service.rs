@@ -638,7 +638,7 @@ impl ActivationStore for FlakyActivations {
 }
 
 #[tokio::test]
-async fn a_record_that_cannot_be_stored_leaves_the_message_for_another_try() {
+async fn a_record_that_cannot_be_stored_at_first_is_stored_later_without_a_second_run() {
     let mut h = Harness::start_with_store(PoolConfig::default(), |store| Store {
         activations: Arc::new(FlakyActivations {
             inner: store.activations.clone(),
@@ -653,9 +653,73 @@ async fn a_record_that_cannot_be_stored_leaves_the_message_for_another_try() {
     let record = h.invoke(&message).await;
     assert!(record.response.is_success());
     assert_eq!(h.stored(&message.activation_id).await, record);
-    assert_eq!(
-        h.fake.containers()[0].runs().len(),
-        2,
-        "run again after the failed store"
+    // The message was claimed when the run started, so the bus cannot bring it back: the
+    // invoker retries the store itself instead of running the action again.
+    assert_eq!(h.fake.containers()[0].runs().len(), 1, "ran once");
+}
+
+#[tokio::test]
+async fn a_message_taken_back_before_it_started_is_not_run() {
+    let pool = PoolConfig {
+        user_memory_mb: 256,
+        stem_cells: Vec::new(),
+        ..PoolConfig::default()
+    };
+    let mut h = Harness::start(pool).await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let running = message(&hello, &revision, json!({"fake": "hold"}));
+    let queued = message(&hello, &revision, json!({"n": 2}));
+    for message in [&running, &queued] {
+        h.bus
+            .publish_keyed(
+                &invoker_topic(0),
+                "controller0",
+                Bytes::from(serde_json::to_vec(message).unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+    // The first runs (claimed); the second waits in the pool for the only container's memory.
+    let fake = h.fake.clone();
+    wait_until("the first run started", || {
+        fake.containers()
+            .first()
+            .is_some_and(|c| !c.runs().is_empty())
+    })
+    .await;
+    let pool = h.invoker.as_ref().unwrap().pool().clone();
+    wait_until("the second waits for a container", || {
+        pool.snapshot().waiting == 1
+    })
+    .await;
+    let taken = h
+        .bus
+        .reclaim(&invoker_topic(0), "controller0")
+        .await
+        .unwrap();
+    let taken: Vec<ActivationMessage> = taken
+        .iter()
+        .map(|payload| serde_json::from_slice(payload).unwrap())
+        .collect();
+    assert_eq!(taken, [queued.clone()], "only the unstarted one comes back");
+    h.fake.release_runs(1);
+    let completion = h.completion().await;
+    assert_eq!(completion.activation_id, running.activation_id);
+    // The waiting one gets its container, finds it taken back and gives the container up.
+    wait_until("nothing waits", || pool.snapshot().waiting == 0).await;
+    wait_until("the container is free", || {
+        pool.snapshot().slots.iter().all(|slot| slot.active == 0)
+    })
+    .await;
+    let runs: usize = h.fake.containers().iter().map(|c| c.runs().len()).sum();
+    assert_eq!(runs, 1, "the taken-back activation did not run here");
+    assert!(
+        h.store
+            .activations
+            .get("guest", queued.activation_id.as_str())
+            .await
+            .unwrap()
+            .is_none()
     );
 }
