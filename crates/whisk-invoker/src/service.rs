@@ -353,7 +353,7 @@ async fn handle(shared: Arc<Shared>, mut delivery: Delivery) {
             Ok(_) = stopping.wait_for(|stop| *stop) => None,
         };
         let record = match outcome {
-            Some(Executed::Record(record)) => record,
+            Some(Executed::Record(record)) => *record,
             Some(Executed::NotClaimed) => return,
             None => {
                 info!("activation interrupted by shutdown");
@@ -531,14 +531,14 @@ fn lock(progress: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
 /// How [`execute`] ended.
 enum Executed {
     /// The activation's record (or why none can be made).
-    Record(Result<WhiskActivation, RecordError>),
+    Record(Box<Result<WhiskActivation, RecordError>>),
     /// The message could not be claimed before starting: not this invoker's to run now.
     NotClaimed,
 }
 
 impl From<Result<WhiskActivation, RecordError>> for Executed {
     fn from(record: Result<WhiskActivation, RecordError>) -> Self {
-        Executed::Record(record)
+        Executed::Record(Box::new(record))
     }
 }
 
