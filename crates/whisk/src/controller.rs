@@ -158,13 +158,14 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
     Ok(())
 }
 
-/// Records the activations lost with a dead invoker. An invoker that stops beating takes with
-/// it whatever it was running (acknowledged on the bus, so never delivered again) and leaves
-/// what was queued for it waiting for its return. Once it has been down for `grace`, every
-/// activation this controller sent there and saw no completion of gets its `whisk internal
-/// error` record (unless the invoker stored one after all), and its balancer slots and any
-/// blocking caller are released with that record. Only the controller that published an
-/// activation knows where it went, so each controller closes just its own.
+/// Looks after the activations this controller sent to invokers that went down. While an
+/// invoker is down and still has some of this controller's work, those it had not started
+/// (claimed) yet are taken back from its queue and sent to healthy invokers, keeping their
+/// waiters. Once it has been down for `grace`, what is left on it is what it had started, lost
+/// with it (never delivered again): each gets its `whisk internal error` record (unless the
+/// invoker stored one after all), and its balancer slots and any blocking caller are released
+/// with that record. Only the controller that published an activation knows where it went (and
+/// only it can take its messages back), so each controller looks after just its own.
 async fn watch_invokers(balancer: Arc<LoadBalancer>, store: Store, grace: Duration) {
     let mut down_since: HashMap<u32, Instant> = HashMap::new();
     let mut interval = tokio::time::interval(WATCH_INTERVAL);
@@ -178,6 +179,19 @@ async fn watch_invokers(balancer: Arc<LoadBalancer>, store: Store, grace: Durati
             let since = *down_since
                 .entry(status.invoker)
                 .or_insert_with(Instant::now);
+            if balancer.in_flight_on(status.invoker).is_empty() {
+                continue;
+            }
+            // Taken back first, so only what the invoker had started remains for the grace. A
+            // bus that cannot be asked does not hold the lost records back for ever: what it
+            // keeps waiting there gets one too (and is not overwritten should it run later).
+            if let Err(error) = balancer.requeue_from(status.invoker).await {
+                tracing::warn!(
+                    invoker = status.invoker,
+                    %error,
+                    "cannot take back the activations waiting on a down invoker yet"
+                );
+            }
             if since.elapsed() < grace {
                 continue;
             }
