@@ -643,6 +643,9 @@ async fn execute(
             lease.release(reusable);
             return Executed::NotClaimed;
         }
+        if attempt == 1 {
+            info!("activation claimed; starting");
+        }
         let start = shared.clock.epoch_ms();
         lock(progress).start = Some(start);
         let context = RunContext {

@@ -30,23 +30,31 @@ const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// fires): OpenWhisk's largest action time limit, 5 minutes.
 const UNKNOWN_RUN_LIMIT_MS: u64 = 300_000;
 
-/// When an activation a previous run of this controller left open is surely lost: no invoker
-/// runs anything past its time limit, so by the balancer's own rule for giving up on a
-/// completion (twice the limit, at least a minute, plus a minute) it will never get a record.
-fn orphan_deadline(note: &ActivationEntry) -> u64 {
+/// The broadcast topic controllers say they are alive on.
+const CONTROLLER_HEALTH_TOPIC: &str = "controller-health";
+
+/// How often a controller says it is alive.
+const CONTROLLER_BEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When an activation whose controller stopped is surely lost: no invoker runs anything past
+/// its time limit, so by the balancer's own rule for giving up on a completion (twice the
+/// limit, at least `margin`, plus `margin`; the margin is a minute unless configured) it will
+/// never get a record.
+fn orphan_deadline(note: &ActivationEntry, margin: Duration) -> u64 {
+    let margin = u64::try_from(margin.as_millis()).unwrap_or(u64::MAX);
     let timeout = note.document["annotations"]
         .as_array()
         .and_then(|pairs| pairs.iter().find(|pair| pair["key"] == "limits"))
         .and_then(|pair| pair["value"]["timeout"].as_u64())
         .unwrap_or(UNKNOWN_RUN_LIMIT_MS);
     note.start
-        .saturating_add(timeout.max(60_000).saturating_mul(2))
-        .saturating_add(60_000)
+        .saturating_add(timeout.max(margin).saturating_mul(2))
+        .saturating_add(margin)
 }
 
 /// Writes the `whisk internal error` record of each of `orphans` (notes of this controller's
 /// previous run) once it is overdue and still has no record; ends when none is left.
-async fn sweep_orphans(store: Store, mut orphans: HashSet<(String, String)>) {
+async fn sweep_orphans(store: Store, mut orphans: HashSet<(String, String)>, margin: Duration) {
     let mut interval = tokio::time::interval(ORPHAN_SWEEP_INTERVAL);
     while !orphans.is_empty() {
         interval.tick().await;
@@ -66,7 +74,7 @@ async fn sweep_orphans(store: Store, mut orphans: HashSet<(String, String)>) {
         let now = SystemClock.now_millis();
         for note in notes {
             let key = (note.namespace.clone(), note.activation_id.clone());
-            if !orphans.contains(&key) || orphan_deadline(&note) > now {
+            if !orphans.contains(&key) || orphan_deadline(&note, margin) > now {
                 continue;
             }
             match whisk_controller::close_lost(&store, note, now).await {
@@ -87,7 +95,8 @@ async fn sweep_orphans(store: Store, mut orphans: HashSet<(String, String)>) {
 pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()> {
     let config = ServerConfig::load(&flags)?;
     let settings = ClusterSettings::resolve(ClusterRole::Controller, &cluster, &config.cluster)?;
-    let store = OwnedNotes::wrap(open_store(&settings).await?, controller_owner(settings.id));
+    let shared_store = open_store(&settings).await?;
+    let store = OwnedNotes::wrap(shared_store.clone(), controller_owner(settings.id));
     ensure_well_known_subjects(&store).await?;
     // Every controller purges; the deletes are idempotent, so several at once do no harm.
     let _retention =
@@ -110,8 +119,15 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
             "activations of this controller's previous run still open; closed when overdue"
         );
     }
-    let sweeper = tokio::spawn(sweep_orphans(store.clone(), orphans));
+    let sweeper = tokio::spawn(sweep_orphans(
+        store.clone(),
+        orphans,
+        settings.overdue_margin,
+    ));
     let bus = connect_bus(&settings).await?;
+    let peers = watch_controllers(Arc::clone(&bus), shared_store, &settings)
+        .await
+        .context("cannot follow the other controllers")?;
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.host, config.port))
         .await
@@ -151,6 +167,9 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
     let served = whisk_controller::serve_with(listener, state, edge, shutdown_signal()).await;
     watchdog.abort();
     sweeper.abort();
+    for task in peers {
+        task.abort();
+    }
     balancer.stop();
     bus.close().await;
     served?;
@@ -173,12 +192,15 @@ async fn watch_invokers(balancer: Arc<LoadBalancer>, store: Store, grace: Durati
         interval.tick().await;
         for status in balancer.invokers() {
             if status.healthy {
-                down_since.remove(&status.invoker);
+                if down_since.remove(&status.invoker).is_some() {
+                    tracing::info!(invoker = status.invoker, "invoker back in rotation");
+                }
                 continue;
             }
-            let since = *down_since
-                .entry(status.invoker)
-                .or_insert_with(Instant::now);
+            let since = *down_since.entry(status.invoker).or_insert_with(|| {
+                tracing::warn!(invoker = status.invoker, "invoker down; out of rotation");
+                Instant::now()
+            });
             if balancer.in_flight_on(status.invoker).is_empty() {
                 continue;
             }
@@ -209,6 +231,152 @@ async fn watch_invokers(balancer: Arc<LoadBalancer>, store: Store, grace: Durati
             }
         }
     }
+}
+
+/// Starts saying this controller is alive on [`CONTROLLER_HEALTH_TOPIC`], and closing the notes
+/// of other controllers that went silent: an activation whose controller died is still run
+/// and stored by its invoker, but one lost with an invoker too is closed by nobody else (only
+/// its publisher knows where it went). So once a controller has been silent for the time an
+/// invoker takes to count as dead (the balancer's few seconds plus `lost-grace-ms`), the live
+/// controllers close its notes that are overdue by the same rule as [`orphan_deadline`]. The
+/// record write is conditional, so two controllers closing one note write it once; a
+/// controller that comes back with the id beats again and owns its notes from then on.
+async fn watch_controllers(
+    bus: Arc<dyn whisk_bus::Bus>,
+    store: Store,
+    settings: &ClusterSettings,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut beats = bus.subscribe(CONTROLLER_HEALTH_TOPIC).await?;
+    let me = settings.id;
+    let seen: Arc<std::sync::Mutex<HashMap<u32, Instant>>> = Arc::default();
+    let beating = tokio::spawn({
+        let bus = Arc::clone(&bus);
+        async move {
+            let payload = serde_json::json!({ "controller": me })
+                .to_string()
+                .into_bytes();
+            let mut interval = tokio::time::interval(CONTROLLER_BEAT_INTERVAL);
+            loop {
+                interval.tick().await;
+                if let Err(error) = bus
+                    .broadcast(CONTROLLER_HEALTH_TOPIC, payload.clone().into())
+                    .await
+                {
+                    tracing::warn!(%error, "controller beat not sent");
+                }
+            }
+        }
+    });
+    let listening = tokio::spawn({
+        let seen = Arc::clone(&seen);
+        async move {
+            while let Some(news) = beats.next().await {
+                let whisk_bus::News::Message(payload) = news else {
+                    continue;
+                };
+                let beat: serde_json::Value = match serde_json::from_slice(&payload) {
+                    Ok(beat) => beat,
+                    Err(error) => {
+                        tracing::warn!(%error, "ignoring a malformed controller beat");
+                        continue;
+                    }
+                };
+                let Some(id) = beat["controller"]
+                    .as_u64()
+                    .and_then(|id| u32::try_from(id).ok())
+                else {
+                    continue;
+                };
+                seen.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(id, Instant::now());
+            }
+        }
+    });
+    let silence = whisk_controller::balancer::DEFAULT_DOWN_AFTER + settings.lost_grace;
+    let controllers = settings.controllers;
+    let margin = settings.overdue_margin;
+    let started = Instant::now();
+    let closing = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(ORPHAN_SWEEP_INTERVAL.min(silence));
+        let mut silent_before: HashSet<u32> = HashSet::new();
+        loop {
+            interval.tick().await;
+            let heard = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let silent =
+                silent_controllers(&heard, started, Instant::now(), me, controllers, silence);
+            for id in &silent {
+                if silent_before.insert(*id) {
+                    tracing::warn!(
+                        controller = id,
+                        "controller silent; closing its overdue activations"
+                    );
+                }
+            }
+            silent_before.retain(|id| silent.contains(id));
+            for id in silent {
+                let now = SystemClock.now_millis();
+                match close_overdue_of(&store, &controller_owner(id), now, margin).await {
+                    Ok(0) => {}
+                    Ok(closed) => tracing::warn!(
+                        controller = id,
+                        closed,
+                        "closed overdue activations of a silent controller"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(controller = id, %error, "cannot close a silent controller's activations yet")
+                    }
+                }
+            }
+        }
+    });
+    Ok(vec![beating, listening, closing])
+}
+
+/// The controllers other than `me` (of `0..controllers`) not heard from for `silence`, counting
+/// from `started` for those never heard from.
+fn silent_controllers(
+    heard: &HashMap<u32, Instant>,
+    started: Instant,
+    now: Instant,
+    me: u32,
+    controllers: u32,
+    silence: Duration,
+) -> Vec<u32> {
+    (0..controllers)
+        .filter(|&id| id != me)
+        .filter(|id| {
+            let last = heard.get(id).copied().unwrap_or(started).max(started);
+            now.saturating_duration_since(last) >= silence
+        })
+        .collect()
+}
+
+/// Closes with a lost record every note of `owner` overdue at `now`; how many records it wrote.
+async fn close_overdue_of(
+    store: &Store,
+    owner: &str,
+    now: u64,
+    margin: Duration,
+) -> anyhow::Result<usize> {
+    let mut closed = 0;
+    for note in store.activations.pending_owned(owner).await? {
+        if orphan_deadline(&note, margin) > now {
+            continue;
+        }
+        let (namespace, activation_id) = (note.namespace.clone(), note.activation_id.clone());
+        if whisk_controller::close_lost(store, note, now)
+            .await?
+            .is_some()
+        {
+            tracing::warn!(%namespace, %activation_id, owner, "closed an activation lost with its controller");
+            closed += 1;
+        }
+    }
+    Ok(closed)
 }
 
 /// Writes the lost records of `lost` (activations on `invoker`) and completes them in the
@@ -274,20 +442,131 @@ mod tests {
             {"key": "limits", "value": {"timeout": 90_000, "memory": 256}}
         ]);
         assert_eq!(
-            orphan_deadline(&note(1_000, limits)),
+            orphan_deadline(&note(1_000, limits), MINUTE),
             1_000 + 180_000 + 60_000
         );
         // Short limits still wait the balancer's minimum of a minute, doubled.
         let short = serde_json::json!([{"key": "limits", "value": {"timeout": 100}}]);
-        assert_eq!(orphan_deadline(&note(0, short)), 180_000);
+        assert_eq!(orphan_deadline(&note(0, short.clone()), MINUTE), 180_000);
+        // A configured margin replaces the minute on both counts.
+        assert_eq!(
+            orphan_deadline(&note(0, short), Duration::from_millis(500)),
+            2 * 500 + 500
+        );
         // No limits (a sequence's note): the largest action limit is assumed.
         assert_eq!(
-            orphan_deadline(&note(0, serde_json::json!([]))),
+            orphan_deadline(&note(0, serde_json::json!([])), MINUTE),
             2 * UNKNOWN_RUN_LIMIT_MS + 60_000
         );
         assert_eq!(
-            orphan_deadline(&note(u64::MAX - 5, serde_json::json!(null))),
+            orphan_deadline(&note(u64::MAX - 5, serde_json::json!(null)), MINUTE),
             u64::MAX
         );
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_controller_is_silent_once_unheard_for_the_whole_silence() {
+        let started = Instant::now();
+        let silence = Duration::from_secs(6);
+        let heard = HashMap::from([(1, started + Duration::from_secs(3))]);
+        let at = |secs| started + Duration::from_secs(secs);
+        // Never heard of: silent once this controller has listened for the silence.
+        assert_eq!(
+            silent_controllers(&heard, started, at(5), 0, 3, silence),
+            Vec::<u32>::new()
+        );
+        assert_eq!(
+            silent_controllers(&heard, started, at(6), 0, 3, silence),
+            [2]
+        );
+        // Heard at 3 s: silent from 9 s; never itself, never beyond `controllers`.
+        assert_eq!(
+            silent_controllers(&heard, started, at(9), 0, 3, silence),
+            [1, 2]
+        );
+        assert_eq!(
+            silent_controllers(&heard, started, at(9), 1, 2, silence),
+            [0]
+        );
+    }
+
+    fn lost_note(id: u8, start: u64, timeout: u64) -> ActivationEntry {
+        let activation_id = whisk_model::ActivationId::from_bytes([id; 16]).to_string();
+        let document = serde_json::json!({
+            "namespace": "guest",
+            "name": "hello",
+            "subject": "guest",
+            "activationId": activation_id,
+            "start": start,
+            "end": 0,
+            "response": whisk_model::ActivationResponse::whisk_error(serde_json::json!("pending")),
+            "annotations": [{"key": "limits", "value": {"timeout": timeout}}],
+        });
+        ActivationEntry {
+            namespace: "guest".into(),
+            activation_id,
+            name: "hello".into(),
+            path_name: None,
+            start,
+            document,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_controllers_overdue_notes_are_closed_once_by_any_number_of_closers()
+    -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = whisk_store::open_sqlite(dir.path())?;
+        let margin = Duration::from_millis(500);
+        // Overdue at 1_000 + 2 * 500 + 500 = 2_500.
+        store
+            .activations
+            .put_pending_owned(lost_note(1, 1_000, 100), "controller1")
+            .await?;
+        // Its own limit keeps this one open longer: 1_000 + 2 * 10_000 + 500.
+        store
+            .activations
+            .put_pending_owned(lost_note(2, 1_000, 10_000), "controller1")
+            .await?;
+        // Another controller's note is not touched.
+        store
+            .activations
+            .put_pending_owned(lost_note(3, 0, 100), "controller2")
+            .await?;
+        assert_eq!(
+            close_overdue_of(&store, "controller1", 2_499, margin).await?,
+            0
+        );
+        // Two controllers at once: one record between them.
+        let (first, second) = tokio::join!(
+            close_overdue_of(&store, "controller1", 2_500, margin),
+            close_overdue_of(&store, "controller1", 2_500, margin)
+        );
+        assert_eq!(first? + second?, 1);
+        let record = store
+            .activations
+            .get("guest", &lost_note(1, 0, 0).activation_id)
+            .await?
+            .expect("the lost record");
+        // Status code 3: a whisk internal error.
+        assert_eq!(record["response"]["statusCode"], 3, "{record}");
+        let mut open: Vec<String> = store
+            .activations
+            .pending()
+            .await?
+            .into_iter()
+            .map(|note| note.activation_id)
+            .collect();
+        open.sort();
+        assert_eq!(
+            open,
+            [
+                lost_note(2, 0, 0).activation_id,
+                lost_note(3, 0, 0).activation_id
+            ]
+        );
+        Ok(())
     }
 }
