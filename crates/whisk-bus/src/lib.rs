@@ -21,7 +21,8 @@
 //! must pass too.
 
 use async_trait::async_trait;
-use bytes::Bytes;
+/// The payload type, re-exported so callers need no `bytes` dependency of their own.
+pub use bytes::Bytes;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

@@ -125,9 +125,6 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
         settings.overdue_margin,
     ));
     let bus = connect_bus(&settings).await?;
-    let peers = watch_controllers(Arc::clone(&bus), shared_store, &settings)
-        .await
-        .context("cannot follow the other controllers")?;
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.host, config.port))
         .await
@@ -151,6 +148,9 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
         store.clone(),
         settings.lost_grace,
     ));
+    let peers = watch_controllers(Arc::clone(&balancer), shared_store, &settings)
+        .await
+        .context("cannot follow the other controllers")?;
     // Throttles count in the shared store, so a namespace's limits hold for the whole cluster.
     let invocations = Invocations::shared(Arc::clone(&balancer), Arc::clone(&store.activations));
     let state = whisk_controller::AppState::new(store, controller_config(&config))
@@ -241,11 +241,15 @@ async fn watch_invokers(balancer: Arc<LoadBalancer>, store: Store, grace: Durati
 /// controllers close its notes that are overdue by the same rule as [`orphan_deadline`]. The
 /// record write is conditional, so two controllers closing one note write it once; a
 /// controller that comes back with the id beats again and owns its notes from then on.
+///
+/// Before that, what the silent controller had queued on invokers that are down too (and so
+/// would never run) is adopted: taken back and published again as this controller's.
 async fn watch_controllers(
-    bus: Arc<dyn whisk_bus::Bus>,
+    balancer: Arc<LoadBalancer>,
     store: Store,
     settings: &ClusterSettings,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let bus = Arc::clone(balancer.bus());
     let mut beats = bus.subscribe(CONTROLLER_HEALTH_TOPIC).await?;
     let me = settings.id;
     let seen: Arc<std::sync::Mutex<HashMap<u32, Instant>>> = Arc::default();
@@ -318,6 +322,20 @@ async fn watch_controllers(
             }
             silent_before.retain(|id| silent.contains(id));
             for id in silent {
+                for down in balancer.invokers().iter().filter(|status| !status.healthy) {
+                    match adopt_queued(&balancer, &store, id, down.invoker).await {
+                        Ok(0) => {}
+                        Ok(adopted) => tracing::warn!(
+                            controller = id,
+                            invoker = down.invoker,
+                            adopted,
+                            "adopted a silent controller's activations waiting on a down invoker"
+                        ),
+                        Err(error) => {
+                            tracing::warn!(controller = id, invoker = down.invoker, %error, "cannot adopt a silent controller's waiting activations yet")
+                        }
+                    }
+                }
                 let now = SystemClock.now_millis();
                 match close_overdue_of(&store, &controller_owner(id), now, margin).await {
                     Ok(0) => {}
@@ -353,6 +371,92 @@ fn silent_controllers(
             now.saturating_duration_since(last) >= silence
         })
         .collect()
+}
+
+/// Takes back what controller `silent` had queued on `invoker` (down) and not started, and
+/// publishes each as this controller's: its completion now comes here (and only releases
+/// slots, as its caller's connection died with the silent controller), its note stays the
+/// silent controller's until the record removes it. A message whose note is gone was already
+/// closed and is dropped. How many were adopted.
+async fn adopt_queued(
+    balancer: &Arc<LoadBalancer>,
+    store: &Store,
+    silent: u32,
+    invoker: u32,
+) -> anyhow::Result<usize> {
+    if !balancer.invokers().iter().any(|status| status.healthy) {
+        return Ok(0);
+    }
+    let key = whisk_controller::publisher_key(silent);
+    let topic = whisk_model::bus::invoker_topic(invoker);
+    let taken = balancer.bus().reclaim(&topic, &key).await?;
+    if taken.is_empty() {
+        return Ok(0);
+    }
+    let notes: HashMap<String, ActivationEntry> = store
+        .activations
+        .pending_owned(&controller_owner(silent))
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read a silent controller's notes; adopting with defaults");
+            Vec::new()
+        })
+        .into_iter()
+        .map(|note| (note.activation_id.clone(), note))
+        .collect();
+    let mut adopted = 0;
+    for payload in taken {
+        let mut message: whisk_model::bus::ActivationMessage = match serde_json::from_slice(
+            &payload,
+        ) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::error!(%error, invoker, "a silent controller's message does not decode; left where it was");
+                put_back(balancer, &topic, &key, payload).await;
+                continue;
+            }
+        };
+        let Some(note) = notes.get(message.activation_id.as_str()) else {
+            tracing::info!(activation_id = %message.activation_id, "adopted activation already closed; dropped");
+            continue;
+        };
+        let (memory_mb, timeout) = note_limits(note);
+        message.completion_topic = balancer.completion_topic();
+        match balancer.publish(&message, memory_mb, timeout).await {
+            Ok(published) => {
+                tracing::info!(activation_id = %message.activation_id, from = invoker, to = published.invoker, "adopted activation of a silent controller");
+                adopted += 1;
+            }
+            Err(error) => {
+                tracing::warn!(%error, activation_id = %message.activation_id, "cannot adopt the activation; left where it was");
+                put_back(balancer, &topic, &key, payload).await;
+            }
+        }
+    }
+    Ok(adopted)
+}
+
+/// Publishes a taken-back message where it was, under its publisher's key.
+async fn put_back(balancer: &LoadBalancer, topic: &str, key: &str, payload: whisk_bus::Bytes) {
+    if let Err(error) = balancer.bus().publish_keyed(topic, key, payload).await {
+        tracing::error!(%error, topic, "a taken-back activation could not be put back");
+    }
+}
+
+/// The memory (MB) and time limit a note's `limits` annotation names (defaults: 256 MB and
+/// OpenWhisk's largest time limit).
+fn note_limits(note: &ActivationEntry) -> (u64, Duration) {
+    let limits = note.document["annotations"]
+        .as_array()
+        .and_then(|pairs| pairs.iter().find(|pair| pair["key"] == "limits"))
+        .map(|pair| &pair["value"]);
+    let memory = limits
+        .and_then(|limits| limits["memory"].as_u64())
+        .unwrap_or(256);
+    let timeout = limits
+        .and_then(|limits| limits["timeout"].as_u64())
+        .unwrap_or(UNKNOWN_RUN_LIMIT_MS);
+    (memory, Duration::from_millis(timeout))
 }
 
 /// Closes with a lost record every note of `owner` overdue at `now`; how many records it wrote.
@@ -566,6 +670,107 @@ mod tests {
                 lost_note(2, 0, 0).activation_id,
                 lost_note(3, 0, 0).activation_id
             ]
+        );
+        Ok(())
+    }
+
+    fn queued(id: u8, controller: u32) -> whisk_model::bus::ActivationMessage {
+        whisk_model::bus::ActivationMessage {
+            transaction_id: "tid".into(),
+            activation_id: whisk_model::ActivationId::from_bytes([id; 16]),
+            action: whisk_model::names::FullyQualifiedEntityName::parse("/guest/hello")
+                .expect("name"),
+            revision: "1".into(),
+            user: whisk_model::Identity {
+                subject: "guest".into(),
+                namespace: "guest".into(),
+                uuid: "uuid-guest".into(),
+                limits: Default::default(),
+            },
+            api_key: None,
+            content: serde_json::Map::new(),
+            init_args: serde_json::Map::new(),
+            blocking: true,
+            completion_topic: whisk_model::bus::completion_topic(controller),
+            cause: None,
+            caused_by: None,
+            binding: None,
+            invoked_as: None,
+            accepted_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_controllers_work_waiting_on_a_down_invoker_is_adopted() -> anyhow::Result<()>
+    {
+        use whisk_bus::{Bus, InProcessBus};
+        use whisk_model::bus::{HealthBeat, InvokerState, invoker_topic};
+        let dir = tempfile::tempdir()?;
+        let store = whisk_store::open_sqlite(dir.path())?;
+        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
+        let balancer = LoadBalancer::new(
+            Arc::clone(&bus),
+            BalancerConfig {
+                controller: 1,
+                controllers: 2,
+                ..BalancerConfig::default()
+            },
+        );
+        let beat = |invoker, state| HealthBeat {
+            invoker,
+            state,
+            user_memory_mb: 1024,
+            sent_at: 0,
+        };
+        balancer.record_beat(&beat(0, InvokerState::Draining));
+        // With no healthy invoker, nothing is taken.
+        let publish = |message: whisk_model::bus::ActivationMessage, key: &'static str| {
+            let bus = Arc::clone(&bus);
+            async move {
+                bus.publish_keyed(
+                    &invoker_topic(0),
+                    key,
+                    serde_json::to_vec(&message).expect("encodes").into(),
+                )
+                .await
+            }
+        };
+        // Controller 0's: one still open (128 MB, 1 s), one already closed as lost.
+        let mut note = lost_note(1, 1_000, 1_000);
+        note.document["annotations"] =
+            serde_json::json!([{"key": "limits", "value": {"timeout": 1_000, "memory": 128}}]);
+        store
+            .activations
+            .put_pending_owned(note, &controller_owner(0))
+            .await?;
+        publish(queued(1, 0), "controller0").await?;
+        publish(queued(2, 0), "controller0").await?;
+        // Another controller's is not touched.
+        publish(queued(3, 2), "controller2").await?;
+        assert_eq!(adopt_queued(&balancer, &store, 0, 0).await?, 0);
+
+        balancer.record_beat(&beat(1, InvokerState::Healthy));
+        assert_eq!(adopt_queued(&balancer, &store, 0, 0).await?, 1);
+        let mut on_one = bus.consume(&invoker_topic(1)).await?;
+        let delivery = tokio::time::timeout(Duration::from_secs(30), on_one.next())
+            .await?
+            .expect("the adopted message");
+        let adopted: whisk_model::bus::ActivationMessage =
+            serde_json::from_slice(&delivery.payload)?;
+        assert_eq!(adopted.activation_id, queued(1, 0).activation_id);
+        assert_eq!(adopted.completion_topic, "completed1");
+        assert_eq!(balancer.in_flight_on(1), [queued(1, 0).activation_id]);
+        let used: Vec<u64> = balancer.invokers().iter().map(|s| s.used_mb).collect();
+        assert_eq!(used, [0, 128]);
+        // The already closed one is gone; controller 2's waits where it was.
+        assert!(
+            bus.reclaim(&invoker_topic(0), "controller0")
+                .await?
+                .is_empty()
+        );
+        assert_eq!(
+            bus.reclaim(&invoker_topic(0), "controller2").await?.len(),
+            1
         );
         Ok(())
     }
