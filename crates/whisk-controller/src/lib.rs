@@ -35,7 +35,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 
-pub use balancer::{BalancerConfig, BalancerError, LoadBalancer};
+pub use balancer::{BalancerConfig, BalancerError, LoadBalancer, publisher_key};
 pub use config::{BuildInfo, ControllerConfig};
 pub use error::{ApiError, ApiResult};
 pub use invoke::{Invocations, close_lost, close_unfinished};

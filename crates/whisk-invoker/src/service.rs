@@ -1,9 +1,14 @@
 //! The invoker service: consumes `invoker<N>`, runs each activation, stores its record,
-//! publishes its completion and only then acknowledges the message, and beats every second.
+//! publishes its completion, and beats every second.
 //!
-//! Acknowledging last makes the bus the activation's safety net: if the process dies before the
-//! record is stored, the message is delivered again. A redelivered message whose record already
-//! exists is not run twice; its completion is simply sent again.
+//! A message is *claimed* on the bus ([`Delivery::claim`]) just before its action starts (once a
+//! container is leased), or before a record is written for it without running. Until then its
+//! controller may take it back ([`Bus::reclaim`]) to run it elsewhere, e.g. when this invoker
+//! looks dead; a claim that finds it taken back drops it unrun. So a message this invoker held
+//! without starting it is never lost with it: the bus delivers it again, to this invoker or,
+//! through its controller, to another. One claimed and then lost with this invoker ends in the
+//! controller's `whisk internal error` record. A redelivered message whose record already exists
+//! is not run twice; its completion is simply sent again.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -315,7 +320,7 @@ struct Progress {
     init_time: Option<u64>,
 }
 
-async fn handle(shared: Arc<Shared>, delivery: Delivery) {
+async fn handle(shared: Arc<Shared>, mut delivery: Delivery) {
     let message: ActivationMessage = match serde_json::from_slice(&delivery.payload) {
         Ok(message) => message,
         Err(error) => {
@@ -341,74 +346,39 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
                 "activation delivered again"
             );
         }
-        // However long the activation and its record take, the bus must not hand the message
-        // to another worker meanwhile.
-        let settle = {
-            let work = process(&shared, &message, delivery.redeliveries > 0);
-            tokio::pin!(work);
-            let mut reports = tokio::time::interval(whisk_bus::PROGRESS_INTERVAL);
-            reports.tick().await;
-            loop {
-                tokio::select! {
-                    settle = &mut work => break settle,
-                    _ = reports.tick() => {
-                        if let Err(error) = delivery.in_progress().await {
-                            debug!(%error, "progress report failed");
-                        }
-                    }
-                }
+        if delivery.redeliveries > 0 && resend_existing(&shared, &message).await {
+            if let Err(error) = delivery.ack().await {
+                warn!(%error, "ack failed");
+            }
+            return;
+        }
+        let progress = Mutex::new(Progress::default());
+        let mut stopping = shared.stopping.clone();
+        let outcome = tokio::select! {
+            executed = execute(&shared, &message, &progress, &mut delivery) => Some(executed),
+            Ok(_) = stopping.wait_for(|stop| *stop) => None,
+        };
+        let record = match outcome {
+            Some(Executed::Record(record)) => *record,
+            Some(Executed::NotClaimed) => return,
+            None => {
+                info!("activation interrupted by shutdown");
+                let progress = progress.into_inner().unwrap_or_else(|p| p.into_inner());
+                interrupted(&shared, &message, progress)
             }
         };
-        match settle {
-            Settle::Ack => {
+        match record {
+            Ok(record) => finish(&shared, &message, record, delivery).await,
+            Err(error) => {
+                error!(%error, "no record can be made for this activation; dropped");
                 if let Err(error) = delivery.ack().await {
                     warn!(%error, "ack failed");
                 }
             }
-            // Dropped unacknowledged: the bus delivers it again.
-            Settle::Redeliver => drop(delivery),
         }
     }
     .instrument(span)
     .await;
-}
-
-/// What becomes of a message once its activation is dealt with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settle {
-    /// Done (or beyond help): acknowledge it.
-    Ack,
-    /// Its record could not be stored: leave it for the bus to deliver again.
-    Redeliver,
-}
-
-/// Runs the activation of `message` (unless it is a redelivery that already has a record),
-/// stores its record and publishes its completion.
-async fn process(shared: &Shared, message: &ActivationMessage, redelivered: bool) -> Settle {
-    if redelivered && resend_existing(shared, message).await {
-        return Settle::Ack;
-    }
-    let progress = Mutex::new(Progress::default());
-    let mut stopping = shared.stopping.clone();
-    let outcome = tokio::select! {
-        record = execute(shared, message, &progress) => Some(record),
-        Ok(_) = stopping.wait_for(|stop| *stop) => None,
-    };
-    let record = match outcome {
-        Some(record) => record,
-        None => {
-            info!("activation interrupted by shutdown");
-            let progress = progress.into_inner().unwrap_or_else(|p| p.into_inner());
-            interrupted(shared, message, progress)
-        }
-    };
-    match record {
-        Ok(record) => finish(shared, message, record).await,
-        Err(error) => {
-            error!(%error, "no record can be made for this activation; dropped");
-            Settle::Ack
-        }
-    }
 }
 
 /// Calls `call` until it succeeds or fails with an error `transient` does not accept, backing
@@ -501,16 +471,47 @@ async fn resend_existing(shared: &Shared, message: &ActivationMessage) -> bool {
     true
 }
 
-/// Stores the record (keeping it while the store is away), then publishes the completion; the
-/// caller acknowledges the message after.
-async fn finish(shared: &Shared, message: &ActivationMessage, record: WhiskActivation) -> Settle {
+/// Claims `delivery` for this invoker. `false` when it is not this invoker's to act on: its
+/// controller took it back (it runs elsewhere), or the bus could not be asked (the dropped
+/// delivery comes again later).
+async fn claim(delivery: &mut Delivery) -> bool {
+    match delivery.claim().await {
+        Ok(()) => true,
+        Err(BusError::Reclaimed) => {
+            info!("activation taken back by its controller before it started; not run here");
+            false
+        }
+        Err(error) => {
+            warn!(%error, "cannot claim the activation; leaving it for redelivery");
+            false
+        }
+    }
+}
+
+/// Claims the message, stores the record, publishes the completion, then acknowledges (which
+/// after the claim only confirms).
+async fn finish(
+    shared: &Shared,
+    message: &ActivationMessage,
+    record: WhiskActivation,
+    mut delivery: Delivery,
+) {
+    if !claim(&mut delivery).await {
+        return;
+    }
     let entry = match activation_entry(&record) {
         Ok(entry) => entry,
         Err(error) => {
             error!(%error, "activation record does not encode; dropped");
-            return Settle::Ack;
+            if let Err(error) = delivery.ack().await {
+                warn!(%error, "ack failed");
+            }
+            return;
         }
     };
+    // Claimed, so the bus will not deliver it again: keep trying while the store is away,
+    // until the record is stored or this invoker stops (then the controller closes the
+    // activation as lost).
     let stored = retry(shared, "store the activation record", store_away, || {
         let entry = entry.clone();
         async move {
@@ -524,17 +525,16 @@ async fn finish(shared: &Shared, message: &ActivationMessage, record: WhiskActiv
     match stored {
         Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
         Err(error) => {
-            // The invoker is stopping with the store away, or the store refuses the record:
-            // not acknowledged, so the bus delivers the message again and the next attempt
-            // stores the record (or finds it stored).
-            error!(%error, "activation record not stored; leaving the message for redelivery");
-            return Settle::Redeliver;
+            error!(%error, "activation record not stored; its controller closes it as lost");
+            return;
         }
     }
     publish_completion(shared, message, &record).await;
+    if let Err(error) = delivery.ack().await {
+        warn!(%error, "ack failed");
+    }
     whisk_metrics::global().activation_record(&record);
     info!(status = %record.response.status(), duration = record.effective_duration(), "activation done");
-    Settle::Ack
 }
 
 async fn publish_completion(
@@ -607,12 +607,27 @@ fn lock(progress: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
     progress.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs one activation to its record.
+/// How [`execute`] ended.
+enum Executed {
+    /// The activation's record (or why none can be made).
+    Record(Box<Result<WhiskActivation, RecordError>>),
+    /// The message could not be claimed before starting: not this invoker's to run now.
+    NotClaimed,
+}
+
+impl From<Result<WhiskActivation, RecordError>> for Executed {
+    fn from(record: Result<WhiskActivation, RecordError>) -> Self {
+        Executed::Record(Box::new(record))
+    }
+}
+
+/// Runs one activation to its record, claiming its message once a container is ready.
 async fn execute(
     shared: &Shared,
     message: &ActivationMessage,
     progress: &Mutex<Progress>,
-) -> Result<WhiskActivation, RecordError> {
+    delivery: &mut Delivery,
+) -> Executed {
     let doc_id = message.action.doc_id();
     let loaded = retry(
         shared,
@@ -629,7 +644,8 @@ async fn execute(
                 message,
                 ActivationResponse::application_error(json!(ACTION_REMOVED_WHILE_INVOKING)),
                 shared.clock.epoch_ms(),
-            );
+            )
+            .into();
         }
         Err(error) => {
             error!(%error, "action could not be loaded");
@@ -637,7 +653,8 @@ async fn execute(
                 message,
                 ActivationResponse::whisk_error(json!(ACTION_FETCH_ERROR)),
                 shared.clock.epoch_ms(),
-            );
+            )
+            .into();
         }
     };
     lock(progress).action = Some(action.clone());
@@ -647,7 +664,8 @@ async fn execute(
             message,
             ActivationResponse::whisk_error(json!(ACTION_FETCH_ERROR)),
             shared.clock.epoch_ms(),
-        );
+        )
+        .into();
     };
     let image = match &action.exec {
         Exec::Blackbox { image, .. } => Some(image.clone()),
@@ -702,9 +720,18 @@ async fn execute(
             Ok(lease) => lease,
             Err(error) => {
                 error!(%error, "no container for the activation");
-                return failed_start(shared, &error);
+                return failed_start(shared, &error).into();
             }
         };
+        // The last moment its controller could take it back: from here it runs here.
+        if !claim(delivery).await {
+            let reusable = !lease.needs_init();
+            lease.release(reusable);
+            return Executed::NotClaimed;
+        }
+        if attempt == 1 {
+            info!("activation claimed; starting");
+        }
         let start = shared.clock.epoch_ms();
         lock(progress).start = Some(start);
         let context = RunContext {
@@ -743,7 +770,8 @@ async fn execute(
                         init_time,
                         timed_out: outcome.timed_out,
                     },
-                );
+                )
+                .into();
             }
             lease.initialized();
         }
@@ -777,7 +805,8 @@ async fn execute(
                 init_time,
                 timed_out: outcome.timed_out,
             },
-        );
+        )
+        .into();
     }
 }
 

@@ -728,6 +728,14 @@ impl Bus for AwayBus {
         self.inner.try_publish(topic, payload).await
     }
 
+    async fn publish_keyed(&self, topic: &str, key: &str, payload: Bytes) -> Result<(), BusError> {
+        self.inner.publish_keyed(topic, key, payload).await
+    }
+
+    async fn reclaim(&self, topic: &str, key: &str) -> Result<Vec<Bytes>, BusError> {
+        self.inner.reclaim(topic, key).await
+    }
+
     async fn consume(&self, topic: &str) -> Result<Box<dyn Consumer>, BusError> {
         self.inner.consume(topic).await
     }
@@ -787,8 +795,12 @@ async fn a_record_is_kept_while_the_store_is_away_and_stored_once_it_is_back() {
     assert_eq!(h.fake.containers()[0].runs().len(), 1, "run once");
 }
 
+/// The message was claimed when the run started, so the bus cannot run it a second time: an
+/// invoker that stops before the store is back gives the record up, and the activation's
+/// controller closes it as lost (`whisk internal error`) once the invoker is silent.
 #[tokio::test]
-async fn an_invoker_stopping_with_the_store_away_leaves_the_message_for_redelivery() {
+async fn an_invoker_stopping_with_the_store_away_does_not_leave_a_claimed_activation_to_run_again()
+{
     let (mut h, outage) = with_activations_away().await;
     let hello = action("hello", "x", ActionLimits::default());
     let revision = h.put(&hello).await;
@@ -797,14 +809,19 @@ async fn an_invoker_stopping_with_the_store_away_leaves_the_message_for_redelive
     let retried = outage.clone();
     wait_until("the record retried", move || retried.attempts() >= 1).await;
     h.invoker.take().unwrap().shutdown().await;
+    assert_eq!(h.fake.containers()[0].runs().len(), 1, "ran once");
     let mut queue = h.bus.consume(&invoker_topic(0)).await.unwrap();
-    let delivery = tokio::time::timeout(DEADLINE, queue.next())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(delivery.redeliveries, 1);
-    let again: ActivationMessage = serde_json::from_slice(&delivery.payload).unwrap();
-    assert_eq!(again.activation_id, message.activation_id);
+    let again = tokio::time::timeout(Duration::from_secs(2), queue.next()).await;
+    assert!(again.is_err(), "a claimed activation came back: {again:?}");
+    outage.back();
+    assert!(
+        h.store
+            .activations
+            .get("guest", message.activation_id.as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -908,4 +925,71 @@ async fn a_completion_is_published_once_the_bus_is_back() {
     outage.back();
     let completion = h.completion().await;
     assert_eq!(completion.record, Some(stored));
+}
+
+#[tokio::test]
+async fn a_message_taken_back_before_it_started_is_not_run() {
+    let pool = PoolConfig {
+        user_memory_mb: 256,
+        stem_cells: Vec::new(),
+        ..PoolConfig::default()
+    };
+    let mut h = Harness::start(pool).await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let running = message(&hello, &revision, json!({"fake": "hold"}));
+    let queued = message(&hello, &revision, json!({"n": 2}));
+    for message in [&running, &queued] {
+        h.bus
+            .publish_keyed(
+                &invoker_topic(0),
+                "controller0",
+                Bytes::from(serde_json::to_vec(message).unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+    // The first runs (claimed); the second waits in the pool for the only container's memory.
+    let fake = h.fake.clone();
+    wait_until("the first run started", || {
+        fake.containers()
+            .first()
+            .is_some_and(|c| !c.runs().is_empty())
+    })
+    .await;
+    let pool = h.invoker.as_ref().unwrap().pool().clone();
+    wait_until("the second waits for a container", || {
+        pool.snapshot().waiting == 1
+    })
+    .await;
+    let taken = h
+        .bus
+        .reclaim(&invoker_topic(0), "controller0")
+        .await
+        .unwrap();
+    let taken: Vec<ActivationMessage> = taken
+        .iter()
+        .map(|payload| serde_json::from_slice(payload).unwrap())
+        .collect();
+    assert_eq!(taken.len(), 1, "only the unstarted one comes back");
+    assert_eq!(taken[0], queued);
+    h.fake.release_runs(1);
+    let completion = h.completion().await;
+    assert_eq!(completion.activation_id, running.activation_id);
+    // The waiting one gets its container, finds it taken back and gives the container up.
+    wait_until("nothing waits", || pool.snapshot().waiting == 0).await;
+    wait_until("the container is free", || {
+        pool.snapshot().slots.iter().all(|slot| slot.active == 0)
+    })
+    .await;
+    let runs: usize = h.fake.containers().iter().map(|c| c.runs().len()).sum();
+    assert_eq!(runs, 1, "the taken-back activation did not run here");
+    assert!(
+        h.store
+            .activations
+            .get("guest", queued.activation_id.as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -480,6 +480,71 @@ async fn a_stream_deleted_behind_the_bus_is_made_again() {
     bus.close().await;
 }
 
+#[tokio::test]
+async fn a_stream_made_before_keyed_publishes_takes_them() {
+    let Some(url) = server_url() else { return };
+    let bus = NatsBus::connect(test_config(&url, &unique_cluster()))
+        .await
+        .unwrap();
+    // The layout of earlier versions: the plain subject only.
+    bus.inner
+        .jetstream
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: bus.stream_name("old"),
+            subjects: vec![bus.queue_subject("old")],
+            retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+            max_messages: i64::try_from(QUEUE_CAPACITY).unwrap(),
+            discard: async_nats::jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    bus.inner
+        .jetstream
+        .publish(bus.queue_subject("old"), Bytes::from("before"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    bus.publish_keyed("old", "k", Bytes::from("keyed"))
+        .await
+        .unwrap();
+    assert_eq!(bus.reclaim("old", "k").await.unwrap(), ["keyed"]);
+    let mut consumer = bus.consume("old").await.unwrap();
+    let delivery = next_delivery(&mut consumer).await;
+    assert_eq!(delivery.payload, "before");
+    delivery.ack().await.unwrap();
+    bus.close().await;
+}
+
+#[tokio::test]
+async fn a_delivery_held_past_ack_wait_is_claimed_once() {
+    let Some(url) = server_url() else { return };
+    let bus = NatsBus::connect(NatsConfig {
+        ack_wait: Duration::from_secs(1),
+        ..test_config(&url, &unique_cluster())
+    })
+    .await
+    .unwrap();
+    bus.publish_keyed("slow", "k", Bytes::from("once"))
+        .await
+        .unwrap();
+    let mut consumer = bus.consume("slow").await.unwrap();
+    // Held unclaimed past ack_wait (waiting for a container, say): JetStream hands it out again.
+    let mut first = next_delivery(&mut consumer).await;
+    let mut second = next_delivery(&mut consumer).await;
+    assert_eq!(
+        (second.payload.as_ref(), second.redeliveries),
+        (&b"once"[..], 1)
+    );
+    // Whichever claims first runs it; the other copy is refused, so it never runs twice.
+    within("a claim", second.claim()).await.unwrap();
+    let refused = within("a claim", first.claim()).await;
+    assert!(matches!(refused, Err(BusError::Reclaimed)), "{refused:?}");
+    assert!(bus.reclaim("slow", "k").await.unwrap().is_empty());
+    bus.close().await;
+}
+
 /// The order of magnitude, printed for the record
 /// (`cargo test -p whisk-bus nats::tests::throughput -- --nocapture`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
