@@ -10,6 +10,7 @@ mod config;
 mod controller;
 mod invoker;
 mod standalone;
+mod wasm_check;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
