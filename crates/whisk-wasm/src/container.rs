@@ -17,8 +17,9 @@ use crate::engine::{CompiledAction, WasmCompileError, WasmEngine, decode_base64,
 use crate::run::{RunLimits, RunRequest, WasmOutcome, WasmRunError, env_text};
 
 /// The largest `code` (base64 characters; a module of about 48 KiB) whose cache lookup runs on
-/// the async thread calling `/init`: decoding and hashing it takes tens of microseconds. Larger
-/// code is looked up on the blocking thread that would compile it.
+/// the async thread calling `/init`: decoding and hashing it takes tens of microseconds (about a
+/// hundred on a CPU without SHA instructions). Larger code is looked up on the blocking thread
+/// that would compile it.
 const INLINE_LOOKUP_MAX_CODE: usize = 64 * 1024;
 
 /// Why `/init` failed. `Display` is the activation's `error` text.
@@ -126,8 +127,8 @@ impl WasmContainer {
 
     /// The compiled module of a small `code` when the engine has it (compiled when the action
     /// was written, or for another container of it), found on the calling thread: decoding and
-    /// hashing a small module costs microseconds, less than handing it to a blocking thread
-    /// and waking up again, and that hand-over is most of a cold start's own cost otherwise.
+    /// hashing a small module costs less than handing it to a blocking thread and being woken
+    /// again, two thread wake-ups that a cold start would otherwise pay for a cache hit.
     fn cached(&self, code: &str) -> Option<Result<Arc<CompiledAction>, WasmCompileError>> {
         if code.len() > INLINE_LOOKUP_MAX_CODE {
             return None;
