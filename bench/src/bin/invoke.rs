@@ -18,8 +18,9 @@
 //!    with a distinct exported constant), so that every sample's module is new to the engine and
 //!    its compile happens where the platform puts it (when the action is written): the `PUT`,
 //!    the first invoke 1.5 s later (table 2's protocol) next to a second invoke of the same
-//!    action after the same pause (a warm control, which shows what the pause alone costs), and
-//!    the first invoke right after the `PUT` next to a warm invoke right after it.
+//!    action after the same pause (a warm control, which shows what the pause alone costs) and
+//!    a `GET /api/v1` after the same pause (the pause's cost on a path with no invoke at all),
+//!    and the first invoke right after the `PUT` next to a warm invoke right after it.
 //!
 //! `cargo build --release -p whisk && cargo run --release -p whisk-bench --bin invoke`; flags:
 //! `--whisk PATH` (default: `<target>/release/whisk`), `--runs N` warm samples (200), `--cold N`
@@ -255,6 +256,7 @@ async fn wasm_cold(platform: &Platform, count: usize) -> anyhow::Result<(Cold, S
     let load = load_line();
     let mut puts = Vec::with_capacity(count);
     let (mut cold, mut control) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    let (mut info_paused, mut info_hot) = (Vec::with_capacity(count), Vec::with_capacity(count));
     let (mut wait_ms, mut init_ms, mut duration_ms) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..count {
         let name = new_wasm_action(platform, &NEXT, &mut puts).await?;
@@ -272,6 +274,13 @@ async fn wasm_cold(platform: &Platform, count: usize) -> anyhow::Result<(Cold, S
         let begun = Instant::now();
         platform.invoke(&name, &json!({})).await?;
         control.push(begun.elapsed());
+        tokio::time::sleep(pause).await;
+        let begun = Instant::now();
+        platform.info().await?;
+        info_paused.push(begun.elapsed());
+        let begun = Instant::now();
+        platform.info().await?;
+        info_hot.push(begun.elapsed());
     }
     let load_after_pauses = load_line();
     let (mut immediate, mut hot) = (Vec::with_capacity(count), Vec::with_capacity(count));
@@ -308,6 +317,14 @@ async fn wasm_cold(platform: &Platform, count: usize) -> anyhow::Result<(Cold, S
     table.push_str(&row(
         "second invoke, 1.5 s after the first (warm, same pause: the control)",
         &control,
+    )?);
+    table.push_str(&row(
+        "`GET /api/v1` 1.5 s after the previous request (no invoke at all)",
+        &info_paused,
+    )?);
+    table.push_str(&row(
+        "`GET /api/v1` right after the previous one",
+        &info_hot,
     )?);
     table.push_str(&row(
         "first invoke, right after the `PUT` (cold)",
@@ -613,6 +630,21 @@ impl Platform {
             bail!("invoke {name} answered {status}: {text}");
         }
         Ok(serde_json::from_str(&text)?)
+    }
+
+    /// `GET /api/v1`: no authentication, no store, no invoker; the shortest round trip.
+    async fn info(&self) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .get(format!("{}/api/v1", self.url))
+            .send()
+            .await?;
+        let status = response.status();
+        response.bytes().await?;
+        if status != reqwest::StatusCode::OK {
+            bail!("GET /api/v1 answered {status}");
+        }
+        Ok(())
     }
 
     /// A blocking invoke asking for the result only (what a latency-minded client sends).
