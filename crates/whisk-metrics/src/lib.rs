@@ -237,7 +237,7 @@ impl Metrics {
         let wasm_compiles = time_histogram();
         registry.register(
             "wasm_compile_seconds",
-            "Compilations of WebAssembly modules (cache misses of the engine), by time taken",
+            "Compilations of WebAssembly modules, by time taken: an engine's cache misses, and the checks of actions written to a controller without an engine",
             wasm_compiles.clone(),
         );
         Self {
