@@ -67,12 +67,32 @@ impl Delivery {
     pub async fn ack(self) -> Result<(), BusError> {
         self.acker.ack().await
     }
+
+    /// Says the message is still being worked on. An adapter that delivers a message again when
+    /// its holder is silent for a while (NATS: `ack_wait`) restarts that wait, so a holder that
+    /// takes long (a long action, a record kept until the store is back) is not mistaken for a
+    /// dead one and the message is not handed to a second worker meanwhile. Call it more often
+    /// than [`PROGRESS_INTERVAL`] allows to lapse.
+    pub async fn in_progress(&self) -> Result<(), BusError> {
+        self.acker.progress().await
+    }
 }
+
+/// How often a holder of a delivery should call [`Delivery::in_progress`]: a third of the
+/// shortest wait an adapter uses before delivering an unacknowledged message again (the NATS
+/// adapter's default `ack_wait` is 30 s), so one lost call does not lapse it.
+pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The adapter's way of confirming one delivery.
 #[async_trait]
 pub trait Acker: Send + Sync + std::fmt::Debug {
     async fn ack(self: Box<Self>) -> Result<(), BusError>;
+
+    /// Restarts the adapter's wait before delivering the message again; nothing to do for an
+    /// adapter that never delivers a held message again (the in-process bus).
+    async fn progress(&self) -> Result<(), BusError> {
+        Ok(())
+    }
 }
 
 /// A consumer of one queue topic.
@@ -112,6 +132,13 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     async fn subscribe(&self, topic: &str) -> Result<Box<dyn Subscription>, BusError>;
     /// Closes the bus: consumers and subscribers end, publishers get [`BusError::Closed`].
     async fn close(&self);
+
+    /// Whether the bus reaches its engine now. A controller uses it to tell invokers that went
+    /// silent from a bus it cannot hear anyone on; an adapter without a connection is always
+    /// connected.
+    fn connected(&self) -> bool {
+        true
+    }
 }
 
 /// Checks a topic name against the rule every adapter shares (NATS subjects included).

@@ -17,7 +17,9 @@
 //! A publish returns once JetStream has stored the message. Publishes carry a `Nats-Msg-Id`, so a
 //! retry after a lost acknowledgement (connection loss) is recognised as a duplicate by the
 //! server instead of being queued twice. The client reconnects by itself; while it cannot,
-//! `publish` retries for `publish_timeout` and then fails with [`BusError::Unavailable`].
+//! `publish` retries for `publish_timeout` (counted from its first failed attempt) and then
+//! fails with [`BusError::Unavailable`]. Nothing is handed to a disconnected client, so a
+//! publish that failed is not sent after all once the connection is back.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -320,6 +322,14 @@ impl NatsBus {
         payload: &Bytes,
         message_id: &str,
     ) -> Result<(), Attempt> {
+        // Nothing is handed to a client that is not connected: it would hold the message in its
+        // buffer and send it once reconnected, after the caller may have given up on it (a
+        // controller that answered 503 must not see the activation run anyway).
+        if !Bus::connected(self) {
+            return Err(Attempt::Transient(BusError::Unavailable(
+                "not connected to the NATS server".to_string(),
+            )));
+        }
         let stream = self.stream_name(topic);
         // The second round is for a stream deleted behind this bus's back: made again, then used.
         for round in 0..2 {
@@ -464,6 +474,10 @@ impl Bus for NatsBus {
         let mut backoff = FIRST_BACKOFF;
         let mut unavailable_since: Option<tokio::time::Instant> = None;
         loop {
+            // The patience counts from the start of the first failing attempt: an attempt
+            // while the connection is down itself waits up to `connect_timeout` for the
+            // server's answer, which must not come on top of `publish_timeout`.
+            let attempt_started = tokio::time::Instant::now();
             let error = match self.publish_once(topic, &payload, &message_id).await {
                 Ok(()) => return Ok(()),
                 Err(Attempt::Fatal(error)) => return Err(error),
@@ -474,7 +488,7 @@ impl Bus for NatsBus {
                 Err(Attempt::Transient(error)) => Some(error),
             };
             if let Some(error) = error {
-                let since = *unavailable_since.get_or_insert_with(tokio::time::Instant::now);
+                let since = *unavailable_since.get_or_insert(attempt_started);
                 if since.elapsed() >= self.inner.config.publish_timeout {
                     return Err(error);
                 }
@@ -567,6 +581,10 @@ impl Bus for NatsBus {
             Err(_) => tracing::warn!(?patience, "draining the NATS connection timed out"),
         }
         tracing::info!(cluster = %self.inner.config.cluster, "NATS bus closed");
+    }
+
+    fn connected(&self) -> bool {
+        self.inner.client.connection_state() == async_nats::connection::State::Connected
     }
 }
 
@@ -684,6 +702,22 @@ impl Acker for NatsAcker {
                 BusError::Unavailable(format!("ack failed: {error}"))
             }
         })
+    }
+
+    /// A JetStream "working" acknowledgement, which restarts the consumer's `ack_wait` for this
+    /// message. Not confirmed by the server (a lost one is made up by the next), but bounded, so
+    /// a holder never hangs on a server that is away.
+    async fn progress(&self) -> Result<(), BusError> {
+        let Some(message) = &self.message else {
+            return Ok(());
+        };
+        if self.bus.is_closed() {
+            return Err(BusError::Closed);
+        }
+        self.bus
+            .bounded(message.ack_with(AckKind::Progress))
+            .await
+            .map_err(|error| BusError::Unavailable(format!("progress report failed: {error}")))
     }
 }
 

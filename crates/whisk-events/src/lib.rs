@@ -6,13 +6,22 @@
 //! [`routes`] on the platform's own API host, registrations are kept in a [`FeedStore`], and
 //! fires go through the controller's `fire_with_identity`, the same checks as `POST
 //! .../triggers/{name}` without an HTTP round trip.
+//!
+//! Standalone keeps the registrations in SQLite and runs the scheduler itself. A cluster keeps
+//! them in its PostgreSQL schema, every controller serves the routes, and the scheduler runs on
+//! the one controller [`leader::Election`] elects; each occurrence is claimed in the store
+//! before it fires, so no occurrence fires twice whichever scheduler runs.
 
+pub mod leader;
 pub mod packages;
 pub mod routes;
 pub mod schedule;
 pub mod scheduler;
 pub mod signature;
 pub mod store;
+
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 
@@ -25,9 +34,12 @@ use whisk_model::EntityName;
 use whisk_model::identity::Identity;
 use whisk_store::{StoreError, StoreResult};
 
-pub use packages::{InstallError, install};
+pub use leader::Election;
+pub use packages::{InstallError, install, install_shared};
 pub use scheduler::{FireOutcome, Scheduler, Triggers};
-pub use store::{FEEDS_FILE_NAME, FeedStore, FeedStoreError};
+pub use store::{
+    FEEDS_FILE_NAME, FeedBackend, FeedStore, FeedStoreError, PostgresFeeds, SqliteFeeds,
+};
 
 /// The feed provider: what its routes and the scheduler share. Cheap to clone.
 #[derive(Debug, Clone)]

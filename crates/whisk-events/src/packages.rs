@@ -165,6 +165,10 @@ pub fn shipped() -> Vec<ShippedPackage> {
 
 /// Installs or upgrades every shipped package through `api` (the controller's application)
 /// with `credentials` (`uuid:key` of `whisk.system`); returns the names it (re)wrote.
+///
+/// A package's digest is written last, after its actions: a start interrupted halfway leaves
+/// a package without the current digest, which the next start rewrites, and a controller
+/// that finds the current digest knows the actions are all there.
 pub async fn install(api: &Router, credentials: &str) -> Result<Vec<&'static str>, InstallError> {
     let authorization = format!("Basic {}", STANDARD.encode(credentials));
     let mut written = Vec::new();
@@ -181,14 +185,15 @@ pub async fn install(api: &Router, credentials: &str) -> Result<Vec<&'static str
             tracing::debug!(package = package.name, "shipped package is current");
             continue;
         }
-        let body = json!({
-            "publish": true,
-            "annotations": [
-                {"key": "description", "value": package.description},
-                {"key": DIGEST_ANNOTATION, "value": digest},
-            ],
-        });
-        expect_ok(api, &authorization, &format!("{path}?overwrite=true"), body).await?;
+        let package_body = |digest: Option<&str>| {
+            let mut annotations = vec![json!({"key": "description", "value": package.description})];
+            if let Some(digest) = digest {
+                annotations.push(json!({"key": DIGEST_ANNOTATION, "value": digest}));
+            }
+            json!({"publish": true, "annotations": annotations})
+        };
+        let overwrite = format!("{path}?overwrite=true");
+        expect_ok(api, &authorization, &overwrite, package_body(None)).await?;
         for action in &package.actions {
             let mut annotations = vec![
                 json!({"key": "description", "value": action.description}),
@@ -207,10 +212,39 @@ pub async fn install(api: &Router, credentials: &str) -> Result<Vec<&'static str
             );
             expect_ok(api, &authorization, &action_path, body).await?;
         }
+        expect_ok(api, &authorization, &overwrite, package_body(Some(&digest))).await?;
         tracing::info!(package = package.name, "installed shipped package");
         written.push(package.name);
     }
     Ok(written)
+}
+
+/// [`install`] for controllers of a cluster that may start together: two writing the same
+/// entity at once make one of them meet a revision conflict (409), so it tries again after a
+/// pause, and then finds the packages current or finishes them. Other refusals are returned
+/// at once.
+pub async fn install_shared(
+    api: &Router,
+    credentials: &str,
+    attempts: u32,
+    pause: std::time::Duration,
+) -> Result<Vec<&'static str>, InstallError> {
+    let mut attempt = 1;
+    loop {
+        match install(api, credentials).await {
+            Err(InstallError::Refused { status, .. })
+                if status == StatusCode::CONFLICT && attempt < attempts =>
+            {
+                tracing::debug!(
+                    attempt,
+                    "shipped packages written concurrently; trying again"
+                );
+                attempt += 1;
+                tokio::time::sleep(pause * attempt).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn annotation<'a>(entity: &'a Value, key: &str) -> Option<&'a Value> {

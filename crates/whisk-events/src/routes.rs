@@ -195,6 +195,7 @@ async fn alarm_event(events: &Events, kind: &str, headers: &HeaderMap, body: &By
                 let existing = events
                     .feeds
                     .get_alarm(&trigger)
+                    .await
                     .map_err(Failure::internal)?
                     .ok_or_else(|| not_registered(&trigger))?;
                 let mut merged = spec_params(&existing.spec);
@@ -225,6 +226,7 @@ async fn alarm_event(events: &Events, kind: &str, headers: &HeaderMap, body: &By
                     changed: now,
                     last_fire: None,
                 })
+                .await
                 .map_err(Failure::internal)?;
             events.scheduler.wake();
             tracing::info!(%trigger, event = %call.event, next_fire, "alarm registered");
@@ -234,6 +236,7 @@ async fn alarm_event(events: &Events, kind: &str, headers: &HeaderMap, body: &By
             let alarm = events
                 .feeds
                 .get_alarm(&trigger)
+                .await
                 .map_err(Failure::internal)?
                 .ok_or_else(|| not_registered(&trigger))?;
             let mut config = spec_params(&alarm.spec);
@@ -256,6 +259,7 @@ async fn alarm_event(events: &Events, kind: &str, headers: &HeaderMap, body: &By
             if !events
                 .feeds
                 .delete_alarm(&trigger)
+                .await
                 .map_err(Failure::internal)?
             {
                 return Err(not_registered(&trigger));
@@ -268,6 +272,7 @@ async fn alarm_event(events: &Events, kind: &str, headers: &HeaderMap, body: &By
             let mut alarm = events
                 .feeds
                 .get_alarm(&trigger)
+                .await
                 .map_err(Failure::internal)?
                 .ok_or_else(|| not_registered(&trigger))?;
             if call.event == "PAUSE" {
@@ -282,7 +287,11 @@ async fn alarm_event(events: &Events, kind: &str, headers: &HeaderMap, body: &By
                 alarm.reason = (!alarm.active).then(|| "schedule finished".to_owned());
             }
             alarm.changed = now;
-            events.feeds.put_alarm(&alarm).map_err(Failure::internal)?;
+            events
+                .feeds
+                .put_alarm(&alarm)
+                .await
+                .map_err(Failure::internal)?;
             events.scheduler.wake();
             ok(json!({"status": "success"}))
         }
@@ -347,6 +356,7 @@ async fn webhook_event(events: &Events, headers: &HeaderMap, body: &Bytes) -> An
             let existing = events
                 .feeds
                 .webhook_for(&call.namespace, &call.name)
+                .await
                 .map_err(Failure::internal)?;
             let token = match (&existing, call.event.as_str()) {
                 (Some(existing), "UPDATE") => existing.token.clone(),
@@ -362,6 +372,7 @@ async fn webhook_event(events: &Events, headers: &HeaderMap, body: &Bytes) -> An
                     owner_uuid: call.identity.uuid.clone(),
                     verifier: verifier.clone(),
                 })
+                .await
                 .map_err(Failure::internal)?;
             tracing::info!(trigger = %call.trigger(), provider = verifier.provider(), "webhook registered");
             ok(json!({
@@ -374,6 +385,7 @@ async fn webhook_event(events: &Events, headers: &HeaderMap, body: &Bytes) -> An
             let webhook = events
                 .feeds
                 .webhook_for(&call.namespace, &call.name)
+                .await
                 .map_err(Failure::internal)?
                 .ok_or_else(|| not_registered(&call.trigger()))?;
             ok(json!({
@@ -390,6 +402,7 @@ async fn webhook_event(events: &Events, headers: &HeaderMap, body: &Bytes) -> An
             if !events
                 .feeds
                 .delete_webhook(&call.namespace, &call.name)
+                .await
                 .map_err(Failure::internal)?
             {
                 return Err(not_registered(&call.trigger()));
@@ -454,6 +467,7 @@ async fn fire_webhook(events: &Events, token: &str, headers: &HeaderMap, body: &
     let webhook = events
         .feeds
         .webhook_by_token(token)
+        .await
         .map_err(Failure::internal)?
         .ok_or_else(unknown)?;
     let now_seconds = events.clock.now_millis() / 1000;

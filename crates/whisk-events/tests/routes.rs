@@ -354,3 +354,35 @@ async fn shipped_packages_install_once_and_the_controller_still_answers_behind_t
     .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controllers_installing_at_once_all_succeed_and_leave_the_packages_current() {
+    let fixture = fixture().await;
+    // A refusal other than a conflict is not retried.
+    let refused =
+        whisk_events::install_shared(fixture.events.controller(), GUEST, 20, Default::default())
+            .await;
+    assert!(
+        matches!(
+            refused,
+            Err(whisk_events::InstallError::Refused { status, .. }) if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED
+        ),
+        "{refused:?}"
+    );
+    let installs: Vec<_> = (0..4)
+        .map(|_| {
+            let api = fixture.events.controller().clone();
+            tokio::spawn(async move {
+                whisk_events::install_shared(&api, SYSTEM, 20, std::time::Duration::from_millis(10))
+                    .await
+            })
+        })
+        .collect();
+    for install in installs {
+        install.await.unwrap().unwrap();
+    }
+    let again = whisk_events::install(fixture.events.controller(), SYSTEM)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+}

@@ -40,6 +40,11 @@ pub const ACTION_FETCH_ERROR: &str = "Action could not be fetched.";
 /// How often a runtime's "shutting down" answer sends an activation to another container.
 const RESCHEDULE_ATTEMPTS: usize = 3;
 
+/// Where waiting for the store or the bus to come back starts and stops backing off: quick
+/// enough to catch a short outage early, slow enough not to hammer a server that restarts.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(2);
+
 /// The invoker's settings.
 #[derive(Debug, Clone)]
 pub struct InvokerConfig {
@@ -330,48 +335,153 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         action = %message.action,
     );
     async move {
-        if delivery.redeliveries > 0 && resend_existing(&shared, &message).await {
-            if let Err(error) = delivery.ack().await {
-                warn!(%error, "ack failed");
-            }
-            return;
+        if delivery.redeliveries > 0 {
+            info!(
+                redeliveries = delivery.redeliveries,
+                "activation delivered again"
+            );
         }
-        let progress = Mutex::new(Progress::default());
-        let mut stopping = shared.stopping.clone();
-        let outcome = tokio::select! {
-            record = execute(&shared, &message, &progress) => Some(record),
-            Ok(_) = stopping.wait_for(|stop| *stop) => None,
-        };
-        let record = match outcome {
-            Some(record) => record,
-            None => {
-                info!("activation interrupted by shutdown");
-                let progress = progress.into_inner().unwrap_or_else(|p| p.into_inner());
-                interrupted(&shared, &message, progress)
+        // However long the activation and its record take, the bus must not hand the message
+        // to another worker meanwhile.
+        let settle = {
+            let work = process(&shared, &message, delivery.redeliveries > 0);
+            tokio::pin!(work);
+            let mut reports = tokio::time::interval(whisk_bus::PROGRESS_INTERVAL);
+            reports.tick().await;
+            loop {
+                tokio::select! {
+                    settle = &mut work => break settle,
+                    _ = reports.tick() => {
+                        if let Err(error) = delivery.in_progress().await {
+                            debug!(%error, "progress report failed");
+                        }
+                    }
+                }
             }
         };
-        match record {
-            Ok(record) => finish(&shared, &message, record, delivery).await,
-            Err(error) => {
-                error!(%error, "no record can be made for this activation; dropped");
+        match settle {
+            Settle::Ack => {
                 if let Err(error) = delivery.ack().await {
                     warn!(%error, "ack failed");
                 }
             }
+            // Dropped unacknowledged: the bus delivers it again.
+            Settle::Redeliver => drop(delivery),
         }
     }
     .instrument(span)
     .await;
 }
 
+/// What becomes of a message once its activation is dealt with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// Done (or beyond help): acknowledge it.
+    Ack,
+    /// Its record could not be stored: leave it for the bus to deliver again.
+    Redeliver,
+}
+
+/// Runs the activation of `message` (unless it is a redelivery that already has a record),
+/// stores its record and publishes its completion.
+async fn process(shared: &Shared, message: &ActivationMessage, redelivered: bool) -> Settle {
+    if redelivered && resend_existing(shared, message).await {
+        return Settle::Ack;
+    }
+    let progress = Mutex::new(Progress::default());
+    let mut stopping = shared.stopping.clone();
+    let outcome = tokio::select! {
+        record = execute(shared, message, &progress) => Some(record),
+        Ok(_) = stopping.wait_for(|stop| *stop) => None,
+    };
+    let record = match outcome {
+        Some(record) => record,
+        None => {
+            info!("activation interrupted by shutdown");
+            let progress = progress.into_inner().unwrap_or_else(|p| p.into_inner());
+            interrupted(shared, message, progress)
+        }
+    };
+    match record {
+        Ok(record) => finish(shared, message, record).await,
+        Err(error) => {
+            error!(%error, "no record can be made for this activation; dropped");
+            Settle::Ack
+        }
+    }
+}
+
+/// Calls `call` until it succeeds or fails with an error `transient` does not accept, backing
+/// off between attempts; a service that is away is waited for rather than given up on, since
+/// giving up would lose a record or a completion. Stops early, with the last error, when the
+/// invoker stops. `what` names the call in the logs.
+async fn retry<T, E, F>(
+    shared: &Shared,
+    what: &'static str,
+    transient: impl Fn(&E) -> bool,
+    mut call: impl FnMut() -> F,
+) -> Result<T, E>
+where
+    E: fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut stopping = shared.stopping.clone();
+    let mut backoff = FIRST_RETRY;
+    let mut failures: u32 = 0;
+    let first_failure = std::time::Instant::now();
+    loop {
+        let error = match call().await {
+            Ok(value) => {
+                if failures > 0 {
+                    info!(
+                        what,
+                        attempts = failures + 1,
+                        waited_ms =
+                            u64::try_from(first_failure.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        "succeeded after retrying"
+                    );
+                }
+                return Ok(value);
+            }
+            Err(error) if transient(&error) => error,
+            Err(error) => return Err(error),
+        };
+        if failures == 0 {
+            warn!(what, %error, "service unavailable; retrying until it is back");
+        } else {
+            debug!(what, %error, attempt = failures + 1, "still unavailable");
+        }
+        failures += 1;
+        tokio::select! {
+            Ok(_) = stopping.wait_for(|stop| *stop) => return Err(error),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(LAST_RETRY);
+    }
+}
+
+/// A store failure that waiting may cure.
+fn store_away(error: &StoreError) -> bool {
+    matches!(error, StoreError::Unavailable(_))
+}
+
 /// For a redelivered message: if its record was stored before, publish the completion again
 /// instead of running the action twice.
 async fn resend_existing(shared: &Shared, message: &ActivationMessage) -> bool {
-    let stored = shared
-        .store
-        .activations
-        .get(&message.user.namespace, message.activation_id.as_str())
-        .await;
+    // Running the action again because the store cannot say whether it ran would run it
+    // twice; waiting for the store costs only time.
+    let stored = retry(
+        shared,
+        "look up the record of a redelivery",
+        store_away,
+        || {
+            shared
+                .store
+                .activations
+                .get(&message.user.namespace, message.activation_id.as_str())
+        },
+    )
+    .await;
     let record = match stored {
         Ok(Some(document)) => match serde_json::from_value::<WhiskActivation>(document) {
             Ok(record) => record,
@@ -391,43 +501,40 @@ async fn resend_existing(shared: &Shared, message: &ActivationMessage) -> bool {
     true
 }
 
-/// Stores the record, publishes the completion, then acknowledges.
-async fn finish(
-    shared: &Shared,
-    message: &ActivationMessage,
-    record: WhiskActivation,
-    delivery: Delivery,
-) {
-    let stored = match activation_entry(&record) {
-        Ok(entry) => {
+/// Stores the record (keeping it while the store is away), then publishes the completion; the
+/// caller acknowledges the message after.
+async fn finish(shared: &Shared, message: &ActivationMessage, record: WhiskActivation) -> Settle {
+    let entry = match activation_entry(&record) {
+        Ok(entry) => entry,
+        Err(error) => {
+            error!(%error, "activation record does not encode; dropped");
+            return Settle::Ack;
+        }
+    };
+    let stored = retry(shared, "store the activation record", store_away, || {
+        let entry = entry.clone();
+        async move {
             let storing = std::time::Instant::now();
             let stored = shared.store.activations.put(entry).await;
             whisk_metrics::global().store_call("activation_put", storing.elapsed());
             stored
         }
-        Err(error) => {
-            error!(%error, "activation record does not encode; dropped");
-            if let Err(error) = delivery.ack().await {
-                warn!(%error, "ack failed");
-            }
-            return;
-        }
-    };
+    })
+    .await;
     match stored {
         Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
         Err(error) => {
-            // Not acknowledged: the bus delivers the message again and the next attempt
+            // The invoker is stopping with the store away, or the store refuses the record:
+            // not acknowledged, so the bus delivers the message again and the next attempt
             // stores the record (or finds it stored).
             error!(%error, "activation record not stored; leaving the message for redelivery");
-            return;
+            return Settle::Redeliver;
         }
     }
     publish_completion(shared, message, &record).await;
-    if let Err(error) = delivery.ack().await {
-        warn!(%error, "ack failed");
-    }
     whisk_metrics::global().activation_record(&record);
     info!(status = %record.response.status(), duration = record.effective_duration(), "activation done");
+    Settle::Ack
 }
 
 async fn publish_completion(
@@ -444,14 +551,27 @@ async fn publish_completion(
     };
     match serde_json::to_vec(&completion) {
         Ok(bytes) => {
-            let publishing = std::time::Instant::now();
-            let published = shared
-                .bus
-                .publish(&message.completion_topic, Bytes::from(bytes))
-                .await;
-            whisk_metrics::global().bus_call("publish", publishing.elapsed());
+            let payload = Bytes::from(bytes);
+            // The controller's balancer holds the activation's slots until its completion
+            // comes, so a bus that is away is waited for.
+            let published = retry(
+                shared,
+                "publish the completion",
+                |error: &BusError| matches!(error, BusError::Unavailable(_)),
+                || async {
+                    let publishing = std::time::Instant::now();
+                    let published = shared
+                        .bus
+                        .publish(&message.completion_topic, payload.clone())
+                        .await;
+                    whisk_metrics::global().bus_call("publish", publishing.elapsed());
+                    published
+                },
+            )
+            .await;
             if let Err(error) = published {
-                // The record is stored: a waiting controller finds it by polling the store.
+                // Stopping, or the bus is closed: the record is stored, and a waiting
+                // controller finds it in the store.
                 warn!(%error, topic = %message.completion_topic, "completion not published");
             }
         }
@@ -494,7 +614,14 @@ async fn execute(
     progress: &Mutex<Progress>,
 ) -> Result<WhiskActivation, RecordError> {
     let doc_id = message.action.doc_id();
-    let action = match shared.actions.get(&doc_id, &message.revision).await {
+    let loaded = retry(
+        shared,
+        "load the action",
+        |error: &LoadError| matches!(error, LoadError::Store(StoreError::Unavailable(_))),
+        || shared.actions.get(&doc_id, &message.revision),
+    )
+    .await;
+    let action = match loaded {
         Ok(action) => action,
         Err(LoadError::Gone { .. }) => {
             info!("action gone before it could run");

@@ -26,8 +26,8 @@ pub use entity::{
 };
 pub use error::{StoreError, StoreResult};
 pub use postgres::{
-    PostgresActivationStore, PostgresEntityStore, PostgresOptions, PostgresSubjectStore,
-    PostgresTls,
+    PostgresActivationStore, PostgresDatabase, PostgresEntityStore, PostgresOptions,
+    PostgresSubjectStore, PostgresTls,
 };
 pub use retention::{RetentionTask, spawn_retention};
 pub use sqlite::{

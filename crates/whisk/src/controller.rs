@@ -14,7 +14,9 @@ use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemC
 use whisk_model::bus::CompletionMessage;
 use whisk_store::{ActivationEntry, Store};
 
-use crate::cluster::{OwnedNotes, connect_bus, controller_owner, open_store};
+use crate::cluster::{
+    Hearing, OwnedNotes, QUIET_AFTER_RECONNECT, connect_bus, controller_owner, open_database,
+};
 use crate::config::{ClusterFlags, ClusterRole, ClusterSettings, ServerConfig, ServerFlags};
 use crate::standalone::{
     announce_as, controller_config, edge_config, ensure_well_known_subjects, shutdown_signal,
@@ -87,7 +89,8 @@ async fn sweep_orphans(store: Store, mut orphans: HashSet<(String, String)>) {
 pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()> {
     let config = ServerConfig::load(&flags)?;
     let settings = ClusterSettings::resolve(ClusterRole::Controller, &cluster, &config.cluster)?;
-    let store = OwnedNotes::wrap(open_store(&settings).await?, controller_owner(settings.id));
+    let database = open_database(&settings).await?;
+    let store = OwnedNotes::wrap(database.store(), controller_owner(settings.id));
     ensure_well_known_subjects(&store).await?;
     // Every controller purges; the deletes are idempotent, so several at once do no harm.
     let _retention =
@@ -111,7 +114,7 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
         );
     }
     let sweeper = tokio::spawn(sweep_orphans(store.clone(), orphans));
-    let bus = connect_bus(&settings).await?;
+    let bus = connect_bus(&settings, ClusterRole::Controller).await?;
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.host, config.port))
         .await
@@ -134,6 +137,7 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
         Arc::clone(&balancer),
         store.clone(),
         settings.lost_grace,
+        Arc::clone(&bus),
     ));
     // Throttles count in the shared store, so a namespace's limits hold for the whole cluster.
     let invocations = Invocations::shared(Arc::clone(&balancer), Arc::clone(&store.activations));
@@ -148,8 +152,12 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
         %address,
         "controller running"
     );
+    let (events, election) = crate::feeds::start(&config, &database, state, address).await?;
     announce_as(&format!("controller {}", settings.id), address, &config);
-    let served = whisk_controller::serve_with(listener, state, edge, shutdown_signal()).await;
+    let served =
+        whisk_controller::edge::serve(listener, events.app(), edge, shutdown_signal()).await;
+    // Stopped between fires at worst: each occurrence is claimed in the store before it fires.
+    election.abort();
     watchdog.abort();
     sweeper.abort();
     balancer.stop();
@@ -166,11 +174,22 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
 /// error` record (unless the invoker stored one after all), and its balancer slots and any
 /// blocking caller are released with that record. Only the controller that published an
 /// activation knows where it went, so each controller closes just its own.
-async fn watch_invokers(balancer: Arc<LoadBalancer>, store: Store, grace: Duration) {
+async fn watch_invokers(
+    balancer: Arc<LoadBalancer>,
+    store: Store,
+    grace: Duration,
+    bus: Arc<dyn whisk_bus::Bus>,
+) {
     let mut down_since: HashMap<u32, Instant> = HashMap::new();
+    let mut hearing = Hearing::new(QUIET_AFTER_RECONNECT, Instant::now());
     let mut interval = tokio::time::interval(WATCH_INTERVAL);
     loop {
         interval.tick().await;
+        // Silence on a bus this controller cannot hear says nothing of the invokers.
+        if !hearing.counts(bus.connected(), Instant::now()) {
+            down_since.clear();
+            continue;
+        }
         for status in balancer.invokers() {
             if status.healthy {
                 down_since.remove(&status.invoker);

@@ -8,6 +8,7 @@ mod admin;
 mod cluster;
 mod config;
 mod controller;
+mod feeds;
 mod invoker;
 mod standalone;
 mod wasm_check;

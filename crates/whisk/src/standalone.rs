@@ -427,12 +427,17 @@ async fn start_events(
 }
 
 /// Where users reach the API, e.g. `http://127.0.0.1:3233`.
-fn public_url(address: SocketAddr, config: &ServerConfig) -> String {
+pub(crate) fn public_url(address: SocketAddr, config: &ServerConfig) -> String {
     let scheme = match config.tls {
         TlsSettings::Off => "http",
         TlsSettings::Files { .. } | TlsSettings::SelfSigned => "https",
     };
     format!("{scheme}://{address}")
+}
+
+/// `uuid:key` of `whisk.system`, which installs the shipped packages.
+pub(crate) fn system_credentials() -> &'static str {
+    WELL_KNOWN_SUBJECTS[1].1
 }
 
 /// Creates `guest` and `whisk.system` on first start; later starts leave them as the admin left them.

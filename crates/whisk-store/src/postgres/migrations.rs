@@ -119,36 +119,61 @@ CREATE TABLE minute_counters (
 /// find nothing left to do. DDL is transactional in PostgreSQL, so a failed
 /// migration leaves the schema as it was.
 pub(crate) async fn migrate(client: &mut Object) -> StoreResult<()> {
+    migrate_track(client, "schema_migrations", "whisk-migrations", MIGRATIONS).await
+}
+
+/// Applies `migrations` (migration `n` is `migrations[n - 1]`) that the version table `table`
+/// has not recorded yet, under an advisory lock named `lock` and keyed on the schema.
+///
+/// The store's own schema is one track; another crate keeping tables in the same schema
+/// (the feed provider's registrations) keeps its own track, so neither numbering has to know
+/// the other. `table` and `lock` come from code, never from input; `table` must still be a
+/// plain identifier because it is spliced into the SQL.
+pub(crate) async fn migrate_track(
+    client: &mut Object,
+    table: &str,
+    lock: &str,
+    migrations: &[&str],
+) -> StoreResult<()> {
+    if table.is_empty()
+        || !table
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(StoreError::InvalidInput(format!(
+            "migration table name '{table}' must be lowercase letters, digits and '_'"
+        )));
+    }
     let transaction = client.transaction().await?;
     transaction
         .execute(
-            "SELECT pg_advisory_xact_lock(hashtext('whisk-migrations:' || coalesce(current_schema(), '')))",
-            &[],
+            "SELECT pg_advisory_xact_lock(hashtext($1 || ':' || coalesce(current_schema(), '')))",
+            &[&lock],
         )
         .await?;
     transaction
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
                  version    bigint PRIMARY KEY,
                  applied_at timestamptz NOT NULL DEFAULT now()
-             )",
-        )
+             )"
+        ))
         .await?;
     let current: i64 = transaction
         .query_one(
-            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &format!("SELECT coalesce(max(version), 0) FROM {table}"),
             &[],
         )
         .await?
         .try_get(0)?;
-    let latest = latest_version();
+    let latest = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
     if current > latest {
         return Err(StoreError::SchemaTooNew {
             found: current,
             supported: latest,
         });
     }
-    for (index, migration) in MIGRATIONS.iter().enumerate() {
+    for (index, migration) in migrations.iter().enumerate() {
         let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
         if version <= current {
             continue;
@@ -156,11 +181,15 @@ pub(crate) async fn migrate(client: &mut Object) -> StoreResult<()> {
         transaction.batch_execute(migration).await?;
         transaction
             .execute(
-                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &format!("INSERT INTO {table} (version) VALUES ($1)"),
                 &[&version],
             )
             .await?;
-        tracing::info!(schema_version = version, "applied postgres migration");
+        tracing::info!(
+            track = table,
+            schema_version = version,
+            "applied postgres migration"
+        );
     }
     transaction.commit().await?;
     Ok(())

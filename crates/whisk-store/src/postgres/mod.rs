@@ -163,14 +163,63 @@ impl Database {
     }
 }
 
+/// The cluster's database as a handle other crates can share: the store's pool, for crates
+/// that keep tables of their own in the same schema (the feed provider's registrations) or need
+/// a session of their own (a leader's advisory lock), without a second way to connect.
+#[derive(Debug, Clone)]
+pub struct PostgresDatabase {
+    database: Database,
+}
+
+impl PostgresDatabase {
+    /// Connects, creates the schema if asked to, and migrates the store's tables; see
+    /// [`crate::open_postgres`] for the errors.
+    pub async fn open(url: &str, options: &PostgresOptions) -> StoreResult<PostgresDatabase> {
+        Ok(PostgresDatabase {
+            database: Database::open(url, options).await?,
+        })
+    }
+
+    /// The entity, subject and activation stores on this pool.
+    pub fn store(&self) -> Store {
+        Store {
+            entities: Arc::new(PostgresEntityStore::new(self.database.clone())),
+            subjects: Arc::new(PostgresSubjectStore::new(self.database.clone())),
+            activations: Arc::new(PostgresActivationStore::new(self.database.clone())),
+        }
+    }
+
+    /// A pooled connection (search path set to the schema); `Unavailable` when none can be had.
+    pub async fn client(&self) -> StoreResult<Object> {
+        self.database.client().await
+    }
+
+    /// A connection taken out of the pool for good: its session, and whatever session state
+    /// it holds (advisory locks), ends when it is dropped, and the pool never hands it to
+    /// anyone else.
+    pub async fn dedicated_client(&self) -> StoreResult<deadpool_postgres::ClientWrapper> {
+        Ok(Object::take(self.database.client().await?))
+    }
+
+    /// Applies the migrations of another crate's tables in this schema, as an append-only
+    /// list of its own: `track` names its version table (`<track>_migrations`) and the
+    /// advisory lock that lets processes starting together migrate once. `track` is
+    /// lowercase letters, digits and `_`.
+    pub async fn migrate_track(&self, track: &str, migrations: &[&str]) -> StoreResult<()> {
+        let mut client = self.database.client().await?;
+        migrations::migrate_track(
+            &mut client,
+            &format!("{track}_migrations"),
+            &format!("whisk-{track}-migrations"),
+            migrations,
+        )
+        .await
+    }
+}
+
 /// Opens the three stores on one pool. Used by [`crate::open_postgres`].
 pub(crate) async fn open(url: &str, options: &PostgresOptions) -> StoreResult<Store> {
-    let database = Database::open(url, options).await?;
-    Ok(Store {
-        entities: Arc::new(PostgresEntityStore::new(database.clone())),
-        subjects: Arc::new(PostgresSubjectStore::new(database.clone())),
-        activations: Arc::new(PostgresActivationStore::new(database)),
-    })
+    Ok(PostgresDatabase::open(url, options).await?.store())
 }
 
 /// Schema names go into SQL and connection options unquoted, so only plain

@@ -891,3 +891,94 @@ async fn entity_lists_have_an_index_in_sort_order() {
         }
     }
 }
+
+#[tokio::test]
+async fn other_crates_migrate_their_own_track_beside_the_store() {
+    let Some(url) = server_url() else { return };
+    let schema = TestSchema::new(&url);
+    let database = super::PostgresDatabase::open(&schema.url(), &schema.options())
+        .await
+        .unwrap();
+    let track: &[&str] = &["CREATE TABLE extra_things (id bigint PRIMARY KEY)"];
+    // Twice, and from two handles at once: one migration, no error.
+    let (first, second) = tokio::join!(
+        database.migrate_track("extra", track),
+        database.migrate_track("extra", track)
+    );
+    first.unwrap();
+    second.unwrap();
+    database.migrate_track("extra", track).await.unwrap();
+    let client = schema.client().await;
+    let versions: Vec<i64> = client
+        .query("SELECT version FROM extra_migrations", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, [1]);
+    // The store's own track is unchanged.
+    let store_versions: i64 = client
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(store_versions, migrations::latest_version());
+    // A track name that is not a plain identifier never reaches the SQL.
+    assert!(matches!(
+        database
+            .migrate_track("x; DROP TABLE entities", track)
+            .await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    // A track that is newer than the code is refused like the store's.
+    assert!(matches!(
+        database.migrate_track("extra", &[]).await,
+        Err(StoreError::SchemaTooNew {
+            found: 1,
+            supported: 0
+        })
+    ));
+}
+
+#[tokio::test]
+async fn a_dedicated_client_keeps_its_session_until_dropped() {
+    let Some(url) = server_url() else { return };
+    let schema = TestSchema::new(&url);
+    let database = super::PostgresDatabase::open(&schema.url(), &schema.options())
+        .await
+        .unwrap();
+    let try_lock = "SELECT pg_try_advisory_lock(hashtext(current_schema()))";
+    let holder = database.dedicated_client().await.unwrap();
+    assert!(
+        holder
+            .query_one(try_lock, &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    );
+    // Every pooled connection is another session: none gets the lock.
+    for _ in 0..4 {
+        let pooled = database.client().await.unwrap();
+        assert!(
+            !pooled
+                .query_one(try_lock, &[])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        );
+    }
+    // Dropped, its session ends and the lock with it.
+    drop(holder);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let other = database.dedicated_client().await.unwrap();
+    while !other
+        .query_one(try_lock, &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(Instant::now() < deadline, "the lock outlived its session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

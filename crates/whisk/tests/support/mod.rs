@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+pub mod cluster;
+
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
