@@ -158,7 +158,8 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
     // Throttles count in the shared store, so a namespace's limits hold for the whole cluster.
     let invocations = Invocations::shared(Arc::clone(&balancer), Arc::clone(&store.activations));
     let state = whisk_controller::AppState::new(store, controller_config(&config))
-        .with_invocations(invocations);
+        .with_invocations(invocations)
+        .with_code_check(crate::wasm_check::WasmCodeCheck::for_controller(None));
     let edge = edge_config(&config)?;
     tracing::info!(
         controller = settings.id,

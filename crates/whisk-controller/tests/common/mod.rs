@@ -19,7 +19,8 @@ use tempfile::TempDir;
 use tower::ServiceExt;
 use whisk_bus::{Bus, InProcessBus};
 use whisk_controller::{
-    AppState, BalancerConfig, Clock, ControllerConfig, IdSource, Invocations, LoadBalancer, router,
+    AcceptAnyCode, AppState, BalancerConfig, Clock, CodeCheck, ControllerConfig, IdSource,
+    Invocations, LoadBalancer, router,
 };
 use whisk_model::{ActivationId, AuthKey};
 use whisk_store::Store;
@@ -125,6 +126,15 @@ impl TestApp {
     }
 
     pub async fn build(config: ControllerConfig, invocations: Invocations) -> TestApp {
+        Self::build_checked(config, invocations, Arc::new(AcceptAnyCode)).await
+    }
+
+    /// A controller whose actions' code is checked by `code_check` when written.
+    pub async fn build_checked(
+        config: ControllerConfig,
+        invocations: Invocations,
+        code_check: Arc<dyn CodeCheck>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store = whisk_store::open_sqlite(dir.path()).unwrap();
         for (subject, credentials) in [("guest", GUEST), ("other", OTHER), ("blocked", BLOCKED)] {
@@ -142,6 +152,7 @@ impl TestApp {
             clock: Arc::new(SteppingClock(AtomicU64::new(START_MILLIS))),
             ids: Arc::new(CountingIds::default()),
             invocations: Arc::new(invocations),
+            code_check,
         };
         TestApp {
             store,
