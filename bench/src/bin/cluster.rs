@@ -5,6 +5,13 @@
 //! clients, each client cycling over a set of distinct no-op Node.js actions (one action would
 //! mostly stay on its home invoker and never show the second one).
 //!
+//! Next to each row it measures what an activation costs the machine: the CPU time (user +
+//! system, from `/proc`) of the API process, of the invokers, and of every `postgres` and
+//! `nats-server` process on the host, divided by the activations of the measured window; and,
+//! for the cluster rows, the PostgreSQL work per activation from `pg_stat_user_tables` of the
+//! row's own schema (scans ≈ read queries, and rows inserted, updated and deleted), so the
+//! store's share of the cluster path is counted, not guessed.
+//!
 //! Needs root (containers) and the two services: `WHISK_TEST_POSTGRES_URL` and
 //! `WHISK_TEST_NATS_URL` as `.ci/postgres start` and `.ci/nats start` print them.
 //! `cargo build --release -p whisk && cargo run --release -p whisk-bench --bin cluster`; flags:
@@ -19,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
+use tokio_postgres::NoTls;
 use whisk_bench::{Summary, flag, load_line, ms, running_as_root};
 
 /// The guest subject every platform creates on its first start (OpenWhisk's well-known key).
@@ -74,14 +82,25 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         let mut setup = Setup::new(&whisk)?;
         let url = setup.spawn_standalone()?;
         // Its invoker is in process: no invoker to be heard of.
-        let row = measure(&url, &load, &setup, 0).await?;
+        let row = measure(&url, &load, &setup, 0, None).await?;
+        if row.errors > 0 {
+            setup.print_problems();
+        }
         rows.push(("standalone (in-process invoker)".to_owned(), row));
     }
     for invokers in [1u32, 2] {
         let mut setup = Setup::new(&whisk)?;
         let url = setup.spawn_cluster(&postgres, &nats, invokers)?;
         let label = format!("cluster: 1 controller, {invokers} invoker(s)");
-        rows.push((label, measure(&url, &load, &setup, invokers).await?));
+        let schema = cluster_schema(invokers);
+        let store = Some((postgres.as_str(), schema.as_str()));
+        let row = measure(&url, &load, &setup, invokers, store).await;
+        if row.as_ref().map_or(true, |row| row.errors > 0) {
+            setup.print_problems();
+        }
+        drop(setup);
+        drop_schema(&postgres, &schema).await?;
+        rows.push((label, row?));
     }
 
     println!(
@@ -89,17 +108,83 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
          {actions} actions, {seconds} s per row after as long a warm-up; {})\n",
         load_line()
     );
-    println!("| setup | activations/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|");
-    for (label, row) in rows {
+    println!(
+        "| setup | activations/s | p50 ms | p99 ms | errors | load after the row |\n\
+         |---|---:|---:|---:|---:|---|"
+    );
+    for (label, row) in &rows {
         println!(
-            "| {label} | {:.0} | {} | {} | {} |",
+            "| {label} | {:.0} | {} | {} | {} | {} |",
             row.per_second,
             row.latency.map_or("–".to_owned(), |s| ms(s.p50)),
             row.latency.map_or("–".to_owned(), |s| ms(s.p99)),
-            row.errors
+            row.errors,
+            row.load
         );
     }
+    println!(
+        "\n### CPU time per activation in the measured window (ms; user + system from /proc; \
+         `postgres` and `nats-server` are every such process on the host)\n"
+    );
+    println!(
+        "| setup | API process | invoker(s) | postgres | nats-server | sum |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+    for (label, row) in &rows {
+        let cpu = &row.cpu;
+        println!(
+            "| {label} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            cpu.api,
+            cpu.invokers,
+            cpu.postgres,
+            cpu.nats,
+            cpu.api + cpu.invokers + cpu.postgres + cpu.nats
+        );
+    }
+    println!(
+        "\n### PostgreSQL work per activation, cluster rows (`pg_stat_user_tables` of the row's \
+         schema: scans ≈ read queries; rows written)\n"
+    );
+    println!(
+        "| setup | table | scans | inserted | updated | deleted |\n|---|---|---:|---:|---:|---:|"
+    );
+    for (label, row) in &rows {
+        for table in &row.store {
+            println!(
+                "| {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                table.name, table.scans, table.inserted, table.updated, table.deleted
+            );
+        }
+        if !row.store.is_empty() {
+            let sum = |f: fn(&TableWork) -> f64| row.store.iter().map(f).sum::<f64>();
+            println!(
+                "| {label} | **all** | **{:.2}** | **{:.2}** | **{:.2}** | **{:.2}** |",
+                sum(|t| t.scans),
+                sum(|t| t.inserted),
+                sum(|t| t.updated),
+                sum(|t| t.deleted)
+            );
+        }
+    }
     Ok(())
+}
+
+/// Removes a row's schema once its processes are stopped, so runs leave nothing in the
+/// shared database.
+async fn drop_schema(postgres: &str, schema: &str) -> anyhow::Result<()> {
+    let (db, connection) = tokio_postgres::connect(postgres, NoTls)
+        .await
+        .context("cannot connect to PostgreSQL to drop the row's schema")?;
+    tokio::spawn(connection);
+    db.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await
+        .with_context(|| format!("cannot drop schema {schema}"))?;
+    Ok(())
+}
+
+/// The PostgreSQL schema of the cluster row with `invokers` invokers.
+fn cluster_schema(invokers: u32) -> String {
+    format!("bench_{}_{invokers}", std::process::id())
 }
 
 fn default_whisk() -> PathBuf {
@@ -118,7 +203,135 @@ struct Row {
     per_second: f64,
     latency: Option<Summary>,
     errors: u64,
+    load: String,
+    cpu: CpuPerActivation,
+    /// Per table of the cluster's schema; empty for standalone.
+    store: Vec<TableWork>,
 }
+
+/// CPU milliseconds per activation of the measured window, by process group.
+#[derive(Default)]
+struct CpuPerActivation {
+    api: f64,
+    invokers: f64,
+    postgres: f64,
+    nats: f64,
+}
+
+/// What one table of the store did per activation.
+struct TableWork {
+    name: String,
+    scans: f64,
+    inserted: f64,
+    updated: f64,
+    deleted: f64,
+}
+
+/// CPU clock ticks (user + system) of one process so far, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // The command may hold spaces and parentheses: fields are counted after the last `)`.
+    let Some((_, after)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After `)`: state is field 3 of the file, so utime (14) and stime (15) are at 11 and 12.
+    let field = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// The pids of every process whose command name (`/proc/<pid>/comm`) is `name`.
+fn pids_named(name: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .collect()
+}
+
+/// Clock ticks per second, for [`cpu_ticks`] (100 on Linux unless configured otherwise).
+fn ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU ticks of the row's processes and of the host's database and bus, at one instant.
+#[derive(Clone, Copy, Default)]
+struct CpuSnapshot {
+    api: u64,
+    invokers: u64,
+    postgres: u64,
+    nats: u64,
+}
+
+impl CpuSnapshot {
+    fn take(setup: &Setup) -> CpuSnapshot {
+        let mut pids = setup.children.iter().map(Child::id);
+        let api = pids.next().map_or(0, cpu_ticks);
+        CpuSnapshot {
+            api,
+            invokers: pids.map(cpu_ticks).sum(),
+            postgres: pids_named("postgres").into_iter().map(cpu_ticks).sum(),
+            nats: pids_named("nats-server").into_iter().map(cpu_ticks).sum(),
+        }
+    }
+
+    /// Milliseconds per activation from `self` (before) to `after`.
+    fn per_activation(&self, after: &CpuSnapshot, activations: usize) -> CpuPerActivation {
+        let scale = 1000.0 / ticks_per_second() / activations.max(1) as f64;
+        let delta = |a: u64, b: u64| b.saturating_sub(a) as f64 * scale;
+        CpuPerActivation {
+            api: delta(self.api, after.api),
+            invokers: delta(self.invokers, after.invokers),
+            postgres: delta(self.postgres, after.postgres),
+            nats: delta(self.nats, after.nats),
+        }
+    }
+}
+
+/// `(table, scans, inserted, updated, deleted)` of every table of `schema`, as the statistics
+/// say now.
+async fn table_counters(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> anyhow::Result<Vec<(String, i64, i64, i64, i64)>> {
+    // A fresh snapshot: within one transaction the statistics would otherwise stay cached.
+    client
+        .simple_query("SELECT pg_stat_clear_snapshot()")
+        .await?;
+    let rows = client
+        .query(
+            "SELECT relname::text, seq_scan + coalesce(idx_scan, 0), n_tup_ins, n_tup_upd, \
+             n_tup_del FROM pg_stat_user_tables WHERE schemaname = $1 ORDER BY relname",
+            &[&schema],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        .collect())
+}
+
+/// How long a PostgreSQL backend may keep its statistics before publishing them: at most a
+/// second under load, and up to ten seconds once idle (PostgreSQL 15's flush intervals).
+const STATS_FLUSH: Duration = Duration::from_secs(11);
 
 /// The processes of one row, stopped (SIGTERM, then SIGKILL) when dropped.
 struct Setup {
@@ -139,13 +352,16 @@ impl Setup {
         })
     }
 
-    /// An invoker section with host resources named for this process, on a /26 of its own.
+    /// An invoker section with host resources named for this process, on a /22 of its own:
+    /// 1,022 container addresses. A /26 (61 containers) ran out under 16 clients, since the
+    /// warm containers of 8 actions and the prepared network namespaces all hold one, and the
+    /// invoker answered `Failed to provision resources` for the activations it could not place.
     fn invoker_section(&self, index: u32) -> String {
         let pid = std::process::id();
-        let octet = (pid % 200) as u8;
+        let third = (pid % 64) * 4;
         let second = 170 + index;
         format!(
-            "[invoker]\ninstance = \"bench-{pid}-{index}\"\nsubnet = \"10.{second}.{octet}.0/26\"\n\
+            "[invoker]\ninstance = \"bench-{pid}-{index}\"\nsubnet = \"10.{second}.{third}.0/22\"\n\
              user-memory-mb = 8192\n"
         )
     }
@@ -211,7 +427,7 @@ impl Setup {
         invokers: u32,
     ) -> anyhow::Result<String> {
         let pid = std::process::id();
-        let schema = format!("bench_{pid}_{invokers}");
+        let schema = cluster_schema(invokers);
         let name = format!("bench-{pid}-{invokers}");
         let shared = [
             "--store",
@@ -255,6 +471,29 @@ impl Setup {
             self.spawn(&format!("invoker{index}"), &args)?;
         }
         Ok(url)
+    }
+
+    /// Prints the warnings and errors the row's processes logged (their logs are in the row's
+    /// temporary directory, removed with it), so that failed invokes can be explained.
+    fn print_problems(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|extension| extension != "log") {
+                continue;
+            }
+            let text = without_colours(&std::fs::read_to_string(&path).unwrap_or_default());
+            let problems: Vec<&str> = text
+                .lines()
+                .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+                .collect();
+            eprintln!("{}: {} warning/error lines", path.display(), problems.len());
+            for line in problems.iter().take(20) {
+                eprintln!("  {line}");
+            }
+        }
     }
 
     /// Waits until the API process has logged `invokers` invokers joining.
@@ -322,8 +561,16 @@ impl Drop for Setup {
 }
 
 /// Creates the actions, warms them up until each answers, then runs the load twice: once to
-/// warm (containers, connections), once measured.
-async fn measure(url: &str, load: &Load, setup: &Setup, invokers: u32) -> anyhow::Result<Row> {
+/// warm (containers, connections), once measured. With `store` (the cluster's PostgreSQL URL
+/// and schema), the statistics are read before and after the measured run, each time after
+/// the backends have published theirs.
+async fn measure(
+    url: &str,
+    load: &Load,
+    setup: &Setup,
+    invokers: u32,
+    store: Option<(&str, &str)>,
+) -> anyhow::Result<Row> {
     let client = reqwest::Client::new();
     let api = format!("{url}/api/v1/namespaces/_/actions");
     let names: Vec<String> = (0..load.actions)
@@ -345,7 +592,7 @@ async fn measure(url: &str, load: &Load, setup: &Setup, invokers: u32) -> anyhow
     setup.wait_for_invokers(invokers).await?;
     let deadline = Instant::now() + START_DEADLINE;
     for name in &names {
-        while !invoke(&client, &api, name).await? {
+        while invoke(&client, &api, name).await.is_err() {
             if Instant::now() > deadline {
                 bail!("{name} never ran");
             }
@@ -353,20 +600,62 @@ async fn measure(url: &str, load: &Load, setup: &Setup, invokers: u32) -> anyhow
         }
     }
     drive(&client, &api, &names, load).await?;
-    drive(&client, &api, &names, load).await
+    let statistics = match store {
+        Some((postgres, schema)) => {
+            let (db, connection) = tokio_postgres::connect(postgres, NoTls)
+                .await
+                .context("cannot connect to PostgreSQL for its statistics")?;
+            tokio::spawn(connection);
+            tokio::time::sleep(STATS_FLUSH).await;
+            let before = table_counters(&db, schema).await?;
+            Some((db, schema, before))
+        }
+        None => None,
+    };
+    let cpu_before = CpuSnapshot::take(setup);
+    let mut row = drive(&client, &api, &names, load).await?;
+    let cpu_after = CpuSnapshot::take(setup);
+    row.load = load_line();
+    let activations = row.latency.map_or(0, |summary| summary.samples);
+    row.cpu = cpu_before.per_activation(&cpu_after, activations);
+    if let Some((db, schema, before)) = statistics {
+        tokio::time::sleep(STATS_FLUSH).await;
+        let after = table_counters(&db, schema).await?;
+        let per = |a: i64, b: i64| (b - a) as f64 / activations.max(1) as f64;
+        for (name, scans, inserted, updated, deleted) in after {
+            let (_, s0, i0, u0, d0) = before
+                .iter()
+                .find(|(table, ..)| *table == name)
+                .cloned()
+                .unwrap_or((String::new(), 0, 0, 0, 0));
+            row.store.push(TableWork {
+                name,
+                scans: per(s0, scans),
+                inserted: per(i0, inserted),
+                updated: per(u0, updated),
+                deleted: per(d0, deleted),
+            });
+        }
+    }
+    Ok(row)
 }
 
-/// One blocking invoke asking for the result; whether it answered 200.
-async fn invoke(client: &reqwest::Client, api: &str, name: &str) -> anyhow::Result<bool> {
+/// One blocking invoke asking for the result; anything but a 200 is an error naming the status
+/// and the start of the body.
+async fn invoke(client: &reqwest::Client, api: &str, name: &str) -> anyhow::Result<()> {
     let response = client
         .post(format!("{api}/{name}?blocking=true&result=true"))
         .basic_auth(GUEST.0, Some(GUEST.1))
         .json(&json!({"hello": "world"}))
         .send()
         .await?;
-    let ok = response.status() == reqwest::StatusCode::OK;
-    response.bytes().await?;
-    Ok(ok)
+    let status = response.status();
+    let body = response.bytes().await?;
+    if status != reqwest::StatusCode::OK {
+        let body = String::from_utf8_lossy(&body);
+        bail!("{status}: {}", body.chars().take(160).collect::<String>());
+    }
+    Ok(())
 }
 
 /// `load.clients` loops of blocking invokes over the actions for `load.duration`.
@@ -383,28 +672,37 @@ async fn drive(
         let (client, api, names) = (client.clone(), api.to_owned(), Arc::clone(&names));
         let duration = load.duration;
         tasks.push(tokio::spawn(async move {
-            let (mut samples, mut errors, mut next) = (Vec::new(), 0u64, index);
+            let (mut samples, mut errors, mut next) = (Vec::new(), Vec::new(), index);
             while begun.elapsed() < duration {
                 let started = Instant::now();
                 match invoke(&client, &api, &names[next % names.len()]).await {
-                    Ok(true) => samples.push(started.elapsed()),
-                    _ => errors += 1,
+                    Ok(()) => samples.push(started.elapsed()),
+                    Err(error) => errors.push(format!("{error:#}")),
                 }
                 next += 1;
             }
             (samples, errors)
         }));
     }
-    let (mut samples, mut errors) = (Vec::new(), 0);
+    let (mut samples, mut failures) = (Vec::new(), std::collections::BTreeMap::new());
     for task in tasks {
         let (mine, failed) = task.await?;
         samples.extend(mine);
-        errors += failed;
+        for failure in failed {
+            *failures.entry(failure).or_insert(0u64) += 1;
+        }
+    }
+    let errors = failures.values().sum();
+    for (failure, count) in &failures {
+        eprintln!("{count} × {failure}");
     }
     let elapsed = begun.elapsed().as_secs_f64();
     Ok(Row {
         per_second: samples.len() as f64 / elapsed,
         latency: Summary::of(&samples),
         errors,
+        load: String::new(),
+        cpu: CpuPerActivation::default(),
+        store: Vec::new(),
     })
 }

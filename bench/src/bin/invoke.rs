@@ -13,12 +13,26 @@
 //!    (the runtimes interleaved sample by sample, so they share the machine's noise) — the cold
 //!    starts of `java:8` and `wasm:wasi` join table 2. The Java action is a jar compiled at bench
 //!    time with `javac` and `jar` against the host's Gson; the WebAssembly one is a WASI echo
-//!    module assembled from WAT text.
+//!    module assembled from WAT text;
+//! 6. an OCI image as a blackbox action (`--docker`), next to Node.js: warm latency interleaved
+//!    with a Node.js no-op, and cold starts with the image's root filesystem already unpacked
+//!    and from a freshly imported image (unpacked on first use). The image is
+//!    `whisk_image::testing`'s skeleton image, built at bench time from the `whisk` binary
+//!    under test and imported with `whisk admin image import` into the platform's data
+//!    directory, as the tests do.
+//! 7. WebAssembly cold starts in detail, each action with a module of its own (the echo module
+//!    with a distinct exported constant), so that every sample's module is new to the engine and
+//!    its compile happens where the platform puts it (when the action is written): the `PUT`,
+//!    the first invoke 1.5 s later (table 2's protocol) next to a second invoke of the same
+//!    action after the same pause (a warm control, which shows what the pause alone costs) and
+//!    a `GET /api/v1` after the same pause (the pause's cost on a path with no invoke at all),
+//!    and the first invoke right after the `PUT` next to a warm invoke right after it.
 //!
 //! `cargo build --release -p whisk && cargo run --release -p whisk-bench --bin invoke`; flags:
 //! `--whisk PATH` (default: `<target>/release/whisk`), `--runs N` warm samples (200), `--cold N`
 //! cold samples per runtime and mode (20), `--seconds S` per throughput cell (5), `--runtimes`
-//! to measure only the per-runtime tables (cold starts and warm latency), which takes minutes.
+//! to measure only the per-runtime tables (cold starts and warm latency), which takes minutes,
+//! `--wasm` to measure only the WebAssembly rows (warm latency, table 2's row and table 7).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -99,6 +113,7 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
     let cold: usize = flag(args, "--cold", 20)?;
     let seconds: u64 = flag(args, "--seconds", 5)?;
     let runtimes_only = args.iter().any(|arg| arg == "--runtimes");
+    let wasm_only = args.iter().any(|arg| arg == "--wasm");
     if runs == 0 || cold == 0 || seconds == 0 {
         bail!("--runs, --cold and --seconds must be at least 1");
     }
@@ -112,9 +127,12 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         );
     }
     let tag = std::process::id();
+    if wasm_only {
+        return wasm_rows(&whisk, tag, runs, cold).await;
+    }
     let build = tempfile::tempdir()?;
     let java = source("java:8", &base64_of(&java_jar(build.path())?), Some("Noop"));
-    let wasm = source("wasm:wasi", &base64_of(&wat::parse_str(ECHO_WAT)?), None);
+    let wasm = source("wasm:wasi", &base64_of(&echo_module(None)?), None);
     let node = source("nodejs:20", NOOP_JS, None);
     let python = source("python:3.11", NOOP_PY, None);
     let kinds = [
@@ -134,7 +152,8 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
     let stem_node = cold_starts(&platform, &node, cold).await?;
     let stem_python = cold_starts(&platform, &python, cold).await?;
     let stem_java = cold_starts(&platform, &java, cold).await?;
-    let cold_wasm = cold_starts(&platform, &wasm, cold).await?;
+    let (cold_wasm, wasm_detail) = wasm_cold(&platform, cold).await?;
+    let image = oci_image(&platform, &whisk, build.path(), runs, cold).await?;
     let rest = if runtimes_only {
         None
     } else {
@@ -180,11 +199,169 @@ async fn run(args: &[String]) -> anyhow::Result<()> {
         );
     }
     println!();
+    println!("{}", image.tables(&stem_node, &bare_node));
+    println!("{wasm_detail}");
     if let Some((throughput, memory)) = rest {
         println!("{throughput}");
         println!("{memory}");
     }
     Ok(())
+}
+
+/// `--wasm`: only the WebAssembly rows, on one platform (stem cells play no part in them).
+async fn wasm_rows(whisk: &Path, tag: u32, runs: usize, cold: usize) -> anyhow::Result<()> {
+    let wasm = source("wasm:wasi", &base64_of(&echo_module(None)?), None);
+    let platform = Platform::start(whisk, &config(&format!("bench-w{tag}"), false, 246)).await?;
+    // Stopped (SIGTERM, so that it removes its networks) whether or not the runs succeeded.
+    let measured = async {
+        let warm = warm_per_runtime(&platform, &[("wasm:wasi", &wasm)], runs).await?;
+        let (row, detail) = wasm_cold(&platform, cold).await?;
+        anyhow::Ok((warm, row, detail))
+    }
+    .await;
+    platform.stop().await?;
+    let (warm, row, detail) = measured?;
+    println!("whisk binary: {}", whisk.display());
+    println!();
+    println!("{warm}");
+    println!("### Cold start: a new action's first blocking invoke ({cold} actions, ms)");
+    println!();
+    println!("| runtime | p50 | p99 | record: waitTime p50 | initTime p50 | duration p50 | load |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    println!(
+        "| wasm:wasi | {} | {} | {} | {} | {} | {} |",
+        ms(row.wall.p50),
+        ms(row.wall.p99),
+        median(&row.wait_ms),
+        median(&row.init_ms),
+        median(&row.duration_ms),
+        row.load
+    );
+    println!();
+    println!("{detail}");
+    Ok(())
+}
+
+/// The echo module; with `Some(n)` it also exports the constant `n`, which makes it a module of
+/// its own (another digest, so the engine's cache has never seen it).
+fn echo_module(distinct: Option<u64>) -> anyhow::Result<Vec<u8>> {
+    let text = match distinct {
+        Some(n) => ECHO_WAT.replacen(
+            "(memory",
+            &format!("(global (export \"sample\") i64 (i64.const {n}))\n  (memory"),
+            1,
+        ),
+        None => ECHO_WAT.to_string(),
+    };
+    Ok(wat::parse_str(text)?)
+}
+
+/// Table 2's WebAssembly row and table 7: `count` new actions, each with a module of its own,
+/// measured two ways (see the module documentation).
+async fn wasm_cold(platform: &Platform, count: usize) -> anyhow::Result<(Cold, String)> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let pause = Duration::from_millis(1500);
+    let load = load_line();
+    let mut puts = Vec::with_capacity(count);
+    let (mut cold, mut control) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    let (mut info_paused, mut info_hot) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    let (mut wait_ms, mut init_ms, mut duration_ms) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..count {
+        let name = new_wasm_action(platform, &NEXT, &mut puts).await?;
+        tokio::time::sleep(pause).await;
+        let begun = Instant::now();
+        let record = platform.invoke(&name, &json!({})).await?;
+        cold.push(begun.elapsed());
+        wait_ms.extend(annotation(&record, "waitTime"));
+        init_ms.extend(annotation(&record, "initTime"));
+        duration_ms.extend(record["duration"].as_u64());
+        if annotation(&record, "initTime").is_none() {
+            bail!("the first invoke of {name} was not a cold start: {record}");
+        }
+        tokio::time::sleep(pause).await;
+        let begun = Instant::now();
+        platform.invoke(&name, &json!({})).await?;
+        control.push(begun.elapsed());
+        tokio::time::sleep(pause).await;
+        let begun = Instant::now();
+        platform.info().await?;
+        info_paused.push(begun.elapsed());
+        let begun = Instant::now();
+        platform.info().await?;
+        info_hot.push(begun.elapsed());
+    }
+    let load_after_pauses = load_line();
+    let (mut immediate, mut hot) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for _ in 0..count {
+        let name = new_wasm_action(platform, &NEXT, &mut puts).await?;
+        let begun = Instant::now();
+        platform.invoke(&name, &json!({})).await?;
+        immediate.push(begun.elapsed());
+        let begun = Instant::now();
+        platform.invoke(&name, &json!({})).await?;
+        hot.push(begun.elapsed());
+    }
+    let summary = |series: &[Duration]| {
+        Summary::of(series).ok_or_else(|| anyhow!("no WebAssembly cold samples"))
+    };
+    let row = |what: &str, series: &[Duration]| -> anyhow::Result<String> {
+        let cell = summary(series)?;
+        Ok(format!(
+            "| {what} | {} | {} |\n",
+            ms(cell.p50),
+            ms(cell.p99)
+        ))
+    };
+    let mut table = format!(
+        "### WebAssembly cold start, a module of its own per action (blocking invokes, ms; \
+         {count} actions per pair of rows; {load} before, {load_after_pauses} after the paused \
+         rows)\n\n| what | p50 | p99 |\n|---|---:|---:|\n"
+    );
+    table.push_str(&row(
+        "`PUT` of a new action (its module compiled here)",
+        &puts,
+    )?);
+    table.push_str(&row("first invoke, 1.5 s after the `PUT` (cold)", &cold)?);
+    table.push_str(&row(
+        "second invoke, 1.5 s after the first (warm, same pause: the control)",
+        &control,
+    )?);
+    table.push_str(&row(
+        "`GET /api/v1` 1.5 s after the previous request (no invoke at all)",
+        &info_paused,
+    )?);
+    table.push_str(&row(
+        "`GET /api/v1` right after the previous one",
+        &info_hot,
+    )?);
+    table.push_str(&row(
+        "first invoke, right after the `PUT` (cold)",
+        &immediate,
+    )?);
+    table.push_str(&row("second invoke, right after the first (warm)", &hot)?);
+    let cold = Cold {
+        wall: summary(&cold)?,
+        wait_ms,
+        init_ms,
+        duration_ms,
+        load,
+    };
+    Ok((cold, table))
+}
+
+/// Creates an action with a module no other action has, adding the `PUT`'s time to `puts`.
+async fn new_wasm_action(
+    platform: &Platform,
+    next: &AtomicU64,
+    puts: &mut Vec<Duration>,
+) -> anyhow::Result<String> {
+    let n = next.fetch_add(1, Ordering::Relaxed);
+    let name = format!("wasm-cold-{n}");
+    let exec = source("wasm:wasi", &base64_of(&echo_module(Some(n))?), None);
+    let begun = Instant::now();
+    platform.put_exec(&name, &exec, None).await?;
+    puts.push(begun.elapsed());
+    Ok(name)
 }
 
 /// The `exec` of an action: source text, or base64 of a binary (a jar, a module) with `main`.
@@ -461,6 +638,21 @@ impl Platform {
             bail!("invoke {name} answered {status}: {text}");
         }
         Ok(serde_json::from_str(&text)?)
+    }
+
+    /// `GET /api/v1`: no authentication, no store, no invoker; the shortest round trip.
+    async fn info(&self) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .get(format!("{}/api/v1", self.url))
+            .send()
+            .await?;
+        let status = response.status();
+        response.bytes().await?;
+        if status != reqwest::StatusCode::OK {
+            bail!("GET /api/v1 answered {status}");
+        }
+        Ok(())
     }
 
     /// A blocking invoke asking for the result only (what a latency-minded client sends).
@@ -852,4 +1044,181 @@ fn container_memory(instance: &str) -> Vec<(u64, u64, u64)> {
         return found;
     }
     Vec::new()
+}
+
+/// The action of the OCI rows: the skeleton image runs it once per activation as `exec`, with
+/// the parameters as `$1`; it returns them.
+const NOOP_SH: &str = "#!/bin/sh\necho \"$1\"\n";
+
+/// Cold starts of fresh images are capped at this many samples: each one unpacks the whole
+/// image (the `whisk` binary, ~50 MB) into a new root filesystem.
+const FRESH_IMAGES_MAX: usize = 10;
+
+/// Table 6's measurements, printed with the Node.js rows of the same run.
+struct ImageRows {
+    warm: String,
+    cached: Cold,
+    fresh: Cold,
+    image_mb: f64,
+}
+
+impl ImageRows {
+    fn tables(&self, node_on: &Cold, node_off: &Cold) -> String {
+        let mut out = self.warm.clone();
+        out.push_str(&format!(
+            "\n### Cold start of an OCI image as a blackbox action (`--docker`), next to Node.js \
+             (a new action's first blocking invoke; image layer {:.1} MB; ms)\n\n\
+             | runtime | samples | p50 | p99 | record: waitTime p50 | initTime p50 | duration p50 | load |\n\
+             |---|---:|---:|---:|---:|---:|---:|---|\n",
+            self.image_mb
+        ));
+        for (label, cell) in [
+            ("nodejs:20, stem cell", node_on),
+            ("nodejs:20, no stem cell", node_off),
+            ("blackbox image, root filesystem cached", &self.cached),
+            (
+                "blackbox image, freshly imported (unpacked on first use)",
+                &self.fresh,
+            ),
+        ] {
+            out.push_str(&format!(
+                "| {label} | {} | {} | {} | {} | {} | {} | {} |\n",
+                cell.wall.samples,
+                ms(cell.wall.p50),
+                ms(cell.wall.p99),
+                median(&cell.wait_ms),
+                median(&cell.init_ms),
+                median(&cell.duration_ms),
+                cell.load
+            ));
+        }
+        out
+    }
+}
+
+impl Platform {
+    fn data_dir(&self) -> &Path {
+        self._data_dir.path()
+    }
+
+    /// `whisk admin image import ARCHIVE` into this platform's data directory.
+    fn import_image(&self, whisk: &Path, archive: &Path) -> anyhow::Result<()> {
+        let output = Command::new(whisk)
+            .args(["admin", "image", "import"])
+            .arg(archive)
+            .env("WHISK_DATA_DIR", self.data_dir())
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run whisk admin image import")?;
+        if !output.status.success() {
+            bail!(
+                "whisk admin image import {} failed: {}",
+                archive.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The exec of a blackbox action on `image`.
+fn blackbox(image: &str) -> Value {
+    json!({"kind": "blackbox", "image": image, "code": NOOP_SH})
+}
+
+/// Table 6: builds and imports the skeleton image, then measures its warm latency interleaved
+/// with a Node.js no-op, its cold starts with the root filesystem cached (the image was used
+/// before), and cold starts of images imported just before (each with a config of its own, so a
+/// new image digest whose root filesystem is unpacked by that first invoke).
+async fn oci_image(
+    platform: &Platform,
+    whisk: &Path,
+    work: &Path,
+    runs: usize,
+    cold: usize,
+) -> anyhow::Result<ImageRows> {
+    let image = whisk_image::testing::SkeletonImage::build(whisk, &work.join("image"))?;
+    let tag = "whisk-bench/skeleton:1";
+    let archive = work.join("skeleton.tar");
+    image.write_docker_archive(&archive, tag)?;
+    platform.import_image(whisk, &archive)?;
+
+    // Warm: the image action and a Node.js no-op, interleaved; the first invoke unpacks the
+    // image's root filesystem, which every later container of the image shares.
+    let params = json!({"hello": "world"});
+    platform.put_exec("oci-warm", &blackbox(tag), None).await?;
+    platform
+        .put_exec("oci-node", &source("nodejs:20", NOOP_JS, None), None)
+        .await?;
+    for name in ["oci-warm", "oci-node"] {
+        for _ in 0..20 {
+            platform.invoke_result(name, &params).await?;
+        }
+    }
+    let load = load_line();
+    let (mut image_samples, mut node_samples) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let begun = Instant::now();
+        platform.invoke_result("oci-warm", &params).await?;
+        image_samples.push(begun.elapsed());
+        let begun = Instant::now();
+        platform.invoke_result("oci-node", &params).await?;
+        node_samples.push(begun.elapsed());
+    }
+    let (Some(image_warm), Some(node_warm)) =
+        (Summary::of(&image_samples), Summary::of(&node_samples))
+    else {
+        bail!("no warm samples");
+    };
+    let warm = format!(
+        "### Warm blocking invoke, OCI image as a blackbox action next to Node.js, no-op \
+         ({runs} samples each, interleaved, ms; {load})\n\n\
+         | runtime | p50 | p99 |\n|---|---:|---:|\n\
+         | nodejs:20 | {} | {} |\n\
+         | blackbox image (skeleton proxy, `/bin/sh` script per activation) | {} | {} |\n",
+        ms(node_warm.p50),
+        ms(node_warm.p99),
+        ms(image_warm.p50),
+        ms(image_warm.p99),
+    );
+
+    let cached = cold_starts(platform, &blackbox(tag), cold).await?;
+
+    let fresh_count = cold.min(FRESH_IMAGES_MAX);
+    let load = load_line();
+    let mut wall = Vec::with_capacity(fresh_count);
+    let (mut wait_ms, mut init_ms, mut duration_ms) = (Vec::new(), Vec::new(), Vec::new());
+    for sample in 0..fresh_count {
+        let mut fresh = image.clone();
+        if let Some(env) = fresh.config["config"]["Env"].as_array_mut() {
+            env.push(json!(format!("WHISK_BENCH_SAMPLE={sample}")));
+        }
+        let tag = format!("whisk-bench/fresh-{sample}:1");
+        let archive = work.join(format!("fresh-{sample}.tar"));
+        fresh.write_docker_archive(&archive, &tag)?;
+        platform.import_image(whisk, &archive)?;
+        std::fs::remove_file(&archive)?;
+        let name = format!("oci-fresh-{sample}");
+        platform.put_exec(&name, &blackbox(&tag), None).await?;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let begun = Instant::now();
+        let record = platform.invoke(&name, &json!({})).await?;
+        wall.push(begun.elapsed());
+        wait_ms.extend(annotation(&record, "waitTime"));
+        init_ms.extend(annotation(&record, "initTime"));
+        duration_ms.extend(record["duration"].as_u64());
+    }
+    let fresh = Cold {
+        wall: Summary::of(&wall).ok_or_else(|| anyhow!("no fresh-image samples"))?,
+        wait_ms,
+        init_ms,
+        duration_ms,
+        load,
+    };
+    Ok(ImageRows {
+        warm,
+        cached,
+        fresh,
+        image_mb: image.layer.len() as f64 / 1e6,
+    })
 }

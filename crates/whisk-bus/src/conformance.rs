@@ -57,6 +57,10 @@ macro_rules! bus_conformance_tests {
             ack_after_close_is_refused,
             big_payloads_travel_whole,
             concurrent_publishers_keep_their_own_order,
+            reclaim_takes_back_what_nobody_claimed,
+            a_claimed_message_cannot_be_reclaimed,
+            reclaimed_messages_free_their_slots,
+            invalid_keys_are_refused,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -581,4 +585,122 @@ pub async fn concurrent_publishers_keep_their_own_order(bus: Arc<dyn Bus>) {
             .expect("publisher task");
     }
     assert_eq!(next_index, [EACH; PUBLISHERS]);
+}
+
+async fn publish_keyed_all(bus: &Arc<dyn Bus>, topic: &str, key: &str, messages: &[&str]) {
+    for message in messages {
+        within(
+            "a keyed publish",
+            bus.publish_keyed(topic, key, Bytes::copy_from_slice(message.as_bytes())),
+        )
+        .await
+        .expect("keyed publish succeeds");
+    }
+}
+
+async fn reclaimed(bus: &Arc<dyn Bus>, topic: &str, key: &str) -> Vec<String> {
+    within("a reclaim", bus.reclaim(topic, key))
+        .await
+        .expect("reclaim succeeds")
+        .iter()
+        .map(text)
+        .collect()
+}
+
+pub async fn reclaim_takes_back_what_nobody_claimed(bus: Arc<dyn Bus>) {
+    publish_keyed_all(&bus, "moved", "k1", &["a1"]).await;
+    publish_keyed_all(&bus, "moved", "k2", &["b1"]).await;
+    publish_all(&bus, "moved", &["plain"]).await;
+    publish_keyed_all(&bus, "moved", "k1", &["a2"]).await;
+    let mut consumer = bus.consume("moved").await.expect("consume");
+    // Keyed messages reach the consumer like any other, in publish order.
+    let mut held = next_delivery(&mut consumer).await;
+    assert_eq!(text(&held.payload), "a1");
+    // Held but not claimed: taken back with the waiting one, oldest first; other keys and
+    // unkeyed messages stay.
+    assert_eq!(reclaimed(&bus, "moved", "k1").await, ["a1", "a2"]);
+    let refused = within("a claim", held.claim()).await;
+    assert!(
+        matches!(refused, Err(BusError::Reclaimed)),
+        "got {refused:?}"
+    );
+    // Dropping the reclaimed delivery hands nothing back.
+    drop(held);
+    assert_eq!(take_and_ack(&mut consumer).await, "b1");
+    assert_eq!(take_and_ack(&mut consumer).await, "plain");
+    assert!(reclaimed(&bus, "moved", "k1").await.is_empty());
+    assert!(reclaimed(&bus, "moved", "k2").await.is_empty());
+    // Nothing else comes: a marker published now is next.
+    publish_all(&bus, "moved", &["marker"]).await;
+    let marker = next_delivery(&mut consumer).await;
+    assert_eq!(
+        (text(&marker.payload).as_str(), marker.redeliveries),
+        ("marker", 0)
+    );
+    marker.ack().await.expect("ack");
+}
+
+pub async fn a_claimed_message_cannot_be_reclaimed(bus: Arc<dyn Bus>) {
+    publish_keyed_all(&bus, "claimed", "k", &["x", "y"]).await;
+    let mut consumer = bus.consume("claimed").await.expect("consume");
+    let mut x = next_delivery(&mut consumer).await;
+    assert_eq!(text(&x.payload), "x");
+    within("a claim", x.claim())
+        .await
+        .expect("an unreclaimed message is claimed");
+    within("a second claim", x.claim())
+        .await
+        .expect("claiming again changes nothing");
+    assert_eq!(reclaimed(&bus, "claimed", "k").await, ["y"]);
+    // A claimed delivery needs no ack, and dropped it is not delivered again.
+    drop(x);
+    publish_all(&bus, "claimed", &["after"]).await;
+    let mut after = next_delivery(&mut consumer).await;
+    assert_eq!(
+        (text(&after.payload).as_str(), after.redeliveries),
+        ("after", 0)
+    );
+    // Claiming works on unkeyed messages too, and an ack after it is fine.
+    within("a claim", after.claim()).await.expect("claim");
+    within("an ack", after.ack())
+        .await
+        .expect("ack after claim");
+    drop(consumer);
+    let mut again = bus.consume("claimed").await.expect("consume again");
+    publish_all(&bus, "claimed", &["last"]).await;
+    assert_eq!(take_and_ack(&mut again).await, "last");
+}
+
+pub async fn reclaimed_messages_free_their_slots(bus: Arc<dyn Bus>) {
+    let messages: Vec<String> = (0..QUEUE_CAPACITY).map(|n| format!("m{n}")).collect();
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    publish_keyed_all(&bus, "reslot", "k", &refs).await;
+    assert!(matches!(
+        bus.try_publish("reslot", Bytes::from_static(b"over")).await,
+        Err(BusError::Full(_))
+    ));
+    assert_eq!(reclaimed(&bus, "reslot", "k").await, messages);
+    try_publish_until_accepted(&bus, "reslot", "room").await;
+    let mut consumer = bus.consume("reslot").await.expect("consume");
+    assert_eq!(take_and_ack(&mut consumer).await, "room");
+}
+
+pub async fn invalid_keys_are_refused(bus: Arc<dyn Bus>) {
+    for bad in ["", "a.b", "a>", "*"] {
+        assert!(
+            matches!(
+                bus.publish_keyed("keys", bad, Bytes::from_static(b"x"))
+                    .await,
+                Err(BusError::InvalidTopic(_))
+            ),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(
+                bus.reclaim("keys", bad).await,
+                Err(BusError::InvalidTopic(_))
+            ),
+            "{bad:?}"
+        );
+    }
 }

@@ -9,6 +9,10 @@
 //!   oldest message. Several consumers of a topic therefore share the work, one message each.
 //! - `waiting` is keyed by the publish sequence, so a message handed back by a dropped delivery
 //!   goes in front of everything published after it.
+//! - `held` lists the deliveries out and not yet acknowledged or claimed. Whoever removes a
+//!   message from `held` under the state lock owns it: an ack or claim (the slot goes back to
+//!   `space`), a drop (back to `waiting`) or [`Bus::reclaim`], which also empties `waiting` of the
+//!   key's messages. A `ready` permit whose message was reclaimed finds nothing and is skipped.
 //!
 //! Closing the semaphores is how [`Bus::close`] wakes every waiting publisher and consumer at once.
 //! Broadcast topics are `tokio::sync::broadcast` channels, whose lag reporting is exactly
@@ -71,8 +75,19 @@ struct Queue {
 #[derive(Debug, Default)]
 struct QueueState {
     next_sequence: u64,
-    /// Messages waiting for a consumer, by publish sequence: (payload, earlier deliveries).
-    waiting: BTreeMap<u64, (Bytes, u32)>,
+    /// Messages waiting for a consumer, by publish sequence.
+    waiting: BTreeMap<u64, Message>,
+    /// Messages delivered and neither acknowledged, claimed, handed back nor reclaimed.
+    held: HashMap<u64, Message>,
+}
+
+#[derive(Debug, Clone)]
+struct Message {
+    payload: Bytes,
+    /// Earlier deliveries.
+    redeliveries: u32,
+    /// The key it was published under, if any (what [`Bus::reclaim`] matches).
+    key: Option<String>,
 }
 
 /// A poisoned lock only means another thread panicked while holding it; every critical section
@@ -148,31 +163,54 @@ impl Default for InProcessBus {
 
 impl Queue {
     /// Appends a message whose slot (`space` permit) the caller already holds.
-    fn append(&self, payload: Bytes) {
+    fn append(&self, payload: Bytes, key: Option<String>) {
         let mut state = lock(&self.state);
         let sequence = state.next_sequence;
         state.next_sequence += 1;
-        state.waiting.insert(sequence, (payload, 0));
+        state.waiting.insert(
+            sequence,
+            Message {
+                payload,
+                redeliveries: 0,
+                key,
+            },
+        );
         drop(state);
         self.ready.add_permits(1);
     }
 
-    /// Puts a delivered message back in its place, ahead of newer ones.
-    fn hand_back(&self, sequence: u64, payload: Bytes, redeliveries: u32) {
+    /// Puts a delivered message back in its place, ahead of newer ones, unless it was acked,
+    /// claimed or reclaimed meanwhile.
+    fn hand_back(&self, sequence: u64) {
         if self.ready.is_closed() {
             return;
         }
-        lock(&self.state)
-            .waiting
-            .insert(sequence, (payload, redeliveries.saturating_add(1)));
+        let mut state = lock(&self.state);
+        let Some(mut message) = state.held.remove(&sequence) else {
+            return;
+        };
+        message.redeliveries = message.redeliveries.saturating_add(1);
+        state.waiting.insert(sequence, message);
+        drop(state);
         self.ready.add_permits(1);
         tracing::debug!(topic = %self.name, sequence, "unacknowledged delivery handed back");
+    }
+
+    /// Settles a held delivery for good (ack or claim): `false` when it was reclaimed.
+    fn settle(&self, sequence: u64) -> bool {
+        let settled = lock(&self.state).held.remove(&sequence).is_some();
+        if settled {
+            self.space.add_permits(1);
+        }
+        settled
     }
 
     fn close(&self) {
         self.space.close();
         self.ready.close();
-        lock(&self.state).waiting.clear();
+        let mut state = lock(&self.state);
+        state.waiting.clear();
+        state.held.clear();
     }
 }
 
@@ -186,8 +224,55 @@ impl Bus for InProcessBus {
             .await
             .map_err(|_closed| BusError::Closed)?;
         permit.forget();
-        queue.append(payload);
+        queue.append(payload, None);
         Ok(())
+    }
+
+    async fn publish_keyed(&self, topic: &str, key: &str, payload: Bytes) -> Result<(), BusError> {
+        validate_topic(key)?;
+        let queue = self.queue(topic)?;
+        let permit = queue
+            .space
+            .acquire()
+            .await
+            .map_err(|_closed| BusError::Closed)?;
+        permit.forget();
+        queue.append(payload, Some(key.to_string()));
+        Ok(())
+    }
+
+    async fn reclaim(&self, topic: &str, key: &str) -> Result<Vec<Bytes>, BusError> {
+        validate_topic(key)?;
+        let queue = self.queue(topic)?;
+        let mut state = lock(&queue.state);
+        let matches = |message: &Message| message.key.as_deref() == Some(key);
+        let waiting: Vec<u64> = state
+            .waiting
+            .iter()
+            .filter(|(_, message)| matches(message))
+            .map(|(sequence, _)| *sequence)
+            .collect();
+        let held: Vec<u64> = state
+            .held
+            .iter()
+            .filter(|(_, message)| matches(message))
+            .map(|(sequence, _)| *sequence)
+            .collect();
+        let mut taken: BTreeMap<u64, Bytes> = BTreeMap::new();
+        for sequence in waiting {
+            if let Some(message) = state.waiting.remove(&sequence) {
+                taken.insert(sequence, message.payload);
+            }
+        }
+        for sequence in held {
+            if let Some(message) = state.held.remove(&sequence) {
+                taken.insert(sequence, message.payload);
+            }
+        }
+        drop(state);
+        queue.space.add_permits(taken.len());
+        tracing::debug!(topic, key, reclaimed = taken.len(), "messages reclaimed");
+        Ok(taken.into_values().collect())
     }
 
     async fn try_publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
@@ -197,7 +282,7 @@ impl Bus for InProcessBus {
             Err(TryAcquireError::NoPermits) => return Err(BusError::Full(topic.to_string())),
             Err(TryAcquireError::Closed) => return Err(BusError::Closed),
         }
-        queue.append(payload);
+        queue.append(payload, None);
         Ok(())
     }
 
@@ -248,9 +333,16 @@ impl Consumer for InProcessConsumer {
         loop {
             let permit = self.queue.ready.acquire().await.ok()?;
             permit.forget();
-            let first = lock(&self.queue.state).waiting.pop_first();
-            // A permit without a message only happens when close() cleared the map in between.
-            let Some((sequence, (payload, redeliveries))) = first else {
+            let first = {
+                let mut state = lock(&self.queue.state);
+                let first = state.waiting.pop_first();
+                if let Some((sequence, message)) = &first {
+                    state.held.insert(*sequence, message.clone());
+                }
+                first
+            };
+            // A permit without a message: close() cleared the map, or reclaim() took it.
+            let Some((sequence, message)) = first else {
                 if self.queue.ready.is_closed() {
                     return None;
                 }
@@ -258,37 +350,72 @@ impl Consumer for InProcessConsumer {
             };
             let acker = InProcessAcker {
                 queue: Arc::clone(&self.queue),
-                pending: Some((sequence, payload.clone(), redeliveries)),
+                sequence,
+                state: AckerState::Held,
             };
-            return Some(Delivery::new(payload, redeliveries, Box::new(acker)));
+            return Some(Delivery::new(
+                message.payload,
+                message.redeliveries,
+                Box::new(acker),
+            ));
         }
     }
 }
 
-/// Holds a delivered message until it is acknowledged; dropped unacknowledged, it hands the
-/// message back to its queue.
+/// Holds a delivered message until it is acknowledged or claimed; dropped before, it hands the
+/// message back to its queue (unless it was reclaimed meanwhile).
 #[derive(Debug)]
 struct InProcessAcker {
     queue: Arc<Queue>,
-    pending: Option<(u64, Bytes, u32)>,
+    sequence: u64,
+    state: AckerState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckerState {
+    Held,
+    Claimed,
+    Reclaimed,
 }
 
 #[async_trait]
 impl Acker for InProcessAcker {
     async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
-        self.pending = None;
+        let state = std::mem::replace(&mut self.state, AckerState::Claimed);
         if self.queue.space.is_closed() {
             return Err(BusError::Closed);
         }
-        self.queue.space.add_permits(1);
-        Ok(())
+        match state {
+            AckerState::Claimed => Ok(()),
+            AckerState::Reclaimed => Err(BusError::Reclaimed),
+            AckerState::Held if self.queue.settle(self.sequence) => Ok(()),
+            AckerState::Held => Err(BusError::Reclaimed),
+        }
+    }
+
+    async fn claim(&mut self) -> Result<(), BusError> {
+        if self.queue.space.is_closed() {
+            return Err(BusError::Closed);
+        }
+        match self.state {
+            AckerState::Claimed => Ok(()),
+            AckerState::Reclaimed => Err(BusError::Reclaimed),
+            AckerState::Held if self.queue.settle(self.sequence) => {
+                self.state = AckerState::Claimed;
+                Ok(())
+            }
+            AckerState::Held => {
+                self.state = AckerState::Reclaimed;
+                Err(BusError::Reclaimed)
+            }
+        }
     }
 }
 
 impl Drop for InProcessAcker {
     fn drop(&mut self) {
-        if let Some((sequence, payload, redeliveries)) = self.pending.take() {
-            self.queue.hand_back(sequence, payload, redeliveries);
+        if self.state == AckerState::Held {
+            self.queue.hand_back(self.sequence);
         }
     }
 }

@@ -12,12 +12,20 @@
 //!   Acks are explicit and confirmed by the server; a delivery dropped unacknowledged is NAKed at
 //!   once (redelivered before newer messages), and one lost with its process comes back after
 //!   `ack_wait`.
+//! - a message published under key `K` goes on subject `C.q.T.K` of the same stream (which takes
+//!   `C.q.T` and `C.q.T.>`), so the one consumer sees it in order with the rest. Claiming a
+//!   delivery deletes its message from the stream (one request, answered with whether it was
+//!   still there); reclaiming walks the key's subject with direct gets by subject and deletes each
+//!   message found. A delete succeeds once, so a claim and a reclaim of one message cannot both
+//!   win. A deleted message still held by a delivery is never delivered again.
 //! - broadcast topic `T` is the plain subject `C.b.T`: news is not stored.
 //!
 //! A publish returns once JetStream has stored the message. Publishes carry a `Nats-Msg-Id`, so a
 //! retry after a lost acknowledgement (connection loss) is recognised as a duplicate by the
 //! server instead of being queued twice. The client reconnects by itself; while it cannot,
-//! `publish` retries for `publish_timeout` and then fails with [`BusError::Unavailable`].
+//! `publish` retries for `publish_timeout` (counted from its first failed attempt) and then
+//! fails with [`BusError::Unavailable`]. Nothing is handed to a disconnected client, so a
+//! publish that failed is not sent after all once the connection is back.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -271,7 +279,10 @@ impl NatsBus {
             .max(1);
         let config = StreamConfig {
             name: name.clone(),
-            subjects: vec![self.queue_subject(topic)],
+            subjects: vec![
+                self.queue_subject(topic),
+                format!("{}.>", self.queue_subject(topic)),
+            ],
             retention: RetentionPolicy::WorkQueue,
             max_messages: capacity,
             discard: DiscardPolicy::New,
@@ -289,10 +300,12 @@ impl NatsBus {
             .await
             .map_err(|error| unavailable(&error))?;
         let found = stream.cached_info().config.max_messages;
-        let stream = if found == capacity {
+        // Streams made before keyed publishes lack the keyed subjects.
+        let same_subjects = stream.cached_info().config.subjects == config.subjects;
+        let stream = if found == capacity && same_subjects {
             stream
         } else {
-            tracing::info!(topic, stream = %name, from = found, to = capacity, "queue bound changed");
+            tracing::info!(topic, stream = %name, from = found, to = capacity, "queue settings changed");
             self.inner
                 .jetstream
                 .update_stream(config)
@@ -317,9 +330,18 @@ impl NatsBus {
     async fn publish_once(
         &self,
         topic: &str,
+        subject: &str,
         payload: &Bytes,
         message_id: &str,
     ) -> Result<(), Attempt> {
+        // Nothing is handed to a client that is not connected: it would hold the message in its
+        // buffer and send it once reconnected, after the caller may have given up on it (a
+        // controller that answered 503 must not see the activation run anyway).
+        if !Bus::connected(self) {
+            return Err(Attempt::Transient(BusError::Unavailable(
+                "not connected to the NATS server".to_string(),
+            )));
+        }
         let stream = self.stream_name(topic);
         // The second round is for a stream deleted behind this bus's back: made again, then used.
         for round in 0..2 {
@@ -334,7 +356,7 @@ impl NatsBus {
             let outcome = match self
                 .inner
                 .jetstream
-                .send_publish(self.queue_subject(topic), message)
+                .send_publish(subject.to_string(), message)
                 .await
             {
                 Ok(acknowledgement) => acknowledgement.await,
@@ -455,16 +477,23 @@ fn is_stream_full(error: &jetstream::context::PublishError) -> bool {
         })
 }
 
-#[async_trait]
-impl Bus for NatsBus {
-    async fn publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
-        validate_topic(topic)?;
+impl NatsBus {
+    /// Publishes on `subject` of `topic`'s stream, waiting while the stream is full and retrying
+    /// while the server is away (up to `publish_timeout`).
+    async fn publish_to(&self, topic: &str, subject: &str, payload: Bytes) -> Result<(), BusError> {
         self.check_open()?;
         let message_id = self.next_message_id();
         let mut backoff = FIRST_BACKOFF;
         let mut unavailable_since: Option<tokio::time::Instant> = None;
         loop {
-            let error = match self.publish_once(topic, &payload, &message_id).await {
+            // The patience counts from the start of the first failing attempt: an attempt
+            // while the connection is down itself waits up to `connect_timeout` for the
+            // server's answer, which must not come on top of `publish_timeout`.
+            let attempt_started = tokio::time::Instant::now();
+            let error = match self
+                .publish_once(topic, subject, &payload, &message_id)
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(Attempt::Fatal(error)) => return Err(error),
                 Err(Attempt::Full(_)) => {
@@ -474,7 +503,7 @@ impl Bus for NatsBus {
                 Err(Attempt::Transient(error)) => Some(error),
             };
             if let Some(error) = error {
-                let since = *unavailable_since.get_or_insert_with(tokio::time::Instant::now);
+                let since = *unavailable_since.get_or_insert(attempt_started);
                 if since.elapsed() >= self.inner.config.publish_timeout {
                     return Err(error);
                 }
@@ -488,11 +517,103 @@ impl Bus for NatsBus {
         }
     }
 
+    /// Deletes message `sequence` of `stream`: `Ok(true)` when this call removed it, `Ok(false)`
+    /// when it was no longer there (claimed, acknowledged or reclaimed by someone else).
+    async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool, BusError> {
+        let unavailable = |error: &dyn std::fmt::Display| {
+            BusError::Unavailable(format!(
+                "cannot delete message {sequence} of stream '{stream}': {error}"
+            ))
+        };
+        let handle = self
+            .inner
+            .jetstream
+            .get_stream_no_info(stream)
+            .await
+            .map_err(|error| unavailable(&error))?;
+        match self.bounded(handle.delete_message(sequence)).await {
+            Ok(deleted) => Ok(deleted),
+            Err(error) if is_no_message(&error) => Ok(false),
+            Err(error) => Err(unavailable(&error)),
+        }
+    }
+}
+
+/// JetStream answers a delete or get of a message that is not (or no longer) in the stream
+/// with "no message found" (codes 10037 and 10057 depending on the call).
+fn is_no_message(error: &str) -> bool {
+    error.contains("no message found") || error.contains("message not found")
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
+        validate_topic(topic)?;
+        self.publish_to(topic, &self.queue_subject(topic), payload)
+            .await
+    }
+
+    async fn publish_keyed(&self, topic: &str, key: &str, payload: Bytes) -> Result<(), BusError> {
+        validate_topic(topic)?;
+        validate_topic(key)?;
+        let subject = format!("{}.{key}", self.queue_subject(topic));
+        self.publish_to(topic, &subject, payload).await
+    }
+
+    async fn reclaim(&self, topic: &str, key: &str) -> Result<Vec<Bytes>, BusError> {
+        validate_topic(topic)?;
+        validate_topic(key)?;
+        self.check_open()?;
+        let stream = self.ensure_stream(topic).await?;
+        let subject = format!("{}.{key}", self.queue_subject(topic));
+        let mut taken = Vec::new();
+        let mut from = 1;
+        loop {
+            let found = self
+                .bounded(stream.get_first_raw_message_by_subject(&subject, from))
+                .await;
+            let message = match found {
+                Ok(message) => message,
+                Err(error) if is_no_message(&error) => break,
+                Err(error) => {
+                    // What was already deleted is this caller's: hand it over; the rest stays
+                    // for the next attempt.
+                    if taken.is_empty() {
+                        return Err(BusError::Unavailable(format!(
+                            "cannot read '{subject}': {error}"
+                        )));
+                    }
+                    tracing::warn!(topic, key, %error, "reclaim cut short");
+                    break;
+                }
+            };
+            from = message.sequence.saturating_add(1);
+            match self
+                .delete_message(&self.stream_name(topic), message.sequence)
+                .await
+            {
+                Ok(true) => taken.push(message.payload),
+                Ok(false) => {}
+                Err(error) if taken.is_empty() => return Err(error),
+                Err(error) => {
+                    tracing::warn!(topic, key, %error, "reclaim cut short");
+                    break;
+                }
+            }
+        }
+        tracing::debug!(topic, key, reclaimed = taken.len(), "messages reclaimed");
+        Ok(taken)
+    }
+
     async fn try_publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
         validate_topic(topic)?;
         self.check_open()?;
         let message_id = self.next_message_id();
-        match self.publish_once(topic, &payload, &message_id).await {
+        let subject = self.queue_subject(topic);
+        match self
+            .publish_once(topic, &subject, &payload, &message_id)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(Attempt::Full(error) | Attempt::Transient(error) | Attempt::Fatal(error)) => {
                 Err(error)
@@ -567,6 +688,10 @@ impl Bus for NatsBus {
             Err(_) => tracing::warn!(?patience, "draining the NATS connection timed out"),
         }
         tracing::info!(cluster = %self.inner.config.cluster, "NATS bus closed");
+    }
+
+    fn connected(&self) -> bool {
+        self.inner.client.connection_state() == async_nats::connection::State::Connected
     }
 }
 
@@ -644,6 +769,7 @@ impl Consumer for NatsConsumer {
             let payload = message.payload.clone();
             let acker = NatsAcker {
                 message: Some(message),
+                reclaimed: false,
                 naks: Arc::clone(&self.bus.inner.naks),
                 bus: self.bus.clone(),
             };
@@ -663,7 +789,9 @@ impl Drop for NatsConsumer {
 /// Acknowledges one JetStream message, or NAKs it when dropped unacknowledged.
 #[derive(Debug)]
 struct NatsAcker {
+    /// `None` once acknowledged or claimed (or found reclaimed).
     message: Option<jetstream::Message>,
+    reclaimed: bool,
     naks: Arc<NakQueue>,
     bus: NatsBus,
 }
@@ -672,7 +800,11 @@ struct NatsAcker {
 impl Acker for NatsAcker {
     async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
         let Some(message) = self.message.take() else {
-            return Ok(());
+            return if self.reclaimed {
+                Err(BusError::Reclaimed)
+            } else {
+                Ok(())
+            };
         };
         if self.bus.is_closed() {
             return Err(BusError::Closed);
@@ -684,6 +816,55 @@ impl Acker for NatsAcker {
                 BusError::Unavailable(format!("ack failed: {error}"))
             }
         })
+    }
+
+    /// A JetStream "working" acknowledgement, which restarts the consumer's `ack_wait` for this
+    /// message. Not confirmed by the server (a lost one is made up by the next), but bounded, so
+    /// a holder never hangs on a server that is away.
+    async fn progress(&self) -> Result<(), BusError> {
+        let Some(message) = &self.message else {
+            return Ok(());
+        };
+        if self.bus.is_closed() {
+            return Err(BusError::Closed);
+        }
+        self.bus
+            .bounded(message.ack_with(AckKind::Progress))
+            .await
+            .map_err(|error| BusError::Unavailable(format!("progress report failed: {error}")))
+    }
+
+    async fn claim(&mut self) -> Result<(), BusError> {
+        self.claim_message().await
+    }
+}
+
+impl NatsAcker {
+    async fn claim_message(&mut self) -> Result<(), BusError> {
+        let Some(message) = &self.message else {
+            return if self.reclaimed {
+                Err(BusError::Reclaimed)
+            } else {
+                Ok(())
+            };
+        };
+        if self.bus.is_closed() {
+            return Err(BusError::Closed);
+        }
+        let info = message.info().map_err(|error| {
+            BusError::Unavailable(format!("delivery without its place: {error}"))
+        })?;
+        let (stream, sequence) = (info.stream.to_string(), info.stream_sequence);
+        // Deleting it is the claim: the server does it once, and drops the consumer's pending
+        // delivery with it, so it is neither delivered again nor reclaimable.
+        let deleted = self.bus.delete_message(&stream, sequence).await?;
+        self.message = None;
+        if deleted {
+            Ok(())
+        } else {
+            self.reclaimed = true;
+            Err(BusError::Reclaimed)
+        }
     }
 }
 

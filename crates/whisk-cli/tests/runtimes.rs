@@ -1,5 +1,6 @@
 //! Issue 9's runtimes driven through `wsk` against a real platform with containers: a Java
-//! jar, a Kotlin jar with its stdlib bundled, and an imported OCI image as a blackbox action.
+//! jar, a Kotlin jar with its stdlib bundled, an imported OCI image and an image pulled from a
+//! registry (the test registry of `.ci/registry`, `WHISK_TEST_REGISTRY`) as blackbox actions.
 //! The actions are built at test time (`javac`/`kotlinc` against Debian's Gson, the image from
 //! our own `whisk` binary), so nothing binary lives in the repository. Needs root.
 
@@ -11,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
-use support::Platform;
+use support::{Platform, Run};
+use whisk_image::testing::SkeletonImage;
 
 /// Where Debian's `libgoogle-gson-java` puts Gson, the library Java actions are compiled against.
 const GSON: &str = "/usr/share/java/gson.jar";
@@ -189,85 +191,14 @@ fn a_kotlin_jar_with_its_stdlib_runs_through_wsk() {
     );
 }
 
-/// Copies a host program and what `ldd` says it loads (with the loader) into `root`, each at
-/// its host path (the program itself at `at`).
-fn copy_program(program: &Path, at: &str, root: &Path) {
-    let mut files = vec![(program.to_path_buf(), at.to_owned())];
-    let output = Command::new("ldd").arg(program).output().expect("run ldd");
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let path = match line.split_once("=>") {
-            Some((_, rest)) => rest.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        if let Some(path) = path.filter(|path| path.starts_with('/')) {
-            files.push((path.into(), path.to_owned()));
-        }
-    }
-    for (source, target) in files {
-        let target = root.join(target.trim_start_matches('/'));
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(&source, &target).expect("copy a file into the image");
-    }
-}
-
-/// A `docker save` archive of a one-layer image tagged `tag` whose command is our own `whisk`
-/// binary as the dockerskeleton proxy (with `/bin/sh` for the action's script). Built with the
-/// host's `tar` and `sha256sum`, so the CLI tests need no archive crate.
+/// A `docker save` archive of the test image (`whisk_image::testing`: our own `whisk` binary as
+/// the dockerskeleton proxy, with `/bin/sh` for the action's script) tagged `tag`.
 fn image_archive(dir: &Path, tag: &str) -> PathBuf {
-    let root = dir.join("root");
-    copy_program(support::server_binary(), "/whisk", &root);
-    copy_program(Path::new("/bin/sh"), "/bin/sh", &root);
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
-
-    let archive_dir = dir.join("archive");
-    std::fs::create_dir_all(archive_dir.join("layer")).unwrap();
-    let layer = archive_dir.join("layer/layer.tar");
-    run_ok(
-        Command::new("tar")
-            .arg("--create")
-            .arg("--file")
-            .arg(&layer)
-            .arg("-C")
-            .arg(&root)
-            .arg("."),
-    );
-    let digest = Command::new("sha256sum")
-        .arg(&layer)
-        .output()
-        .expect("run sha256sum");
-    let digest = String::from_utf8_lossy(&digest.stdout)
-        .split_whitespace()
-        .next()
-        .expect("a digest")
-        .to_owned();
-    let config = json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {
-            "Env": ["PATH=/bin", "__OW_ACTION_DIR=/tmp/action"],
-            "Cmd": ["/whisk", "proxy", "skeleton"],
-            "WorkingDir": "/"
-        },
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{digest}")]}
-    });
-    let manifest = json!([{
-        "Config": "config.json",
-        "RepoTags": [tag],
-        "Layers": ["layer/layer.tar"]
-    }]);
-    std::fs::write(archive_dir.join("config.json"), config.to_string()).unwrap();
-    std::fs::write(archive_dir.join("manifest.json"), manifest.to_string()).unwrap();
     let archive = dir.join("image.tar");
-    run_ok(
-        Command::new("tar")
-            .arg("--create")
-            .arg("--file")
-            .arg(&archive)
-            .arg("-C")
-            .arg(&archive_dir)
-            .args(["config.json", "manifest.json", "layer/layer.tar"]),
-    );
+    SkeletonImage::build(support::server_binary(), dir)
+        .unwrap()
+        .write_docker_archive(&archive, tag)
+        .unwrap();
     archive
 }
 
@@ -348,4 +279,95 @@ fn an_image_never_imported_is_reported_by_wsk() {
             )
         )
     );
+}
+
+/// Runs `wsk ARGS` until `done` holds for its outcome, for at most a minute (a blocking invoke
+/// answers before its record is stored).
+#[track_caller]
+fn wsk_until(platform: &Platform, args: &[&str], done: impl Fn(&Run) -> bool) -> Run {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let run = platform.wsk(args);
+        if done(&run) || std::time::Instant::now() > deadline {
+            return run;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_image_pulled_from_a_registry_runs_through_wsk() {
+    let Ok(registry) = std::env::var("WHISK_TEST_REGISTRY") else {
+        eprintln!("SKIPPED: WHISK_TEST_REGISTRY is not set (.ci/registry start DIR sets it)");
+        return;
+    };
+    let Some(platform) = Platform::start_with_invoker("pull") else {
+        return;
+    };
+    // A repository of this process's own, so parallel runs never see each other's image.
+    let image = format!("{registry}/whisk-test/cli-pulled-{}:1", std::process::id());
+    let skeleton = SkeletonImage::build(support::server_binary(), platform.dir()).unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(skeleton.push(&image))
+        .unwrap();
+
+    let script = platform.file(
+        "exec",
+        "#!/bin/sh\necho \"pulled and running\" >&2\n\
+         echo \"{\\\"from\\\":\\\"registry\\\",\\\"args\\\":$1}\"\n",
+    );
+    platform
+        .wsk(&[
+            "action",
+            "create",
+            "pulled",
+            script.to_str().unwrap(),
+            "--docker",
+            &image,
+        ])
+        .assert_ok(&["ok: created action pulled"]);
+    let action = platform.wsk(&["action", "get", "pulled"]);
+    assert_eq!(action.code, 0, "{action:?}");
+    assert!(action.stdout.contains(&image), "{action:?}");
+
+    // The first invoke pulls the image; -r prints the result only.
+    assert_eq!(
+        invoke_result(&platform, "pulled", &["-p", "name", "X"]),
+        json!({"from": "registry", "args": {"name": "X"}})
+    );
+
+    // -b: the id line, then the whole activation record.
+    let blocking = platform.wsk(&["action", "invoke", "pulled", "-b", "-p", "n", "two"]);
+    assert_eq!(blocking.code, 0, "{blocking:?}");
+    let (first, record) = blocking.stdout.split_once('\n').unwrap();
+    let id = first
+        .strip_prefix("ok: invoked /_/pulled with id ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_owned();
+    let record: Value = serde_json::from_str(record).expect("a JSON record after the id line");
+    assert_eq!(record["activationId"], id.as_str());
+    assert_eq!(record["name"], "pulled");
+    assert_eq!(record["response"]["status"], "success", "{record}");
+    assert_eq!(
+        record["response"]["result"],
+        json!({"from": "registry", "args": {"n": "two"}})
+    );
+    let kind = record["annotations"]
+        .as_array()
+        .and_then(|annotations| annotations.iter().find(|a| a["key"] == "kind"))
+        .map(|a| a["value"].clone());
+    assert_eq!(kind, Some(json!("blackbox")), "{record}");
+
+    // The stored record, and its logs (the script's stderr).
+    let stored = wsk_until(&platform, &["activation", "get", &id], |run| run.code == 0);
+    assert_eq!(stored.code, 0, "{stored:?}");
+    let (header, stored_json) = stored.stdout.split_once('\n').unwrap();
+    assert_eq!(header, format!("ok: got activation {id}"));
+    let stored_json: Value = serde_json::from_str(stored_json).unwrap();
+    assert_eq!(stored_json["response"], record["response"]);
+    let logs = wsk_until(&platform, &["activation", "logs", &id, "--strip"], |run| {
+        run.code == 0 && !run.stdout.is_empty()
+    });
+    logs.assert_ok(&["pulled and running"]);
 }

@@ -36,11 +36,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 
-pub use balancer::{BalancerConfig, BalancerError, LoadBalancer};
+pub use balancer::{BalancerConfig, BalancerError, LoadBalancer, publisher_key};
 pub use config::{BuildInfo, ControllerConfig};
 pub use error::{ApiError, ApiResult};
 pub use invoke::{Invocations, close_lost, close_unfinished};
-pub use state::{AppState, Clock, IdSource, RandomIds, SystemClock};
+pub use state::{
+    AcceptAnyCode, AppState, Clock, CodeCheck, CodeRefused, IdSource, RandomIds, SystemClock,
+};
 pub use transaction::TransactionId;
 
 /// The complete HTTP application.

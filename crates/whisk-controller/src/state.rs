@@ -7,9 +7,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use whisk_model::ActivationId;
+use whisk_model::{ActivationId, Exec};
 use whisk_store::Store;
 
 use crate::config::ControllerConfig;
@@ -63,6 +64,37 @@ impl IdSource for RandomIds {
     }
 }
 
+/// Checks an action's code when the action is created or updated, before anything is stored,
+/// so that code the platform can never run is refused with a 400 at once instead of failing
+/// every activation with an init error.
+///
+/// Why a seam: the check belongs to a runtime (compiling a WebAssembly module needs the wasm
+/// engine, which this crate does not depend on), and what it may keep depends on the process:
+/// the binary wires an implementation for its role (see `whisk standalone`, which compiles into
+/// the engine its invoker runs from). Without one, any code is accepted, as OpenWhisk does.
+#[async_trait]
+pub trait CodeCheck: Send + Sync + fmt::Debug {
+    /// Refuses `exec` with a message for the developer when it cannot run. Called only when the
+    /// request writes an exec (an update that keeps the stored code is not checked again).
+    async fn check(&self, exec: &Exec) -> Result<(), CodeRefused>;
+}
+
+/// Why an action's code was refused; the text is the 400's `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CodeRefused(pub String);
+
+/// The [`CodeCheck`] of a controller with no runtime checks: every exec is accepted.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AcceptAnyCode;
+
+#[async_trait]
+impl CodeCheck for AcceptAnyCode {
+    async fn check(&self, _exec: &Exec) -> Result<(), CodeRefused> {
+        Ok(())
+    }
+}
+
 /// Everything a handler needs; cheap to clone (all shared behind `Arc`s).
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -76,6 +108,8 @@ pub struct AppState {
     pub ids: Arc<dyn IdSource>,
     /// The balancer and throttles of action invocations.
     pub invocations: Arc<Invocations>,
+    /// What checks an action's code when it is written.
+    pub code_check: Arc<dyn CodeCheck>,
 }
 
 impl AppState {
@@ -87,12 +121,19 @@ impl AppState {
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
             invocations: Arc::new(Invocations::disabled()),
+            code_check: Arc::new(AcceptAnyCode),
         }
     }
 
     /// The same state with invocations going through `invocations`.
     pub fn with_invocations(mut self, invocations: Invocations) -> Self {
         self.invocations = Arc::new(invocations);
+        self
+    }
+
+    /// The same state with actions' code checked by `check` when they are written.
+    pub fn with_code_check(mut self, check: Arc<dyn CodeCheck>) -> Self {
+        self.code_check = check;
         self
     }
 }

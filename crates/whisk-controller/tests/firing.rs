@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use whisk_bus::{Bus, InProcessBus};
 use whisk_controller::api::triggers::{self, Fired};
 use whisk_controller::{
-    AppState, BalancerConfig, ControllerConfig, Invocations, LoadBalancer, RandomIds, SystemClock,
+    AcceptAnyCode, AppState, BalancerConfig, ControllerConfig, Invocations, LoadBalancer,
+    RandomIds, SystemClock,
 };
 use whisk_model::{AuthKey, EntityName, NamespaceLimits, SystemLimits};
 
@@ -392,6 +393,7 @@ async fn state_with_stand_in() -> (AppState, StandIn, tempfile::TempDir) {
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
         invocations: Arc::new(Invocations::new(balancer)),
+        code_check: Arc::new(AcceptAnyCode),
     };
     (state, stand_in, dir)
 }

@@ -10,6 +10,8 @@ pub mod archive;
 pub mod digest;
 pub mod layer;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use digest::Digest;
 pub use store::{ImageConfig, ImageError, ImageStore, ImportedImage};

@@ -1,9 +1,14 @@
 //! The invoker service: consumes `invoker<N>`, runs each activation, stores its record,
-//! publishes its completion and only then acknowledges the message, and beats every second.
+//! publishes its completion, and beats every second.
 //!
-//! Acknowledging last makes the bus the activation's safety net: if the process dies before the
-//! record is stored, the message is delivered again. A redelivered message whose record already
-//! exists is not run twice; its completion is simply sent again.
+//! A message is *claimed* on the bus ([`Delivery::claim`]) just before its action starts (once a
+//! container is leased), or before a record is written for it without running. Until then its
+//! controller may take it back ([`Bus::reclaim`]) to run it elsewhere, e.g. when this invoker
+//! looks dead; a claim that finds it taken back drops it unrun. So a message this invoker held
+//! without starting it is never lost with it: the bus delivers it again, to this invoker or,
+//! through its controller, to another. One claimed and then lost with this invoker ends in the
+//! controller's `whisk internal error` record. A redelivered message whose record already exists
+//! is not run twice; its completion is simply sent again.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -39,6 +44,11 @@ pub const ACTION_FETCH_ERROR: &str = "Action could not be fetched.";
 
 /// How often a runtime's "shutting down" answer sends an activation to another container.
 const RESCHEDULE_ATTEMPTS: usize = 3;
+
+/// Where waiting for the store or the bus to come back starts and stops backing off: quick
+/// enough to catch a short outage early, slow enough not to hammer a server that restarts.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(2);
 
 /// The invoker's settings.
 #[derive(Debug, Clone)]
@@ -310,7 +320,7 @@ struct Progress {
     init_time: Option<u64>,
 }
 
-async fn handle(shared: Arc<Shared>, delivery: Delivery) {
+async fn handle(shared: Arc<Shared>, mut delivery: Delivery) {
     let message: ActivationMessage = match serde_json::from_slice(&delivery.payload) {
         Ok(message) => message,
         Err(error) => {
@@ -330,6 +340,12 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         action = %message.action,
     );
     async move {
+        if delivery.redeliveries > 0 {
+            info!(
+                redeliveries = delivery.redeliveries,
+                "activation delivered again"
+            );
+        }
         if delivery.redeliveries > 0 && resend_existing(&shared, &message).await {
             if let Err(error) = delivery.ack().await {
                 warn!(%error, "ack failed");
@@ -339,11 +355,12 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
         let progress = Mutex::new(Progress::default());
         let mut stopping = shared.stopping.clone();
         let outcome = tokio::select! {
-            record = execute(&shared, &message, &progress) => Some(record),
+            executed = execute(&shared, &message, &progress, &mut delivery) => Some(executed),
             Ok(_) = stopping.wait_for(|stop| *stop) => None,
         };
         let record = match outcome {
-            Some(record) => record,
+            Some(Executed::Record(record)) => *record,
+            Some(Executed::NotClaimed) => return,
             None => {
                 info!("activation interrupted by shutdown");
                 let progress = progress.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -364,14 +381,77 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     .await;
 }
 
+/// Calls `call` until it succeeds or fails with an error `transient` does not accept, backing
+/// off between attempts; a service that is away is waited for rather than given up on, since
+/// giving up would lose a record or a completion. Stops early, with the last error, when the
+/// invoker stops. `what` names the call in the logs.
+async fn retry<T, E, F>(
+    shared: &Shared,
+    what: &'static str,
+    transient: impl Fn(&E) -> bool,
+    mut call: impl FnMut() -> F,
+) -> Result<T, E>
+where
+    E: fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut stopping = shared.stopping.clone();
+    let mut backoff = FIRST_RETRY;
+    let mut failures: u32 = 0;
+    let first_failure = std::time::Instant::now();
+    loop {
+        let error = match call().await {
+            Ok(value) => {
+                if failures > 0 {
+                    info!(
+                        what,
+                        attempts = failures + 1,
+                        waited_ms =
+                            u64::try_from(first_failure.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        "succeeded after retrying"
+                    );
+                }
+                return Ok(value);
+            }
+            Err(error) if transient(&error) => error,
+            Err(error) => return Err(error),
+        };
+        if failures == 0 {
+            warn!(what, %error, "service unavailable; retrying until it is back");
+        } else {
+            debug!(what, %error, attempt = failures + 1, "still unavailable");
+        }
+        failures += 1;
+        tokio::select! {
+            Ok(_) = stopping.wait_for(|stop| *stop) => return Err(error),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(LAST_RETRY);
+    }
+}
+
+/// A store failure that waiting may cure.
+fn store_away(error: &StoreError) -> bool {
+    matches!(error, StoreError::Unavailable(_))
+}
+
 /// For a redelivered message: if its record was stored before, publish the completion again
 /// instead of running the action twice.
 async fn resend_existing(shared: &Shared, message: &ActivationMessage) -> bool {
-    let stored = shared
-        .store
-        .activations
-        .get(&message.user.namespace, message.activation_id.as_str())
-        .await;
+    // Running the action again because the store cannot say whether it ran would run it
+    // twice; waiting for the store costs only time.
+    let stored = retry(
+        shared,
+        "look up the record of a redelivery",
+        store_away,
+        || {
+            shared
+                .store
+                .activations
+                .get(&message.user.namespace, message.activation_id.as_str())
+        },
+    )
+    .await;
     let record = match stored {
         Ok(Some(document)) => match serde_json::from_value::<WhiskActivation>(document) {
             Ok(record) => record,
@@ -391,20 +471,36 @@ async fn resend_existing(shared: &Shared, message: &ActivationMessage) -> bool {
     true
 }
 
-/// Stores the record, publishes the completion, then acknowledges.
+/// Claims `delivery` for this invoker. `false` when it is not this invoker's to act on: its
+/// controller took it back (it runs elsewhere), or the bus could not be asked (the dropped
+/// delivery comes again later).
+async fn claim(delivery: &mut Delivery) -> bool {
+    match delivery.claim().await {
+        Ok(()) => true,
+        Err(BusError::Reclaimed) => {
+            info!("activation taken back by its controller before it started; not run here");
+            false
+        }
+        Err(error) => {
+            warn!(%error, "cannot claim the activation; leaving it for redelivery");
+            false
+        }
+    }
+}
+
+/// Claims the message, stores the record, publishes the completion, then acknowledges (which
+/// after the claim only confirms).
 async fn finish(
     shared: &Shared,
     message: &ActivationMessage,
     record: WhiskActivation,
-    delivery: Delivery,
+    mut delivery: Delivery,
 ) {
-    let stored = match activation_entry(&record) {
-        Ok(entry) => {
-            let storing = std::time::Instant::now();
-            let stored = shared.store.activations.put(entry).await;
-            whisk_metrics::global().store_call("activation_put", storing.elapsed());
-            stored
-        }
+    if !claim(&mut delivery).await {
+        return;
+    }
+    let entry = match activation_entry(&record) {
+        Ok(entry) => entry,
         Err(error) => {
             error!(%error, "activation record does not encode; dropped");
             if let Err(error) = delivery.ack().await {
@@ -413,12 +509,23 @@ async fn finish(
             return;
         }
     };
+    // Claimed, so the bus will not deliver it again: keep trying while the store is away,
+    // until the record is stored or this invoker stops (then the controller closes the
+    // activation as lost).
+    let stored = retry(shared, "store the activation record", store_away, || {
+        let entry = entry.clone();
+        async move {
+            let storing = std::time::Instant::now();
+            let stored = shared.store.activations.put(entry).await;
+            whisk_metrics::global().store_call("activation_put", storing.elapsed());
+            stored
+        }
+    })
+    .await;
     match stored {
         Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
         Err(error) => {
-            // Not acknowledged: the bus delivers the message again and the next attempt
-            // stores the record (or finds it stored).
-            error!(%error, "activation record not stored; leaving the message for redelivery");
+            error!(%error, "activation record not stored; its controller closes it as lost");
             return;
         }
     }
@@ -444,14 +551,27 @@ async fn publish_completion(
     };
     match serde_json::to_vec(&completion) {
         Ok(bytes) => {
-            let publishing = std::time::Instant::now();
-            let published = shared
-                .bus
-                .publish(&message.completion_topic, Bytes::from(bytes))
-                .await;
-            whisk_metrics::global().bus_call("publish", publishing.elapsed());
+            let payload = Bytes::from(bytes);
+            // The controller's balancer holds the activation's slots until its completion
+            // comes, so a bus that is away is waited for.
+            let published = retry(
+                shared,
+                "publish the completion",
+                |error: &BusError| matches!(error, BusError::Unavailable(_)),
+                || async {
+                    let publishing = std::time::Instant::now();
+                    let published = shared
+                        .bus
+                        .publish(&message.completion_topic, payload.clone())
+                        .await;
+                    whisk_metrics::global().bus_call("publish", publishing.elapsed());
+                    published
+                },
+            )
+            .await;
             if let Err(error) = published {
-                // The record is stored: a waiting controller finds it by polling the store.
+                // Stopping, or the bus is closed: the record is stored, and a waiting
+                // controller finds it in the store.
                 warn!(%error, topic = %message.completion_topic, "completion not published");
             }
         }
@@ -487,14 +607,36 @@ fn lock(progress: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
     progress.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs one activation to its record.
+/// How [`execute`] ended.
+enum Executed {
+    /// The activation's record (or why none can be made).
+    Record(Box<Result<WhiskActivation, RecordError>>),
+    /// The message could not be claimed before starting: not this invoker's to run now.
+    NotClaimed,
+}
+
+impl From<Result<WhiskActivation, RecordError>> for Executed {
+    fn from(record: Result<WhiskActivation, RecordError>) -> Self {
+        Executed::Record(Box::new(record))
+    }
+}
+
+/// Runs one activation to its record, claiming its message once a container is ready.
 async fn execute(
     shared: &Shared,
     message: &ActivationMessage,
     progress: &Mutex<Progress>,
-) -> Result<WhiskActivation, RecordError> {
+    delivery: &mut Delivery,
+) -> Executed {
     let doc_id = message.action.doc_id();
-    let action = match shared.actions.get(&doc_id, &message.revision).await {
+    let loaded = retry(
+        shared,
+        "load the action",
+        |error: &LoadError| matches!(error, LoadError::Store(StoreError::Unavailable(_))),
+        || shared.actions.get(&doc_id, &message.revision),
+    )
+    .await;
+    let action = match loaded {
         Ok(action) => action,
         Err(LoadError::Gone { .. }) => {
             info!("action gone before it could run");
@@ -502,7 +644,8 @@ async fn execute(
                 message,
                 ActivationResponse::application_error(json!(ACTION_REMOVED_WHILE_INVOKING)),
                 shared.clock.epoch_ms(),
-            );
+            )
+            .into();
         }
         Err(error) => {
             error!(%error, "action could not be loaded");
@@ -510,7 +653,8 @@ async fn execute(
                 message,
                 ActivationResponse::whisk_error(json!(ACTION_FETCH_ERROR)),
                 shared.clock.epoch_ms(),
-            );
+            )
+            .into();
         }
     };
     lock(progress).action = Some(action.clone());
@@ -520,7 +664,8 @@ async fn execute(
             message,
             ActivationResponse::whisk_error(json!(ACTION_FETCH_ERROR)),
             shared.clock.epoch_ms(),
-        );
+        )
+        .into();
     };
     let image = match &action.exec {
         Exec::Blackbox { image, .. } => Some(image.clone()),
@@ -575,9 +720,18 @@ async fn execute(
             Ok(lease) => lease,
             Err(error) => {
                 error!(%error, "no container for the activation");
-                return failed_start(shared, &error);
+                return failed_start(shared, &error).into();
             }
         };
+        // The last moment its controller could take it back: from here it runs here.
+        if !claim(delivery).await {
+            let reusable = !lease.needs_init();
+            lease.release(reusable);
+            return Executed::NotClaimed;
+        }
+        if attempt == 1 {
+            info!("activation claimed; starting");
+        }
         let start = shared.clock.epoch_ms();
         lock(progress).start = Some(start);
         let context = RunContext {
@@ -616,7 +770,8 @@ async fn execute(
                         init_time,
                         timed_out: outcome.timed_out,
                     },
-                );
+                )
+                .into();
             }
             lease.initialized();
         }
@@ -650,7 +805,8 @@ async fn execute(
                 init_time,
                 timed_out: outcome.timed_out,
             },
-        );
+        )
+        .into();
     }
 }
 

@@ -3,13 +3,13 @@
 #![allow(clippy::unwrap_used)] // a panic is the right way for a test to fail
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
 use whisk_bus::InProcessBus;
-use whisk_bus::{Bus, Consumer, News, Subscription};
+use whisk_bus::{Bus, BusError, Consumer, News, Subscription};
 use whisk_invoker::fake::{FAKE_INIT_FAILURE, FakeFactory};
 use whisk_invoker::{INTERRUPTED_BY_SHUTDOWN, Invoker, InvokerConfig, InvokerHandle, PoolConfig};
 use whisk_model::activation::{
@@ -25,8 +25,8 @@ use whisk_model::{
     Identity, SemVer, WhiskAction, WhiskActivation,
 };
 use whisk_store::{
-    ActivationEntry, ActivationQuery, ActivationStore, EntityDocument, Store, StoreError,
-    StoreResult,
+    ActivationEntry, ActivationQuery, ActivationStore, EntityDocument, EntityQuery, EntityStore,
+    Revision, Store, StoreError, StoreResult, StoredEntity,
 };
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -66,6 +66,15 @@ impl Harness {
 
     /// With the invoker's store wrapped (the harness itself reads the real one).
     async fn start_with_store(pool: PoolConfig, wrap: impl FnOnce(Store) -> Store) -> Harness {
+        Harness::start_wrapped(pool, wrap, |bus| bus).await
+    }
+
+    /// With the invoker's store and bus wrapped (the harness itself uses the real ones).
+    async fn start_wrapped(
+        pool: PoolConfig,
+        wrap: impl FnOnce(Store) -> Store,
+        wrap_bus: impl FnOnce(Arc<dyn Bus>) -> Arc<dyn Bus>,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = whisk_store::open_sqlite(dir.path()).unwrap();
         let bus = Arc::new(InProcessBus::new());
@@ -77,7 +86,7 @@ impl Harness {
         config.log_wait = DEADLINE;
         let invoker = Invoker::start(
             config,
-            bus.clone(),
+            wrap_bus(bus.clone()),
             wrap(store.clone()),
             Arc::new(fake.clone()),
         )
@@ -600,27 +609,54 @@ async fn an_action_that_does_not_decode_is_a_whisk_error() {
     );
 }
 
-/// Fails the first `put`s, then stores.
+/// A scripted outage: while `away`, the wrapped calls fail as a service that cannot be reached
+/// does, and count their attempts.
+#[derive(Debug, Default)]
+struct Outage {
+    away: AtomicBool,
+    attempts: AtomicU32,
+}
+
+impl Outage {
+    fn away() -> Arc<Outage> {
+        let outage = Arc::new(Outage::default());
+        outage.away.store(true, Ordering::SeqCst);
+        outage
+    }
+
+    fn back(&self) {
+        self.away.store(false, Ordering::SeqCst);
+    }
+
+    fn attempts(&self) -> u32 {
+        self.attempts.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> StoreResult<()> {
+        if self.away.load(Ordering::SeqCst) {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable("scripted outage".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Activations whose `put` and `get` fail during the outage.
 #[derive(Debug)]
-struct FlakyActivations {
+struct AwayActivations {
     inner: Arc<dyn ActivationStore>,
-    failures: AtomicU8,
+    outage: Arc<Outage>,
 }
 
 #[async_trait::async_trait]
-impl ActivationStore for FlakyActivations {
+impl ActivationStore for AwayActivations {
     async fn put(&self, entry: ActivationEntry) -> StoreResult<()> {
-        if self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(StoreError::Unavailable("scripted".into()));
-        }
+        self.outage.check()?;
         self.inner.put(entry).await
     }
 
     async fn get(&self, namespace: &str, id: &str) -> StoreResult<Option<Value>> {
+        self.outage.check()?;
         self.inner.get(namespace, id).await
     }
 
@@ -637,12 +673,216 @@ impl ActivationStore for FlakyActivations {
     }
 }
 
-#[tokio::test]
-async fn a_record_that_cannot_be_stored_leaves_the_message_for_another_try() {
-    let mut h = Harness::start_with_store(PoolConfig::default(), |store| Store {
-        activations: Arc::new(FlakyActivations {
+/// Entities whose `get` fails during the outage.
+#[derive(Debug)]
+struct AwayEntities {
+    inner: Arc<dyn EntityStore>,
+    outage: Arc<Outage>,
+}
+
+#[async_trait::async_trait]
+impl EntityStore for AwayEntities {
+    async fn get(&self, doc_id: &str) -> StoreResult<Option<StoredEntity>> {
+        self.outage.check()?;
+        self.inner.get(doc_id).await
+    }
+
+    async fn put(
+        &self,
+        entity: EntityDocument,
+        expected: Option<Revision>,
+    ) -> StoreResult<Revision> {
+        self.inner.put(entity, expected).await
+    }
+
+    async fn delete(&self, doc_id: &str, expected: Revision) -> StoreResult<()> {
+        self.inner.delete(doc_id, expected).await
+    }
+
+    async fn list(&self, query: &EntityQuery) -> StoreResult<Vec<StoredEntity>> {
+        self.inner.list(query).await
+    }
+
+    async fn count(&self, query: &EntityQuery) -> StoreResult<u64> {
+        self.inner.count(query).await
+    }
+}
+
+/// A bus whose publishes on completion topics fail during the outage.
+#[derive(Debug)]
+struct AwayBus {
+    inner: Arc<dyn Bus>,
+    outage: Arc<Outage>,
+}
+
+#[async_trait::async_trait]
+impl Bus for AwayBus {
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
+        if topic == completion_topic(0) && self.outage.check().is_err() {
+            return Err(BusError::Unavailable("scripted outage".into()));
+        }
+        self.inner.publish(topic, payload).await
+    }
+
+    async fn try_publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
+        self.inner.try_publish(topic, payload).await
+    }
+
+    async fn publish_keyed(&self, topic: &str, key: &str, payload: Bytes) -> Result<(), BusError> {
+        self.inner.publish_keyed(topic, key, payload).await
+    }
+
+    async fn reclaim(&self, topic: &str, key: &str) -> Result<Vec<Bytes>, BusError> {
+        self.inner.reclaim(topic, key).await
+    }
+
+    async fn consume(&self, topic: &str) -> Result<Box<dyn Consumer>, BusError> {
+        self.inner.consume(topic).await
+    }
+
+    async fn broadcast(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
+        self.inner.broadcast(topic, payload).await
+    }
+
+    async fn subscribe(&self, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
+        self.inner.subscribe(topic).await
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+/// The harness with the activation store away.
+async fn with_activations_away() -> (Harness, Arc<Outage>) {
+    let outage = Outage::away();
+    let scripted = outage.clone();
+    let h = Harness::start_with_store(PoolConfig::default(), move |store| Store {
+        activations: Arc::new(AwayActivations {
             inner: store.activations.clone(),
-            failures: AtomicU8::new(1),
+            outage: scripted,
+        }),
+        ..store
+    })
+    .await;
+    (h, outage)
+}
+
+#[tokio::test]
+async fn a_record_is_kept_while_the_store_is_away_and_stored_once_it_is_back() {
+    let (mut h, outage) = with_activations_away().await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let message = message(&hello, &revision, json!({}));
+    h.send(&message).await;
+    // Ran, and the record is being retried rather than dropped or run again.
+    let retried = outage.clone();
+    wait_until("the record retried", move || retried.attempts() >= 3).await;
+    assert_eq!(h.fake.containers()[0].runs().len(), 1);
+    assert!(
+        h.store
+            .activations
+            .get("guest", message.activation_id.as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    outage.back();
+    let completion = h.completion().await;
+    let record = completion.record.unwrap();
+    assert!(record.response.is_success());
+    assert_eq!(h.stored(&message.activation_id).await, record);
+    assert_eq!(h.fake.containers()[0].runs().len(), 1, "run once");
+}
+
+/// The message was claimed when the run started, so the bus cannot run it a second time: an
+/// invoker that stops before the store is back gives the record up, and the activation's
+/// controller closes it as lost (`whisk internal error`) once the invoker is silent.
+#[tokio::test]
+async fn an_invoker_stopping_with_the_store_away_does_not_leave_a_claimed_activation_to_run_again()
+{
+    let (mut h, outage) = with_activations_away().await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let message = message(&hello, &revision, json!({}));
+    h.send(&message).await;
+    let retried = outage.clone();
+    wait_until("the record retried", move || retried.attempts() >= 1).await;
+    h.invoker.take().unwrap().shutdown().await;
+    assert_eq!(h.fake.containers()[0].runs().len(), 1, "ran once");
+    let mut queue = h.bus.consume(&invoker_topic(0)).await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(2), queue.next()).await;
+    assert!(again.is_err(), "a claimed activation came back: {again:?}");
+    outage.back();
+    assert!(
+        h.store
+            .activations
+            .get("guest", message.activation_id.as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_redelivery_waits_for_the_store_to_say_whether_it_ran() {
+    let (mut h, outage) = with_activations_away().await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let first = message(&hello, &revision, json!({}));
+    // Its record is there, but the invoker cannot see it yet.
+    outage.back();
+    let record = h.invoke(&first).await;
+    outage.away.store(true, Ordering::SeqCst);
+    let before = outage.attempts();
+    h.invoker.take().unwrap().shutdown().await;
+    h.send(&first).await;
+    let mut stolen = h.bus.consume(&invoker_topic(0)).await.unwrap();
+    drop(
+        tokio::time::timeout(DEADLINE, stolen.next())
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    drop(stolen);
+    let outage_store = outage.clone();
+    let mut config = InvokerConfig::new(0);
+    config.log_wait = DEADLINE;
+    h.invoker = Some(
+        Invoker::start(
+            config,
+            h.bus.clone(),
+            Store {
+                activations: Arc::new(AwayActivations {
+                    inner: h.store.activations.clone(),
+                    outage: outage_store,
+                }),
+                ..h.store.clone()
+            },
+            Arc::new(h.fake.clone()),
+        )
+        .await
+        .unwrap(),
+    );
+    let retried = outage.clone();
+    wait_until("the lookup retried", move || {
+        retried.attempts() >= before + 3
+    })
+    .await;
+    outage.back();
+    let completion = h.completion().await;
+    assert_eq!(completion.record, Some(record));
+    assert_eq!(h.fake.created(), 1, "not run again");
+}
+
+#[tokio::test]
+async fn an_action_is_loaded_once_the_store_is_back() {
+    let outage = Outage::away();
+    let scripted = outage.clone();
+    let mut h = Harness::start_with_store(PoolConfig::default(), move |store| Store {
+        entities: Arc::new(AwayEntities {
+            inner: store.entities.clone(),
+            outage: scripted,
         }),
         ..store
     })
@@ -650,12 +890,106 @@ async fn a_record_that_cannot_be_stored_leaves_the_message_for_another_try() {
     let hello = action("hello", "x", ActionLimits::default());
     let revision = h.put(&hello).await;
     let message = message(&hello, &revision, json!({}));
-    let record = h.invoke(&message).await;
-    assert!(record.response.is_success());
-    assert_eq!(h.stored(&message.activation_id).await, record);
-    assert_eq!(
-        h.fake.containers()[0].runs().len(),
-        2,
-        "run again after the failed store"
+    h.send(&message).await;
+    let retried = outage.clone();
+    wait_until("the load retried", move || retried.attempts() >= 3).await;
+    outage.back();
+    let record = h.completion().await.record.unwrap();
+    assert!(record.response.is_success(), "{:?}", record.response);
+    assert_eq!(h.fake.containers()[0].runs().len(), 1);
+}
+
+#[tokio::test]
+async fn a_completion_is_published_once_the_bus_is_back() {
+    let outage = Outage::away();
+    let scripted = outage.clone();
+    let mut h = Harness::start_wrapped(
+        PoolConfig::default(),
+        |store| store,
+        move |bus| {
+            Arc::new(AwayBus {
+                inner: bus,
+                outage: scripted,
+            })
+        },
+    )
+    .await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let message = message(&hello, &revision, json!({}));
+    h.send(&message).await;
+    let retried = outage.clone();
+    wait_until("the completion retried", move || retried.attempts() >= 3).await;
+    // The record is stored before the completion is tried.
+    let stored = h.stored(&message.activation_id).await;
+    outage.back();
+    let completion = h.completion().await;
+    assert_eq!(completion.record, Some(stored));
+}
+
+#[tokio::test]
+async fn a_message_taken_back_before_it_started_is_not_run() {
+    let pool = PoolConfig {
+        user_memory_mb: 256,
+        stem_cells: Vec::new(),
+        ..PoolConfig::default()
+    };
+    let mut h = Harness::start(pool).await;
+    let hello = action("hello", "x", ActionLimits::default());
+    let revision = h.put(&hello).await;
+    let running = message(&hello, &revision, json!({"fake": "hold"}));
+    let queued = message(&hello, &revision, json!({"n": 2}));
+    for message in [&running, &queued] {
+        h.bus
+            .publish_keyed(
+                &invoker_topic(0),
+                "controller0",
+                Bytes::from(serde_json::to_vec(message).unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+    // The first runs (claimed); the second waits in the pool for the only container's memory.
+    let fake = h.fake.clone();
+    wait_until("the first run started", || {
+        fake.containers()
+            .first()
+            .is_some_and(|c| !c.runs().is_empty())
+    })
+    .await;
+    let pool = h.invoker.as_ref().unwrap().pool().clone();
+    wait_until("the second waits for a container", || {
+        pool.snapshot().waiting == 1
+    })
+    .await;
+    let taken = h
+        .bus
+        .reclaim(&invoker_topic(0), "controller0")
+        .await
+        .unwrap();
+    let taken: Vec<ActivationMessage> = taken
+        .iter()
+        .map(|payload| serde_json::from_slice(payload).unwrap())
+        .collect();
+    assert_eq!(taken.len(), 1, "only the unstarted one comes back");
+    assert_eq!(taken[0], queued);
+    h.fake.release_runs(1);
+    let completion = h.completion().await;
+    assert_eq!(completion.activation_id, running.activation_id);
+    // The waiting one gets its container, finds it taken back and gives the container up.
+    wait_until("nothing waits", || pool.snapshot().waiting == 0).await;
+    wait_until("the container is free", || {
+        pool.snapshot().slots.iter().all(|slot| slot.active == 0)
+    })
+    .await;
+    let runs: usize = h.fake.containers().iter().map(|c| c.runs().len()).sum();
+    assert_eq!(runs, 1, "the taken-back activation did not run here");
+    assert!(
+        h.store
+            .activations
+            .get("guest", queued.activation_id.as_str())
+            .await
+            .unwrap()
+            .is_none()
     );
 }

@@ -150,6 +150,7 @@ pub struct Metrics {
     throttled: Family<ThrottleLabels, Counter>,
     store_calls: Family<OperationLabels, Histogram, fn() -> Histogram>,
     bus_calls: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    wasm_compiles: Histogram,
 }
 
 impl Default for Metrics {
@@ -233,6 +234,12 @@ impl Metrics {
             "Latency of bus calls, by operation",
             bus_calls.clone(),
         );
+        let wasm_compiles = time_histogram();
+        registry.register(
+            "wasm_compile_seconds",
+            "Compilations of WebAssembly modules, by time taken: an engine's cache misses, and the checks of actions written to a controller without an engine",
+            wasm_compiles.clone(),
+        );
         Self {
             registry,
             activations,
@@ -246,6 +253,7 @@ impl Metrics {
             throttled,
             store_calls,
             bus_calls,
+            wasm_compiles,
         }
     }
 
@@ -353,6 +361,12 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Observes one compilation of a WebAssembly module that took `elapsed` (its count is how
+    /// many modules this process compiled, which tells whether invocations found them ready).
+    pub fn wasm_compile(&self, elapsed: Duration) {
+        self.wasm_compiles.observe(elapsed.as_secs_f64());
+    }
+
     /// Everything in Prometheus' text exposition format.
     pub fn encode(&self) -> Result<String, MetricsError> {
         let mut text = String::new();
@@ -440,6 +454,18 @@ mod tests {
             text.contains("# TYPE whisk_activations_total counter"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn counts_and_times_wasm_compilations() {
+        let metrics = Metrics::new();
+        let text = metrics.encode().unwrap();
+        assert_eq!(sample(&text, "whisk_wasm_compile_seconds_count"), Some(0.0));
+        metrics.wasm_compile(Duration::from_millis(3));
+        metrics.wasm_compile(Duration::from_millis(5));
+        let text = metrics.encode().unwrap();
+        assert_eq!(sample(&text, "whisk_wasm_compile_seconds_count"), Some(2.0));
+        assert_eq!(sample(&text, "whisk_wasm_compile_seconds_sum"), Some(0.008));
     }
 
     #[test]

@@ -13,8 +13,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use whisk_model::{ActivationResponse, messages};
 
-use crate::engine::{CompiledAction, WasmCompileError, WasmEngine};
+use crate::engine::{CompiledAction, WasmCompileError, WasmEngine, decode_base64, digest_of};
 use crate::run::{RunLimits, RunRequest, WasmOutcome, WasmRunError, env_text};
+
+/// The largest `code` (base64 characters; a module of about 48 KiB) whose cache lookup runs on
+/// the async thread calling `/init`: decoding and hashing it takes tens of microseconds (about a
+/// hundred on a CPU without SHA instructions). Larger code is looked up on the blocking thread
+/// that would compile it.
+const INLINE_LOOKUP_MAX_CODE: usize = 64 * 1024;
 
 /// Why `/init` failed. `Display` is the activation's `error` text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,16 +113,9 @@ impl WasmContainer {
                 env.insert(key.clone(), env_text(value));
             }
         }
-        let engine = self.engine.clone();
-        let compile = tokio::task::spawn_blocking(move || engine.compile_base64(&code));
-        let action = match tokio::time::timeout(timeout, compile).await {
-            Err(_elapsed) => {
-                return Err(WasmInitError::Timeout {
-                    timeout_ms: millis(timeout),
-                });
-            }
-            Ok(Err(join)) => return Err(WasmInitError::Internal(join.to_string())),
-            Ok(Ok(compiled)) => compiled?,
+        let action = match self.cached(&code) {
+            Some(cached) => cached?,
+            None => self.compile(code, timeout).await?,
         };
         let mut state = self.state();
         if state.is_some() {
@@ -124,6 +123,39 @@ impl WasmContainer {
         }
         *state = Some(Initialized { action, env });
         Ok(started.elapsed())
+    }
+
+    /// The compiled module of a small `code` when the engine has it (compiled when the action
+    /// was written, or for another container of it), found on the calling thread: decoding and
+    /// hashing a small module costs less than handing it to a blocking thread and being woken
+    /// again, two thread wake-ups that a cold start would otherwise pay for a cache hit.
+    fn cached(&self, code: &str) -> Option<Result<Arc<CompiledAction>, WasmCompileError>> {
+        if code.len() > INLINE_LOOKUP_MAX_CODE {
+            return None;
+        }
+        let bytes = match decode_base64(code) {
+            Ok(bytes) => bytes,
+            Err(error) => return Some(Err(error)),
+        };
+        self.engine.cached(digest_of(&bytes))
+    }
+
+    /// Compiles `code` on a blocking thread (or waits for the compilation another container
+    /// started) within `timeout`.
+    async fn compile(
+        &self,
+        code: String,
+        timeout: Duration,
+    ) -> Result<Arc<CompiledAction>, WasmInitError> {
+        let engine = self.engine.clone();
+        let compile = tokio::task::spawn_blocking(move || engine.compile_base64(&code));
+        match tokio::time::timeout(timeout, compile).await {
+            Err(_elapsed) => Err(WasmInitError::Timeout {
+                timeout_ms: millis(timeout),
+            }),
+            Ok(Err(join)) => Err(WasmInitError::Internal(join.to_string())),
+            Ok(Ok(compiled)) => Ok(compiled?),
+        }
     }
 
     /// `/run` with an OpenWhisk run payload (see [`RunRequest::from_run_payload`]) under the

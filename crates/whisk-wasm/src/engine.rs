@@ -182,9 +182,7 @@ impl WasmEngine {
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true);
         let engine = Engine::new(&wasm).map_err(|e| WasmEngineError::Config(format!("{e:#}")))?;
-        let mut linker: Linker<RunState> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut RunState| &mut state.wasi)
-            .map_err(|e| WasmEngineError::Config(format!("{e:#}")))?;
+        let linker = wasi_linker(&engine)?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
         tracing::info!(
             max_instances = slots,
@@ -217,19 +215,33 @@ impl WasmEngine {
     /// Compiles `bytes` (a binary `.wasm` module), or returns the cached result for the same
     /// bytes. An action updated with new code has a new digest, so it is never served stale code.
     pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledAction>, WasmCompileError> {
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let slot = self.slot(digest);
-        slot.get_or_init(|| self.compile_uncached(digest, bytes))
-            .clone()
+        self.compile_digested(digest_of(bytes), bytes)
     }
 
     /// [`WasmEngine::compile`] for an action's `code` as stored: base64 of the module (outer
     /// whitespace ignored).
     pub fn compile_base64(&self, code: &str) -> Result<Arc<CompiledAction>, WasmCompileError> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(code.trim())
-            .map_err(|e| WasmCompileError::Base64(e.to_string()))?;
-        self.compile(&bytes)
+        self.compile(&decode_base64(code)?)
+    }
+
+    /// The cached result for `digest`, when its compilation has finished; never compiles.
+    pub(crate) fn cached(
+        &self,
+        digest: [u8; 32],
+    ) -> Option<Result<Arc<CompiledAction>, WasmCompileError>> {
+        let slot = lock(&self.inner.cache).entries.get(&digest).cloned()?;
+        slot.get().cloned()
+    }
+
+    /// [`WasmEngine::compile`] when the digest of `bytes` is known already.
+    pub(crate) fn compile_digested(
+        &self,
+        digest: [u8; 32],
+        bytes: &[u8],
+    ) -> Result<Arc<CompiledAction>, WasmCompileError> {
+        let slot = self.slot(digest);
+        slot.get_or_init(|| self.compile_uncached(digest, bytes))
+            .clone()
     }
 
     fn slot(&self, digest: [u8; 32]) -> CacheSlot {
@@ -259,22 +271,13 @@ impl WasmEngine {
     ) -> Result<Arc<CompiledAction>, WasmCompileError> {
         self.inner.compilations.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let module = Module::from_binary(&self.inner.engine, bytes)
-            .map_err(|e| WasmCompileError::Invalid(format!("{e:#}")))?;
-        match module.get_export("_start") {
-            Some(ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => {}
-            _ => return Err(WasmCompileError::NoStart),
-        }
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| WasmCompileError::Link(format!("{e:#}")))?;
+        let pre = compile_module(&self.inner.engine, &self.inner.linker, bytes)?;
         let compiled = CompiledAction {
             digest,
             pre,
             compile_time: started.elapsed(),
         };
+        whisk_metrics::global().wasm_compile(compiled.compile_time);
         tracing::debug!(
             digest = %compiled.digest_hex(),
             bytes = bytes.len(),
@@ -283,6 +286,83 @@ impl WasmEngine {
         );
         Ok(Arc::new(compiled))
     }
+}
+
+/// Checks modules the way a [`WasmEngine`] compiles them, without running anything: what a
+/// controller without a local invoker holds to refuse a bad module when an action is written.
+///
+/// The wasmtime settings that decide what compiles (epoch interruption, the WASI linker) are
+/// the engine's, so a module accepted here is one an invoker accepts; but there is no pool of
+/// instance slots, no epoch ticker and no cache (an invoker on another host compiles the module
+/// again on first use).
+pub struct WasmValidator {
+    engine: Engine,
+    linker: Linker<RunState>,
+}
+
+impl fmt::Debug for WasmValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WasmValidator").finish_non_exhaustive()
+    }
+}
+
+impl WasmValidator {
+    /// A validator with the compilation settings of [`WasmEngine::new`].
+    pub fn new() -> Result<WasmValidator, WasmEngineError> {
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true);
+        let engine = Engine::new(&wasm).map_err(|e| WasmEngineError::Config(format!("{e:#}")))?;
+        let linker = wasi_linker(&engine)?;
+        Ok(WasmValidator { engine, linker })
+    }
+
+    /// Whether an action's `code` (base64 of a module) would run: decoded, compiled, checked
+    /// as a WASI command and linked, then dropped. Synchronous and CPU-bound like
+    /// [`WasmEngine::compile`].
+    pub fn check_base64(&self, code: &str) -> Result<(), WasmCompileError> {
+        let bytes = decode_base64(code)?;
+        let started = Instant::now();
+        let checked = compile_module(&self.engine, &self.linker, &bytes).map(drop);
+        whisk_metrics::global().wasm_compile(started.elapsed());
+        checked
+    }
+}
+
+/// Compiles `bytes`, checks that the module is a WASI command and links it against WASI.
+fn compile_module(
+    engine: &Engine,
+    linker: &Linker<RunState>,
+    bytes: &[u8],
+) -> Result<InstancePre<RunState>, WasmCompileError> {
+    let module = Module::from_binary(engine, bytes)
+        .map_err(|e| WasmCompileError::Invalid(format!("{e:#}")))?;
+    match module.get_export("_start") {
+        Some(ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => {}
+        _ => return Err(WasmCompileError::NoStart),
+    }
+    linker
+        .instantiate_pre(&module)
+        .map_err(|e| WasmCompileError::Link(format!("{e:#}")))
+}
+
+/// The SHA-256 of a module, its key in the cache.
+pub(crate) fn digest_of(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// The module bytes of an action's `code` (base64, outer whitespace ignored).
+pub(crate) fn decode_base64(code: &str) -> Result<Vec<u8>, WasmCompileError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(code.trim())
+        .map_err(|e| WasmCompileError::Base64(e.to_string()))
+}
+
+/// A linker holding WASI preview 1, the only imports a module may have.
+fn wasi_linker(engine: &Engine) -> Result<Linker<RunState>, WasmEngineError> {
+    let mut linker: Linker<RunState> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut RunState| &mut state.wasi)
+        .map_err(|e| WasmEngineError::Config(format!("{e:#}")))?;
+    Ok(linker)
 }
 
 /// A poisoned cache lock only means another thread panicked while holding it; the map itself

@@ -35,7 +35,9 @@ mod run;
 
 pub use capture::{LogLine, LogStream};
 pub use container::{WasmContainer, WasmInitError};
-pub use engine::{CompiledAction, WasmCompileError, WasmConfig, WasmEngine, WasmEngineError};
+pub use engine::{
+    CompiledAction, WasmCompileError, WasmConfig, WasmEngine, WasmEngineError, WasmValidator,
+};
 pub use output::{NOT_A_DICTIONARY, ParsedOutput, parse_stdout};
 pub use run::{RunLimits, RunRequest, WasmOutcome, WasmRunError};
 

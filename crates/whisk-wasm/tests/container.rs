@@ -161,6 +161,33 @@ async fn containers_of_the_same_code_share_one_compilation() {
 }
 
 #[tokio::test]
+async fn an_init_of_code_compiled_ahead_compiles_nothing() {
+    let engine = engine();
+    let code = base64(&env_echo());
+    // What the controller of a standalone platform does when the action is written.
+    engine.compile_base64(&code).unwrap();
+    assert_eq!(engine.compilations(), 1);
+    let container = WasmContainer::new(engine.clone(), 128, BTreeMap::new());
+    container.init(&init_payload(&code), SECOND).await.unwrap();
+    let outcome = container.run(&json!({"value": {"a": 1}}), SECOND).await;
+    assert_eq!(outcome.result, Ok(json!({"a": 1})));
+    assert_eq!(engine.compilations(), 1);
+    // A failure cached ahead is the init's failure, again without compiling.
+    let bad = base64(b"\0asm but not really");
+    assert!(engine.compile_base64(&bad).is_err());
+    let container = WasmContainer::new(engine.clone(), 128, BTreeMap::new());
+    let error = container
+        .init(&init_payload(&bad), SECOND)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, WasmInitError::Compile(WasmCompileError::Invalid(_))),
+        "{error:?}"
+    );
+    assert_eq!(engine.compilations(), 2);
+}
+
+#[tokio::test]
 async fn a_container_serves_again_after_a_timeout() {
     // Loops forever when the parameters are `{"spin":..}` (stdin starts with `{"s`), else echoes
     // nothing and returns `{}`.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use whisk_wasm::{
     LogStream, RunLimits, RunRequest, WasmCompileError, WasmConfig, WasmEngine, WasmOutcome,
-    WasmRunError,
+    WasmRunError, WasmValidator,
 };
 
 fn engine() -> WasmEngine {
@@ -576,6 +576,32 @@ fn invalid_modules_are_init_failures() {
 
     let base64 = engine.compile_base64("not base64!").unwrap_err();
     assert!(matches!(base64, WasmCompileError::Base64(_)), "{base64:?}");
+}
+
+#[test]
+fn the_validator_refuses_what_the_engine_refuses_and_keeps_nothing() {
+    use base64::Engine as _;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let validator = WasmValidator::new().unwrap();
+    let engine = engine();
+    validator.check_base64(&encode(&echo())).unwrap();
+    // Same error as the engine's, for every way a module can be refused.
+    let refused = [
+        encode(b"not wasm at all"),
+        encode(&wasm("(module (func (export \"main\")))")),
+        encode(&wasm(
+            r#"(module (import "env" "open_socket" (func (param i32))) (func (export "_start")))"#,
+        )),
+        "not base64!".to_string(),
+    ];
+    for code in &refused {
+        let by_validator = validator.check_base64(code).unwrap_err();
+        assert_eq!(by_validator, engine.compile_base64(code).unwrap_err());
+    }
+    // The validator shares nothing with an engine: the echo module was checked, not cached.
+    engine.compile_base64(&encode(&echo())).unwrap();
+    // The engine compiled the three refused modules (not the bad base64) and the echo module.
+    assert_eq!(engine.compilations(), 4);
 }
 
 #[test]

@@ -2,16 +2,18 @@
 //! and a controller's own view of the pending notes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use tokio::time::Instant;
 use whisk_bus::{Bus, NatsBus, NatsConfig};
 use whisk_store::{
     ActivationEntry, ActivationQuery, ActivationStore, PostgresDatabase, PostgresOptions,
     PostgresTls, Store, StoreResult,
 };
 
-use crate::config::ClusterSettings;
+use crate::config::{ClusterRole, ClusterSettings};
 
 /// Opens the shared PostgreSQL store (migrating its schema if this build is newer).
 pub async fn open_store(settings: &ClusterSettings) -> anyhow::Result<Store> {
@@ -36,12 +38,70 @@ pub async fn open_database(settings: &ClusterSettings) -> anyhow::Result<Postgre
         .context("cannot open the cluster store")
 }
 
-/// Connects to the cluster's NATS bus under the cluster's name.
-pub async fn connect_bus(settings: &ClusterSettings) -> anyhow::Result<Arc<dyn Bus>> {
-    let bus = NatsBus::connect(NatsConfig::new(settings.bus.clone(), settings.name.clone()))
+/// How long a controller retries publishing an activation while the bus is away before it
+/// answers `503`: a caller is waiting on the HTTP request, and a bus away for longer than a
+/// reconnection takes is an outage the caller should hear of. Invokers keep the adapter's
+/// default (and retry their completions beyond it), as nobody waits on them.
+pub const CONTROLLER_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long after its bus connection is back a controller waits before it counts invokers'
+/// silence again: each invoker reconnects on its own schedule (the NATS client waits up to 4 s
+/// between attempts) and beats once a second, so until then silence says nothing of them.
+pub const QUIET_AFTER_RECONNECT: Duration = Duration::from_secs(10);
+
+/// Connects to the cluster's NATS bus under the cluster's name, with `role`'s patience.
+pub async fn connect_bus(
+    settings: &ClusterSettings,
+    role: ClusterRole,
+) -> anyhow::Result<Arc<dyn Bus>> {
+    let mut config = NatsConfig::new(settings.bus.clone(), settings.name.clone());
+    if role == ClusterRole::Controller {
+        config.publish_timeout = CONTROLLER_PUBLISH_TIMEOUT;
+    }
+    let bus = NatsBus::connect(config)
         .await
         .context("cannot connect to the cluster bus")?;
     Ok(Arc::new(bus))
+}
+
+/// Whether a controller may count an invoker's silence against it now. While the controller's
+/// own bus connection is down it hears no invoker, so a bus outage must not pass for every
+/// invoker dying (which would close their activations with `whisk internal error` records while
+/// they still run and store their true ones); after the connection is back, silence counts only
+/// once [`QUIET_AFTER_RECONNECT`] (or the `quiet` given) has passed.
+#[derive(Debug)]
+pub struct Hearing {
+    quiet: Duration,
+    /// When the connection was last seen coming back; `None` while it is down.
+    since: Option<Instant>,
+}
+
+impl Hearing {
+    /// Starts hearing at `now` (a controller starts connected).
+    pub fn new(quiet: Duration, now: Instant) -> Hearing {
+        Hearing {
+            quiet,
+            since: Some(now),
+        }
+    }
+
+    /// Whether silence counts at `now`, given whether the bus is `connected` now.
+    pub fn counts(&mut self, connected: bool, now: Instant) -> bool {
+        if !connected {
+            if self.since.take().is_some() {
+                tracing::warn!("bus connection lost; invokers' silence is not counted");
+            }
+            return false;
+        }
+        let since = *self.since.get_or_insert_with(|| {
+            tracing::info!(
+                quiet_ms = u64::try_from(self.quiet.as_millis()).unwrap_or(u64::MAX),
+                "bus connection back; invokers' silence counts again after a quiet period"
+            );
+            now
+        });
+        now.saturating_duration_since(since) >= self.quiet
+    }
 }
 
 /// The activation store as one controller of a cluster sees it: its pending notes are tagged
@@ -141,6 +201,28 @@ mod tests {
             start: 1,
             document: serde_json::json!({"activationId": id}),
         }
+    }
+
+    #[test]
+    fn silence_counts_only_while_connected_and_after_the_quiet_period() {
+        let start = Instant::now();
+        let quiet = Duration::from_secs(10);
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        let mut hearing = Hearing::new(quiet, start);
+        assert!(!hearing.counts(true, at(9)), "the quiet period after start");
+        assert!(hearing.counts(true, at(10)));
+        assert!(hearing.counts(true, at(100)));
+        // A bus outage: nothing counts while it lasts, however long.
+        assert!(!hearing.counts(false, at(101)));
+        assert!(!hearing.counts(false, at(500)));
+        // Back: the quiet period starts at the first look after the reconnection.
+        assert!(!hearing.counts(true, at(501)));
+        assert!(!hearing.counts(true, at(510)));
+        assert!(hearing.counts(true, at(511)));
+        // A blip between two looks that is seen restarts the quiet period too.
+        assert!(!hearing.counts(false, at(512)));
+        assert!(!hearing.counts(true, at(513)));
+        assert!(hearing.counts(true, at(523)));
     }
 
     #[tokio::test]

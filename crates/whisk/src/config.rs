@@ -261,6 +261,8 @@ impl ServerConfig {
 /// is taken for dead: long enough to ride out a restart or a network blip, short enough that
 /// a caller waiting on a blocking call still gets its answer.
 pub const DEFAULT_LOST_GRACE_MS: u64 = 15_000;
+/// See [`ClusterFile::overdue_margin_ms`].
+pub const DEFAULT_OVERDUE_MARGIN_MS: u64 = 60_000;
 
 /// The NATS subject and stream prefix when nothing else is said.
 pub const DEFAULT_CLUSTER_NAME: &str = "whisk";
@@ -291,6 +293,10 @@ pub struct ClusterFile {
     /// How long an invoker must have been silent before a controller writes `whisk internal
     /// error` records for the activations it sent there and saw no completion of.
     pub lost_grace_ms: Option<u64>,
+    /// The margin of the rule that says when an activation whose controller stopped is surely
+    /// lost: twice its time limit (at least the margin) plus the margin after it started.
+    /// Default a minute; tests shorten it.
+    pub overdue_margin_ms: Option<u64>,
 }
 
 /// What the command line (and the environment, through clap) said about the cluster.
@@ -323,6 +329,8 @@ pub struct ClusterSettings {
     pub controllers: u32,
     pub api: Option<SocketAddr>,
     pub lost_grace: Duration,
+    /// See [`ClusterFile::overdue_margin_ms`].
+    pub overdue_margin: Duration,
 }
 
 /// Which cluster role is being configured: each needs its own id.
@@ -385,6 +393,9 @@ impl ClusterSettings {
                     .lost_grace_ms
                     .or(file.lost_grace_ms)
                     .unwrap_or(DEFAULT_LOST_GRACE_MS),
+            ),
+            overdue_margin: Duration::from_millis(
+                file.overdue_margin_ms.unwrap_or(DEFAULT_OVERDUE_MARGIN_MS),
             ),
         })
     }
@@ -560,6 +571,17 @@ mod tests {
             from_file.lost_grace,
             Duration::from_millis(DEFAULT_LOST_GRACE_MS)
         );
+        assert_eq!(
+            from_file.overdue_margin,
+            Duration::from_millis(DEFAULT_OVERDUE_MARGIN_MS)
+        );
+        let margin = ClusterFile {
+            overdue_margin_ms: Some(500),
+            ..file.clone()
+        };
+        let shortened =
+            ClusterSettings::resolve(ClusterRole::Controller, &ClusterFlags::default(), &margin)?;
+        assert_eq!(shortened.overdue_margin, Duration::from_millis(500));
 
         let flags = ClusterFlags {
             bus: Some("nats://other:4222".into()),

@@ -32,7 +32,7 @@ pub async fn run(
         invoker_settings.user_memory_mb = user_memory_mb;
     }
     let store = open_store(&settings).await?;
-    let bus = connect_bus(&settings).await?;
+    let bus = connect_bus(&settings, ClusterRole::Invoker).await?;
     let manifest = controller_config(&config).manifest;
     let invoker = LocalInvoker::start(
         settings.id,

@@ -11,6 +11,7 @@ mod controller;
 mod feeds;
 mod invoker;
 mod standalone;
+mod wasm_check;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

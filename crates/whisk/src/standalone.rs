@@ -32,6 +32,7 @@ use whisk_store::Store;
 use whisk_wasm::WasmEngine;
 
 use crate::config::{InvokerSettings, NetworkMode, ServerConfig, ServerFlags, TlsSettings};
+use crate::wasm_check::WasmCodeCheck;
 
 /// The development credentials every OpenWhisk standalone install ships with, so that existing
 /// `~/.wskprops` files and tutorials work unchanged. (subject = namespace name, uuid:key)
@@ -103,10 +104,14 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
         None
     };
 
+    // Modules are compiled as their actions are written, into the local invoker's engine, so
+    // that an action's first invoke finds its module ready.
+    let code_check = WasmCodeCheck::for_controller(invoker.as_ref().map(LocalInvoker::wasm));
     // One controller: its own writes invalidate its cache, so no bus is needed.
     let caches = Caches::new(CacheConfig::default(), None);
     let state = whisk_controller::AppState::new(cached(store, &caches), controller)
-        .with_invocations(Invocations::new(Arc::clone(&balancer)));
+        .with_invocations(Invocations::new(Arc::clone(&balancer)))
+        .with_code_check(code_check);
     let edge = edge_config(&config)?;
     let (events, scheduler) = start_events(&config, state, address).await?;
     announce(address, &config);
@@ -130,6 +135,7 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
 /// invoker 0, and the whole of a `whisk invoker` process.
 pub(crate) struct LocalInvoker {
     invoker: InvokerHandle,
+    wasm: WasmEngine,
     networks: Arc<NetworkPool>,
     sandbox: Arc<Sandbox>,
 }
@@ -242,7 +248,7 @@ impl LocalInvoker {
         // included: `KindRouter` could run without containers, but the network pool and the
         // sandbox's shutdown would then have to become optional here.
         let factory = KindRouter::new(
-            Arc::new(WasmFactory::new(wasm, settings.instance.clone())),
+            Arc::new(WasmFactory::new(wasm.clone(), settings.instance.clone())),
             Some(Arc::new(factory)),
         );
         match Invoker::start(config, bus, store, Arc::new(factory)).await {
@@ -250,6 +256,7 @@ impl LocalInvoker {
                 tracing::info!(invoker = id, instance = %settings.instance, "invoker running");
                 Ok(Self {
                     invoker,
+                    wasm,
                     networks,
                     sandbox,
                 })
@@ -264,6 +271,11 @@ impl LocalInvoker {
 
     /// Stops the invoker (recording interrupted activations, removing containers), then the
     /// network namespaces and the sandbox's cgroups.
+    /// The engine this invoker runs WebAssembly actions on (and caches their modules in).
+    pub(crate) fn wasm(&self) -> &WasmEngine {
+        &self.wasm
+    }
+
     pub(crate) async fn shutdown(self) {
         self.invoker.shutdown().await;
         stop_networks(&self.networks).await;

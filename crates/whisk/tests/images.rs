@@ -11,6 +11,7 @@ use std::path::Path;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::Platform;
+use whisk_image::testing::SkeletonImage;
 
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
@@ -38,99 +39,12 @@ fn platform(name: &str) -> Option<Platform> {
     )))
 }
 
-/// Copies a host program and what `ldd` says it loads (with the loader) into `root`, each at
-/// its host path (the program itself at `at`).
-fn copy_program(program: &Path, at: &str, root: &Path) {
-    let mut files = vec![(program.to_path_buf(), at.to_owned())];
-    let output = std::process::Command::new("ldd")
-        .arg(program)
-        .output()
-        .expect("run ldd");
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let path = match line.split_once("=>") {
-            Some((_, rest)) => rest.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        if let Some(path) = path.filter(|path| path.starts_with('/')) {
-            files.push((path.into(), path.to_owned()));
-        }
-    }
-    for (source, target) in files {
-        let target = root.join(target.trim_start_matches('/'));
-        std::fs::create_dir_all(target.parent().expect("a parent")).expect("mkdir");
-        std::fs::copy(&source, &target).expect("copy a file into the image");
-    }
-}
-
-/// The one layer (an uncompressed tar) and the config of our test image: the skeleton proxy as
-/// its command.
-fn image_parts(dir: &Path) -> (Vec<u8>, Value) {
-    let root = dir.join("root");
-    copy_program(Path::new(env!("CARGO_BIN_EXE_whisk")), "/whisk", &root);
-    copy_program(Path::new("/bin/sh"), "/bin/sh", &root);
-    std::fs::create_dir_all(root.join("etc")).expect("mkdir etc");
-    std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").expect("hosts");
-
-    let mut layer = tar::Builder::new(Vec::new());
-    layer.follow_symlinks(false);
-    layer.append_dir_all(".", &root).expect("layer");
-    let layer = layer.into_inner().expect("layer bytes");
-    let config = json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {
-            "Env": ["PATH=/bin", "__OW_ACTION_DIR=/tmp/action"],
-            "Cmd": ["/whisk", "proxy", "skeleton"],
-            "WorkingDir": "/"
-        },
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256_hex(&layer))]}
-    });
-    (layer, config)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let output = std::process::Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(bytes)?;
-            child.wait_with_output()
-        })
-        .expect("run sha256sum");
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .next()
-        .expect("a digest")
-        .to_owned()
-}
-
-/// A `docker save` archive of the test image tagged `tag`.
+/// A `docker save` archive of the test image (`whisk_image::testing`) tagged `tag`.
 fn image_archive(dir: &Path, tag: &str) -> std::path::PathBuf {
-    let (layer, config) = image_parts(dir);
-    let manifest = json!([{
-        "Config": "config.json",
-        "RepoTags": [tag],
-        "Layers": ["layer/layer.tar"]
-    }]);
     let path = dir.join("image.tar");
-    let mut archive = tar::Builder::new(std::fs::File::create(&path).expect("archive file"));
-    for (name, bytes) in [
-        ("config.json", config.to_string().into_bytes()),
-        ("manifest.json", manifest.to_string().into_bytes()),
-        ("layer/layer.tar", layer),
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        archive
-            .append_data(&mut header, name, bytes.as_slice())
-            .expect("archive entry");
-    }
-    archive.finish().expect("finish the archive");
-    path
+    SkeletonImage::build(Path::new(env!("CARGO_BIN_EXE_whisk")), dir)
+        .and_then(|image| image.write_docker_archive(&path, tag).map(|()| path))
+        .expect("build the test image")
 }
 
 async fn create_blackbox(platform: &Platform, name: &str, image: &str) {
@@ -261,22 +175,10 @@ async fn an_image_pulled_from_a_registry_runs_as_a_blackbox_action() {
         return;
     };
     let work = tempfile::tempdir().expect("tempdir");
-    let (layer, config) = image_parts(work.path());
     let image = format!("{registry}/whisk-test/pulled-{}:1", std::process::id());
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = oci_client::Client::new(oci_client::client::ClientConfig {
-        protocol: oci_client::client::ClientProtocol::HttpsExcept(vec![registry.clone()]),
-        ..Default::default()
-    });
-    let reference: oci_client::Reference = image.parse().expect("a reference");
-    client
-        .push(
-            &reference,
-            &[oci_client::client::ImageLayer::oci_v1(layer, None)],
-            oci_client::client::Config::oci_v1(config.to_string().into_bytes(), None),
-            &oci_client::secrets::RegistryAuth::Anonymous,
-            None,
-        )
+    SkeletonImage::build(Path::new(env!("CARGO_BIN_EXE_whisk")), work.path())
+        .expect("build the test image")
+        .push(&image)
         .await
         .expect("push the test image");
 

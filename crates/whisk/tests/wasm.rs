@@ -151,14 +151,112 @@ async fn a_wasm_action_runs_blocking_with_its_result_record_and_logs() {
     assert_eq!(annotation(&warm, "initTime"), None, "{warm}");
 }
 
+/// How many WebAssembly modules the platform has compiled, from its `/metrics`.
+async fn compilations(platform: &Platform) -> u64 {
+    let text = platform
+        .raw()
+        .get(format!("{}/metrics", platform.url))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix("whisk_wasm_compile_seconds_count "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no compile count in {text}"))
+}
+
 #[tokio::test]
-async fn time_and_memory_limits_and_a_bad_module_end_in_developer_errors() {
+async fn a_module_is_compiled_when_its_action_is_written_not_when_first_invoked() {
+    let Some(platform) = support::platform_with_invoker("compile", "", &[]) else {
+        return;
+    };
+    let before = compilations(&platform).await;
+    put_wasm(&platform, "ready", &echo(), json!({})).await;
+    assert_eq!(compilations(&platform).await, before + 1);
+
+    let (status, cold) = invoke(&platform, "ready", json!({"first": true})).await;
+    assert_eq!(status, 200, "{cold}");
+    assert_eq!(cold["response"]["result"], json!({"first": true}));
+    assert!(
+        annotation(&cold, "initTime").is_some(),
+        "a cold start: {cold}"
+    );
+    assert_eq!(compilations(&platform).await, before + 1, "compiled again");
+}
+
+#[tokio::test]
+async fn a_module_that_cannot_run_is_refused_at_create_and_at_update() {
+    let Some(platform) = support::platform_with_invoker("refuse", "", &[]) else {
+        return;
+    };
+    let create = |name: &str, code: String, overwrite: bool| {
+        let path = format!("/namespaces/_/actions/{name}?overwrite={overwrite}");
+        let body = json!({"exec": {"kind": "wasm:wasi", "code": code, "binary": true}});
+        let platform = &platform;
+        async move { platform.guest(Method::PUT, &path, Some(body)).await }
+    };
+    let refused = create("broken", base64(b"\0asm but not really"), false).await;
+    assert_eq!(refused.status.as_u16(), 400, "{}", refused.text);
+    let error = refused.body["error"].as_str().expect("an error text");
+    assert!(
+        error.starts_with("The action's code is not a valid WebAssembly module: "),
+        "{error}"
+    );
+    assert_eq!(
+        refused.body["code"].as_str(),
+        refused
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+    );
+    let missing = platform
+        .guest(Method::GET, "/namespaces/_/actions/broken", None)
+        .await;
+    assert_eq!(missing.status.as_u16(), 404, "{}", missing.text);
+
+    let no_start = wat::parse_str(r#"(module (func (export "main")))"#).expect("valid WAT");
+    create("broken", base64(&no_start), false).await.assert_error(
+        400,
+        "The WebAssembly module is not a WASI command: it must export a function '_start' taking and returning nothing.",
+    );
+
+    put_wasm(&platform, "kept", &echo(), json!({})).await;
+    let before = platform
+        .guest(Method::GET, "/namespaces/_/actions/kept", None)
+        .await;
+    let before = before.assert_ok().clone();
+    let refused = create("kept", "not base64!".to_string(), true).await;
+    assert_eq!(refused.status.as_u16(), 400, "{}", refused.text);
+    assert!(
+        refused.body["error"]
+            .as_str()
+            .is_some_and(|error| error.starts_with("The action's code is not valid base64: ")),
+        "{}",
+        refused.text
+    );
+    let after = platform
+        .guest(Method::GET, "/namespaces/_/actions/kept", None)
+        .await;
+    assert_eq!(
+        after.assert_ok(),
+        &before,
+        "the refused update changed the action"
+    );
+    let (status, record) = invoke(&platform, "kept", json!({"still": "echo"})).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["response"]["result"], json!({"still": "echo"}));
+}
+
+#[tokio::test]
+async fn time_and_memory_limits_end_in_developer_errors() {
     let Some(platform) = support::platform_with_invoker("limits", "", &[]) else {
         return;
     };
     put_wasm(&platform, "endless", &endless(), json!({"timeout": 1000})).await;
     put_wasm(&platform, "hungry", &hungry(), json!({"memory": 128})).await;
-    put_wasm(&platform, "broken", b"\0asm but not really", json!({})).await;
 
     let (status, timed_out) = invoke(&platform, "endless", json!({})).await;
     assert_eq!(status, 502, "{timed_out}");
@@ -175,24 +273,6 @@ async fn time_and_memory_limits_and_a_bad_module_end_in_developer_errors() {
     assert_eq!(
         exhausted["response"]["result"],
         json!({"error": "The action exhausted its memory and was aborted."})
-    );
-
-    let (status, broken) = invoke(&platform, "broken", json!({})).await;
-    assert_eq!(status, 502, "{broken}");
-    assert_eq!(broken["response"]["status"], "action developer error");
-    let error = broken["response"]["result"]["error"]
-        .as_str()
-        .expect("an error text");
-    assert!(
-        error.starts_with("The action's code is not a valid WebAssembly module"),
-        "{broken}"
-    );
-    assert!(annotation(&broken, "initTime").is_some(), "{broken}");
-    assert_eq!(
-        log_tails(&broken),
-        vec![
-            "stderr: The action did not initialize or run as expected. Log data might be missing."
-        ]
     );
 }
 

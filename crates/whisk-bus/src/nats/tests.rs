@@ -480,6 +480,71 @@ async fn a_stream_deleted_behind_the_bus_is_made_again() {
     bus.close().await;
 }
 
+#[tokio::test]
+async fn a_stream_made_before_keyed_publishes_takes_them() {
+    let Some(url) = server_url() else { return };
+    let bus = NatsBus::connect(test_config(&url, &unique_cluster()))
+        .await
+        .unwrap();
+    // The layout of earlier versions: the plain subject only.
+    bus.inner
+        .jetstream
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: bus.stream_name("old"),
+            subjects: vec![bus.queue_subject("old")],
+            retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+            max_messages: i64::try_from(QUEUE_CAPACITY).unwrap(),
+            discard: async_nats::jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    bus.inner
+        .jetstream
+        .publish(bus.queue_subject("old"), Bytes::from("before"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    bus.publish_keyed("old", "k", Bytes::from("keyed"))
+        .await
+        .unwrap();
+    assert_eq!(bus.reclaim("old", "k").await.unwrap(), ["keyed"]);
+    let mut consumer = bus.consume("old").await.unwrap();
+    let delivery = next_delivery(&mut consumer).await;
+    assert_eq!(delivery.payload, "before");
+    delivery.ack().await.unwrap();
+    bus.close().await;
+}
+
+#[tokio::test]
+async fn a_delivery_held_past_ack_wait_is_claimed_once() {
+    let Some(url) = server_url() else { return };
+    let bus = NatsBus::connect(NatsConfig {
+        ack_wait: Duration::from_secs(1),
+        ..test_config(&url, &unique_cluster())
+    })
+    .await
+    .unwrap();
+    bus.publish_keyed("slow", "k", Bytes::from("once"))
+        .await
+        .unwrap();
+    let mut consumer = bus.consume("slow").await.unwrap();
+    // Held unclaimed past ack_wait (waiting for a container, say): JetStream hands it out again.
+    let mut first = next_delivery(&mut consumer).await;
+    let mut second = next_delivery(&mut consumer).await;
+    assert_eq!(
+        (second.payload.as_ref(), second.redeliveries),
+        (&b"once"[..], 1)
+    );
+    // Whichever claims first runs it; the other copy is refused, so it never runs twice.
+    within("a claim", second.claim()).await.unwrap();
+    let refused = within("a claim", first.claim()).await;
+    assert!(matches!(refused, Err(BusError::Reclaimed)), "{refused:?}");
+    assert!(bus.reclaim("slow", "k").await.unwrap().is_empty());
+    bus.close().await;
+}
+
 /// The order of magnitude, printed for the record
 /// (`cargo test -p whisk-bus nats::tests::throughput -- --nocapture`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,5 +574,188 @@ async fn throughput_publish_consume_ack() {
         "NATS bus: {MESSAGES} messages of 256 bytes published, consumed and acked in {elapsed:?} ({:.0} msgs/s)",
         MESSAGES as f64 / elapsed.as_secs_f64()
     );
+    bus.close().await;
+}
+
+/// A delivery whose holder keeps saying it is in progress stays with it past `ack_wait`; once
+/// the reports stop, it comes back as a vanished one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_in_progress_is_not_delivered_again() {
+    let Some(url) = server_url() else { return };
+    let bus = NatsBus::connect(NatsConfig {
+        ack_wait: Duration::from_secs(2),
+        ..test_config(&url, &unique_cluster())
+    })
+    .await
+    .unwrap();
+    bus.publish("long", Bytes::from("held")).await.unwrap();
+    let mut holder = bus.consume("long").await.unwrap();
+    let held = next_delivery(&mut holder).await;
+    let mut other = bus.consume("long").await.unwrap();
+    // Three times `ack_wait`, reporting progress a few times per `ack_wait`.
+    {
+        let watched = tokio::time::timeout(Duration::from_secs(6), other.next());
+        tokio::pin!(watched);
+        let mut reports = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                delivered = &mut watched => {
+                    assert!(delivered.is_err(), "delivered again while in progress: {delivered:?}");
+                    break;
+                }
+                _ = reports.tick() => held.in_progress().await.unwrap(),
+            }
+        }
+    }
+    held.ack().await.unwrap();
+    bus.publish("long", Bytes::from("next")).await.unwrap();
+    let next = next_delivery(&mut other).await;
+    assert_eq!(
+        (next.payload.as_ref(), next.redeliveries),
+        (&b"next"[..], 0)
+    );
+    next.ack().await.unwrap();
+
+    // Without reports, the same wait hands a held message to the other consumer.
+    bus.publish("long", Bytes::from("silent")).await.unwrap();
+    let silent = next_delivery(&mut holder).await;
+    let again = next_delivery(&mut other).await;
+    assert_eq!(
+        (again.payload.as_ref(), again.redeliveries),
+        (&b"silent"[..], 1)
+    );
+    again.ack().await.unwrap();
+    std::mem::forget(silent);
+    bus.close().await;
+}
+
+/// `connected` follows the connection: false while the server is away, true once the client
+/// got back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_says_whether_the_server_is_reachable() {
+    let Some(binary) = OwnServer::binary() else {
+        eprintln!("skipped: no nats-server binary (.ci/nats installs it)");
+        return;
+    };
+    let mut server = OwnServer::start(binary);
+    let bus = server.connect("connected").await;
+    assert!(bus.connected());
+    server.stop();
+    within("the bus to notice the server is gone", async {
+        while bus.connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    server.restart(binary);
+    within("the bus to reconnect", async {
+        while !bus.connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    bus.close().await;
+}
+
+/// While the server is away, `publish` gives up `publish_timeout` after it started failing,
+/// counting the first attempt's own wait for the server, not after that wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_gives_up_within_its_timeout_of_the_first_failure() {
+    let Some(binary) = OwnServer::binary() else {
+        eprintln!("skipped: no nats-server binary (.ci/nats installs it)");
+        return;
+    };
+    let mut server = OwnServer::start(binary);
+    let bus = within("a bus", async {
+        loop {
+            let config = NatsConfig {
+                publish_timeout: Duration::from_secs(3),
+                connect_timeout: Duration::from_secs(3),
+                ..test_config(&server.url(), "bounded")
+            };
+            match NatsBus::connect(config).await {
+                Ok(bus) => return bus,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    bus.publish("work", Bytes::from("stored")).await.unwrap();
+    server.stop();
+    within("the bus to notice the server is gone", async {
+        while bus.connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let publish = bus.publish("work", Bytes::from("refused")).await;
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(publish, Err(BusError::Unavailable(_))),
+        "{publish:?}"
+    );
+    // One attempt waits up to 3 s for the server; a second 3 s on top would be 6 s.
+    assert!(
+        elapsed < Duration::from_millis(5500),
+        "gave up after {elapsed:?}"
+    );
+    bus.close().await;
+}
+
+/// A publish refused while the server is away is not sent later behind the caller's back once
+/// the connection is back: the caller was told it failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publish_is_not_sent_after_the_reconnection() {
+    let Some(binary) = OwnServer::binary() else {
+        eprintln!("skipped: no nats-server binary (.ci/nats installs it)");
+        return;
+    };
+    let mut server = OwnServer::start(binary);
+    let bus = within("a bus", async {
+        loop {
+            let config = NatsConfig {
+                publish_timeout: Duration::from_millis(500),
+                ..test_config(&server.url(), "refused")
+            };
+            match NatsBus::connect(config).await {
+                Ok(bus) => return bus,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    bus.publish("work", Bytes::from("stored")).await.unwrap();
+    server.stop();
+    within("the bus to notice the server is gone", async {
+        while bus.connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let refused = bus.publish("work", Bytes::from("refused")).await;
+    assert!(
+        matches!(refused, Err(BusError::Unavailable(_))),
+        "{refused:?}"
+    );
+    server.restart(binary);
+    within("the bus to reconnect", async {
+        while !bus.connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    within("a publish after the reconnection", async {
+        while bus.publish("work", Bytes::from("after")).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let mut consumer = bus.consume("work").await.unwrap();
+    for expected in ["stored", "after"] {
+        let delivery = next_delivery(&mut consumer).await;
+        assert_eq!(delivery.payload, expected);
+        delivery.ack().await.unwrap();
+    }
     bus.close().await;
 }

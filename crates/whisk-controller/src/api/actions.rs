@@ -308,6 +308,14 @@ async fn write_action(
     if exec.is_some() && action.exec.is_sequence() {
         check_sequence_structure(state, &action).await?;
     }
+    // Last of the checks, because it can be the costliest (compiling a WebAssembly module).
+    if exec.is_some() {
+        state
+            .code_check
+            .check(&action.exec)
+            .await
+            .map_err(|refused| ApiError::bad_request(refused.0))?;
+    }
     store
         .put(action_document(&action)?, expected_revision)
         .await?;

@@ -13,6 +13,12 @@
 //! Memory slots are taken when an activation is published and given back when its completion
 //! arrives on this controller's completion topic, or, if the completion never comes (the
 //! invoker died), after the activation's longest possible run, so capacity cannot leak.
+//!
+//! Activations are published under this controller's key ([`publisher_key`]), so that when an
+//! invoker goes down [`LoadBalancer::requeue_from`] can take back those it has not claimed
+//! (started) yet and send them elsewhere, moving their slots and keeping their waiters. Only
+//! the controller that published a message takes it back, so its own bookkeeping is the only
+//! one that changes.
 
 mod hashing;
 
@@ -42,6 +48,12 @@ pub const DEFAULT_DOWN_AFTER: Duration = Duration::from_secs(5);
 const MIN_FORCED_RELEASE_BASE: Duration = Duration::from_secs(60);
 /// Added on top of twice the run time before slots are released without a completion.
 const FORCED_RELEASE_GRACE: Duration = Duration::from_secs(60);
+
+/// The key a controller publishes its activations under on the invokers' topics (the same name
+/// its pending notes carry as their owner).
+pub fn publisher_key(controller: u32) -> String {
+    format!("controller{controller}")
+}
 
 /// Settings of one controller's balancer.
 #[derive(Debug, Clone)]
@@ -326,7 +338,10 @@ impl LoadBalancer {
         };
         let topic = invoker_topic(invoker);
         let publishing = std::time::Instant::now();
-        let published = self.bus.publish(&topic, payload).await;
+        let published = self
+            .bus
+            .publish_keyed(&topic, &publisher_key(self.config.controller), payload)
+            .await;
         whisk_metrics::global().bus_call("publish", publishing.elapsed());
         if let Err(error) = published {
             self.release(&message.activation_id, "publish failed");
@@ -349,6 +364,111 @@ impl LoadBalancer {
             invoker,
             completion: receiver,
         })
+    }
+
+    /// Takes back the activations this controller published on `invoker`'s topic that it has
+    /// not claimed (started) yet and sends each to the invoker the usual choice picks now,
+    /// moving its slots there; its waiter keeps waiting for the completion, which the new
+    /// invoker sends. Meant for an invoker that is down: what it had claimed stays in flight on
+    /// it (lost with it). Does nothing while no invoker is healthy, so the messages are never
+    /// out of the bus with nowhere to go. Returns how many moved.
+    pub async fn requeue_from(self: &Arc<Self>, invoker: u32) -> Result<usize, BalancerError> {
+        if !self.invokers().iter().any(|status| status.healthy) {
+            return Ok(0);
+        }
+        let key = publisher_key(self.config.controller);
+        let from = invoker_topic(invoker);
+        let taken = self.bus.reclaim(&from, &key).await?;
+        let mut moved = 0;
+        for payload in taken {
+            let message: ActivationMessage = match serde_json::from_slice(&payload) {
+                Ok(message) => message,
+                Err(error) => {
+                    // Only this controller publishes under its key, so this cannot be one of
+                    // its messages; giving it back to the topic leaves it as it was.
+                    tracing::error!(%error, invoker, "reclaimed a message that does not decode");
+                    self.put_back(&from, &key, payload).await;
+                    continue;
+                }
+            };
+            let target = self.move_slots(&message, invoker);
+            let Some(target) = target else {
+                self.put_back(&from, &key, payload).await;
+                continue;
+            };
+            match self
+                .bus
+                .publish_keyed(&invoker_topic(target), &key, payload.clone())
+                .await
+            {
+                Ok(()) => {
+                    moved += 1;
+                    tracing::info!(
+                        activation_id = %message.activation_id,
+                        from = invoker,
+                        to = target,
+                        "activation moved off a down invoker before it started"
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(%error, activation_id = %message.activation_id, "cannot move the activation; giving it back");
+                    self.move_slots_to(&message.activation_id, invoker);
+                    self.put_back(&from, &key, payload).await;
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Picks a new invoker for a reclaimed activation and moves its slots there from
+    /// `invoker`; `None` when no invoker is healthy (nothing changed then).
+    fn move_slots(&self, message: &ActivationMessage, invoker: u32) -> Option<u32> {
+        let mut inner = self.lock();
+        let memory_mb = match inner.in_flight.get(&message.activation_id) {
+            Some(in_flight) => in_flight.memory_mb,
+            // Released by force already: it runs anyway, but this controller stopped counting it.
+            None => 0,
+        };
+        let target = self.choose(&mut inner, message, memory_mb).ok()?;
+        if let Some(in_flight) = inner.in_flight.get_mut(&message.activation_id) {
+            in_flight.invoker = target;
+            if let Some(Some(entry)) = usize::try_from(invoker)
+                .ok()
+                .and_then(|index| inner.invokers.get_mut(index))
+            {
+                entry.used_mb = entry.used_mb.saturating_sub(memory_mb);
+            }
+        }
+        Some(target)
+    }
+
+    /// Moves an in-flight activation's slots back to `invoker` (a move that could not publish).
+    fn move_slots_to(&self, id: &ActivationId, invoker: u32) {
+        let mut inner = self.lock();
+        let Some(in_flight) = inner.in_flight.get_mut(id) else {
+            return;
+        };
+        let (from, memory_mb) = (in_flight.invoker, in_flight.memory_mb);
+        in_flight.invoker = invoker;
+        for (index, delta) in [(from, false), (invoker, true)] {
+            if let Some(Some(entry)) = usize::try_from(index)
+                .ok()
+                .and_then(|index| inner.invokers.get_mut(index))
+            {
+                entry.used_mb = if delta {
+                    entry.used_mb.saturating_add(memory_mb)
+                } else {
+                    entry.used_mb.saturating_sub(memory_mb)
+                };
+            }
+        }
+    }
+
+    /// Publishes a reclaimed message back where it was, so it waits there as before.
+    async fn put_back(&self, topic: &str, key: &str, payload: Bytes) {
+        if let Err(error) = self.bus.publish_keyed(topic, key, payload).await {
+            tracing::error!(%error, topic, "a reclaimed activation could not be put back");
+        }
     }
 
     /// A completion arrived: give the slots back and wake whoever waits for it.
@@ -761,5 +881,61 @@ mod tests {
         assert_eq!(completed, completion(1));
         assert_eq!(balancer.total_in_flight(), 0);
         balancer.stop();
+    }
+
+    #[tokio::test]
+    async fn unstarted_activations_move_off_a_down_invoker_with_their_slots_and_waiters() {
+        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
+        let balancer = LoadBalancer::new(Arc::clone(&bus), BalancerConfig::default());
+        balancer.record_beat(&beat(0, 1024, InvokerState::Healthy));
+        let mut on_zero = bus.consume(&invoker_topic(0)).await.unwrap();
+        let started = balancer
+            .publish(&message(1, "guest"), 256, RUN)
+            .await
+            .unwrap();
+        let queued = balancer
+            .publish(&message(2, "guest"), 256, RUN)
+            .await
+            .unwrap();
+        assert_eq!((started.invoker, queued.invoker), (0, 0));
+        // Invoker 0 starts the first (claims it) and holds the second without starting it.
+        let mut first = on_zero.next().await.unwrap();
+        first.claim().await.unwrap();
+        let held = on_zero.next().await.unwrap();
+
+        // While no other invoker is healthy, nothing is taken back.
+        balancer.record_beat(&beat(0, 1024, InvokerState::Draining));
+        assert_eq!(balancer.requeue_from(0).await.unwrap(), 0);
+
+        balancer.record_beat(&beat(1, 1024, InvokerState::Healthy));
+        assert_eq!(balancer.requeue_from(0).await.unwrap(), 1);
+        assert_eq!(
+            balancer.in_flight_on(0),
+            [ActivationId::from_bytes([1; 16])],
+            "the started one stays, lost with its invoker"
+        );
+        assert_eq!(
+            balancer.in_flight_on(1),
+            [ActivationId::from_bytes([2; 16])]
+        );
+        let used: Vec<u64> = balancer.invokers().iter().map(|s| s.used_mb).collect();
+        assert_eq!(used, [256, 256]);
+        assert_eq!(balancer.in_flight_for("uuid-guest"), 2);
+        let mut held = held;
+        assert!(matches!(held.claim().await, Err(BusError::Reclaimed)));
+
+        // The moved message reaches invoker 1 unchanged; its completion wakes the waiter.
+        let mut on_one = bus.consume(&invoker_topic(1)).await.unwrap();
+        let moved = on_one.next().await.unwrap();
+        let sent: ActivationMessage = serde_json::from_slice(&moved.payload).unwrap();
+        assert_eq!(sent, message(2, "guest"));
+        let mut done = completion(2);
+        done.invoker = 1;
+        balancer.complete(done.clone());
+        assert_eq!(queued.completion.await.unwrap(), done);
+        let used: Vec<u64> = balancer.invokers().iter().map(|s| s.used_mb).collect();
+        assert_eq!(used, [256, 0]);
+        // Nothing more to take back.
+        assert_eq!(balancer.requeue_from(0).await.unwrap(), 0);
     }
 }

@@ -19,7 +19,8 @@ use tempfile::TempDir;
 use tower::ServiceExt;
 use whisk_bus::{Bus, InProcessBus};
 use whisk_controller::{
-    AppState, BalancerConfig, Clock, ControllerConfig, IdSource, Invocations, LoadBalancer, router,
+    AcceptAnyCode, AppState, BalancerConfig, Clock, CodeCheck, ControllerConfig, IdSource,
+    Invocations, LoadBalancer, router,
 };
 use whisk_model::{ActivationId, AuthKey};
 use whisk_store::Store;
@@ -125,7 +126,16 @@ impl TestApp {
     }
 
     pub async fn build(config: ControllerConfig, invocations: Invocations) -> TestApp {
-        Self::build_with(config, invocations, None).await
+        Self::build_checked(config, invocations, Arc::new(AcceptAnyCode)).await
+    }
+
+    /// A controller whose actions' code is checked by `code_check` when written.
+    pub async fn build_checked(
+        config: ControllerConfig,
+        invocations: Invocations,
+        code_check: Arc<dyn CodeCheck>,
+    ) -> TestApp {
+        Self::build_full(config, invocations, code_check, None).await
     }
 
     /// [`TestApp::build`] with the API reading through `caches` (as the binaries do); `store`
@@ -133,6 +143,15 @@ impl TestApp {
     pub async fn build_with(
         config: ControllerConfig,
         invocations: Invocations,
+        caches: Option<&Arc<whisk_controller::cache::Caches>>,
+    ) -> TestApp {
+        Self::build_full(config, invocations, Arc::new(AcceptAnyCode), caches).await
+    }
+
+    async fn build_full(
+        config: ControllerConfig,
+        invocations: Invocations,
+        code_check: Arc<dyn CodeCheck>,
         caches: Option<&Arc<whisk_controller::cache::Caches>>,
     ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
@@ -156,6 +175,7 @@ impl TestApp {
             clock: Arc::new(SteppingClock(AtomicU64::new(START_MILLIS))),
             ids: Arc::new(CountingIds::default()),
             invocations: Arc::new(invocations),
+            code_check,
         };
         TestApp {
             store,

@@ -152,6 +152,13 @@ impl Cluster {
     /// `None` when the services are missing.
     pub fn start(name: &str, extra: &str) -> Option<Self> {
         let (postgres, nats) = services()?;
+        Some(Self::start_on(name, extra, &postgres, &nats))
+    }
+
+    /// Starts the cluster `name` on the PostgreSQL at `postgres` and the nats-server at `nats`
+    /// (a test's own, see [`PrivateServices`]); the caller has checked that it may run.
+    pub fn start_on(name: &str, extra: &str, postgres: &str, nats: &str) -> Self {
+        let (postgres, nats) = (postgres.to_owned(), nats.to_owned());
         let pid = std::process::id();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = tempfile::tempdir().expect("temp dir");
@@ -183,7 +190,7 @@ impl Cluster {
             generation: 0,
         };
         cluster.start_all();
-        Some(cluster)
+        cluster
     }
 
     pub fn start_all(&mut self) {
@@ -480,3 +487,133 @@ pub const ECHO: &str = "function main(params) { return {echo: params.n, pid: pro
 /// Sleeps `params.ms` milliseconds, then answers.
 pub const SLEEPY: &str = "function main(params) { \
      return new Promise(done => setTimeout(() => done({n: params.n}), params.ms || 0)) }";
+
+/// A PostgreSQL and a nats-server of one test's own (started with `.ci/postgres` and
+/// `.ci/nats`), which the test may stop and start again on the same port and data to provoke
+/// an outage; both are stopped and removed when dropped. The shared services of `.ci/run` are
+/// never touched.
+pub struct PrivateServices {
+    dir: tempfile::TempDir,
+    pub postgres: String,
+    pub nats: String,
+}
+
+impl PrivateServices {
+    /// Starts both, or `None` (with the reason printed) when this machine cannot: not root
+    /// (invokers need it, and PostgreSQL then runs as its own user), or no PostgreSQL or
+    /// nats-server binaries (`.ci/run` installs them).
+    pub fn start() -> Option<Self> {
+        if !is_root() {
+            eprintln!(
+                "SKIPPED: invokers need root for containers, and this test runs as another user"
+            );
+            return None;
+        }
+        let initdb = std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|versions| {
+            versions
+                .flatten()
+                .any(|version| version.path().join("bin/initdb").exists())
+        });
+        let nats_server = Path::new("/usr/sbin/nats-server").exists()
+            || Command::new("sh")
+                .args(["-c", "command -v nats-server"])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success());
+        if !initdb || !nats_server {
+            eprintln!(
+                "SKIPPED: PostgreSQL (initdb under /usr/lib/postgresql) or nats-server is not \
+                 installed (.ci/run installs both)"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        // PostgreSQL runs as the `postgres` user, which must reach its data directory.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod temp dir");
+        let mut services = Self {
+            dir,
+            postgres: String::new(),
+            nats: String::new(),
+        };
+        services.postgres = services.script("postgres", "start", "WHISK_TEST_POSTGRES_URL");
+        services.nats = services.script("nats", "start", "WHISK_TEST_NATS_URL");
+        Some(services)
+    }
+
+    /// Runs `.ci/<service> <action> DIR`; returns the value it exports as `variable`, if asked.
+    fn script(&self, service: &str, action: &str, variable: &str) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../.ci")
+            .join(service);
+        let output = Command::new(&script)
+            .arg(action)
+            .arg(self.dir.path().join(service))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the service script");
+        assert!(
+            output.status.success(),
+            "{} {action} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let prefix = format!("export {variable}=");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    }
+
+    /// Stops PostgreSQL, keeping its data and port.
+    pub fn pause_postgres(&self) {
+        self.script("postgres", "pause", "");
+    }
+
+    /// Starts PostgreSQL again where it was.
+    pub fn resume_postgres(&self) {
+        self.script("postgres", "resume", "");
+    }
+
+    /// Stops nats-server, keeping its JetStream store and port.
+    pub fn pause_nats(&self) {
+        self.script("nats", "pause", "");
+    }
+
+    /// Starts nats-server again on the same port and store.
+    pub fn resume_nats(&self) {
+        self.script("nats", "resume", "");
+    }
+}
+
+impl Drop for PrivateServices {
+    fn drop(&mut self) {
+        for service in ["nats", "postgres"] {
+            let _ = Command::new(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../.ci")
+                    .join(service),
+            )
+            .arg("stop")
+            .arg(self.dir.path().join(service))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        }
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find(|line| line.starts_with("Uid:"))
+            .and_then(|line| line.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
