@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod balancer;
+pub mod cache;
 pub mod compose;
 pub mod config;
 pub mod cors;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::time::Instant;
+use whisk_controller::cache::{CacheConfig, Caches, cached};
 use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemClock};
 use whisk_model::bus::CompletionMessage;
 use whisk_store::{ActivationEntry, Store};
@@ -157,7 +158,14 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
         .context("cannot follow the other controllers")?;
     // Throttles count in the shared store, so a namespace's limits hold for the whole cluster.
     let invocations = Invocations::shared(Arc::clone(&balancer), Arc::clone(&store.activations));
-    let state = whisk_controller::AppState::new(store, controller_config(&config))
+    // Entities and identities served from memory; every write through this controller is
+    // announced to the others on the bus (see `whisk_controller::cache`).
+    let caches = Caches::new(CacheConfig::default(), Some(Arc::clone(&bus)));
+    let invalidations = caches
+        .listen(&bus)
+        .await
+        .context("cannot subscribe to cache invalidations")?;
+    let state = whisk_controller::AppState::new(cached(store, &caches), controller_config(&config))
         .with_invocations(invocations)
         .with_code_check(crate::wasm_check::WasmCodeCheck::for_controller(None));
     let edge = edge_config(&config)?;
@@ -174,6 +182,7 @@ pub async fn run(flags: ServerFlags, cluster: ClusterFlags) -> anyhow::Result<()
         whisk_controller::edge::serve(listener, events.app(), edge, shutdown_signal()).await;
     // Stopped between fires at worst: each occurrence is claimed in the store before it fires.
     election.abort();
+    invalidations.abort();
     watchdog.abort();
     sweeper.abort();
     for task in peers {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use whisk_bus::{Bus, InProcessBus};
+use whisk_controller::cache::{CacheConfig, Caches, cached};
 use whisk_controller::edge::{EdgeConfig, PemIdentity};
 use whisk_controller::{BalancerConfig, Clock, Invocations, LoadBalancer, SystemClock};
 use whisk_image::ImageStore;
@@ -106,7 +107,9 @@ pub async fn run(flags: ServerFlags) -> anyhow::Result<()> {
     // Modules are compiled as their actions are written, into the local invoker's engine, so
     // that an action's first invoke finds its module ready.
     let code_check = WasmCodeCheck::for_controller(invoker.as_ref().map(LocalInvoker::wasm));
-    let state = whisk_controller::AppState::new(store, controller)
+    // One controller: its own writes invalidate its cache, so no bus is needed.
+    let caches = Caches::new(CacheConfig::default(), None);
+    let state = whisk_controller::AppState::new(cached(store, &caches), controller)
         .with_invocations(Invocations::new(Arc::clone(&balancer)))
         .with_code_check(code_check);
     let edge = edge_config(&config)?;

@@ -616,7 +616,9 @@ async fn admin_blocks_users_and_sets_limits() {
     let blocked = platform.admin(&["user", "block", "bobby"]);
     assert!(blocked.status.success());
     platform
-        .call(Method::GET, "/namespaces", Some(&bobby), None)
+        .call_until(Method::GET, "/namespaces", Some(&bobby), |reply| {
+            reply.status != 200
+        })
         .await
         .assert_error(401, "The supplied authentication is invalid");
     assert!(
@@ -626,7 +628,9 @@ async fn admin_blocks_users_and_sets_limits() {
             .success()
     );
     platform
-        .call(Method::GET, "/namespaces", Some(&bobby), None)
+        .call_until(Method::GET, "/namespaces", Some(&bobby), |reply| {
+            reply.status != 401
+        })
         .await
         .assert_ok();
 
@@ -647,7 +651,9 @@ async fn admin_blocks_users_and_sets_limits() {
         String::from_utf8_lossy(&set.stderr)
     );
     let limits = platform
-        .call(Method::GET, "/namespaces/_/limits", Some(&bobby), None)
+        .call_until(Method::GET, "/namespaces/_/limits", Some(&bobby), |reply| {
+            reply.body["invocationsPerMinute"] != 120
+        })
         .await;
     let limits = limits.assert_ok();
     assert_eq!(limits["invocationsPerMinute"], 7);
@@ -669,7 +675,9 @@ async fn admin_blocks_users_and_sets_limits() {
             .success()
     );
     let reset = platform
-        .call(Method::GET, "/namespaces/_/limits", Some(&bobby), None)
+        .call_until(Method::GET, "/namespaces/_/limits", Some(&bobby), |reply| {
+            reply.body["invocationsPerMinute"] != 7
+        })
         .await;
     assert_eq!(reset.assert_ok()["invocationsPerMinute"], 120);
 
@@ -696,7 +704,9 @@ async fn admin_blocks_users_and_sets_limits() {
             .success()
     );
     platform
-        .call(Method::GET, "/namespaces", Some(&bobby), None)
+        .call_until(Method::GET, "/namespaces", Some(&bobby), |reply| {
+            reply.status != 200
+        })
         .await
         .assert_error(401, "The supplied authentication is invalid");
 }

@@ -605,6 +605,15 @@ async fn trigger_fires_without_rules_with_a_deleted_action_and_over_the_limit() 
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // The server reads limits through its identity cache: wait until it serves the new one.
+    platform
+        .call_until(
+            Method::GET,
+            "/namespaces/_/limits",
+            Some(support::GUEST_AUTH),
+            |reply| reply.body["firesPerMinute"] == 2,
+        )
+        .await;
     let mut refused = None;
     let mut accepted = 0;
     for _ in 0..4 {

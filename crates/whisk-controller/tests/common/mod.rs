@@ -135,6 +135,25 @@ impl TestApp {
         invocations: Invocations,
         code_check: Arc<dyn CodeCheck>,
     ) -> TestApp {
+        Self::build_full(config, invocations, code_check, None).await
+    }
+
+    /// [`TestApp::build`] with the API reading through `caches` (as the binaries do); `store`
+    /// stays the uncached store, for writes behind the cache's back.
+    pub async fn build_with(
+        config: ControllerConfig,
+        invocations: Invocations,
+        caches: Option<&Arc<whisk_controller::cache::Caches>>,
+    ) -> TestApp {
+        Self::build_full(config, invocations, Arc::new(AcceptAnyCode), caches).await
+    }
+
+    async fn build_full(
+        config: ControllerConfig,
+        invocations: Invocations,
+        code_check: Arc<dyn CodeCheck>,
+        caches: Option<&Arc<whisk_controller::cache::Caches>>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store = whisk_store::open_sqlite(dir.path()).unwrap();
         for (subject, credentials) in [("guest", GUEST), ("other", OTHER), ("blocked", BLOCKED)] {
@@ -146,8 +165,12 @@ impl TestApp {
                 .unwrap();
         }
         store.subjects.set_blocked("blocked", true).await.unwrap();
+        let served = match caches {
+            Some(caches) => whisk_controller::cache::cached(store.clone(), caches),
+            None => store.clone(),
+        };
         let state = AppState {
-            store: store.clone(),
+            store: served,
             config: Arc::new(config),
             clock: Arc::new(SteppingClock(AtomicU64::new(START_MILLIS))),
             ids: Arc::new(CountingIds::default()),

@@ -419,6 +419,43 @@ impl Cluster {
         }
     }
 
+    /// Runs `whisk admin` on the cluster's store (PostgreSQL), as an operator would.
+    pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_whisk"))
+            .arg("admin")
+            .args(["--store", &self.postgres, "--store-schema", &self.schema])
+            .arg("--data-dir")
+            .arg(self.dir.path().join("admin"))
+            .args(args)
+            .env_remove("WHISK_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run whisk admin")
+    }
+
+    /// Like [`Cluster::guest`], as the holder of `auth` (`uuid:key`), without a body.
+    pub async fn call_as(
+        &self,
+        controller: usize,
+        auth: &str,
+        method: Method,
+        path: &str,
+    ) -> Reply {
+        let (user, key) = auth.split_once(':').expect("uuid:key");
+        let request = self
+            .client
+            .request(method, format!("{}/api/v1{path}", self.url(controller)))
+            .basic_auth(user, Some(key))
+            .timeout(DEADLINE);
+        Reply::from(
+            request
+                .send()
+                .await
+                .expect("request reaches the controller"),
+        )
+        .await
+    }
+
     pub fn logs(&self) -> String {
         let mut all = String::new();
         for (kind, roles) in [

@@ -164,6 +164,32 @@ impl Platform {
         self.call(method, path, Some(GUEST_AUTH), body).await
     }
 
+    /// Repeats a bodiless request as `auth` until `accept` takes its reply (30 s at most). For
+    /// what `whisk admin` changed: it writes the store behind the server's back, and the server
+    /// serves identities and limits from a cache for up to `IDENTITY_TTL` (2 s).
+    pub async fn call_until(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        accept: impl Fn(&Reply) -> bool,
+    ) -> Reply {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = self.call(method.clone(), path, auth, None).await;
+            if accept(&reply) {
+                return reply;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{method} {path} never gave the expected reply; last: {} {}",
+                reply.status,
+                reply.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn raw(&self) -> &reqwest::Client {
         &self.client
     }
