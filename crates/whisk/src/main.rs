@@ -187,6 +187,10 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
+            {
+                let _context = runtime.enter();
+                standalone::listen_for_shutdown();
+            }
             runtime.block_on(standalone::run(flags))
         }
         Command::Controller(args) => {
@@ -208,6 +212,10 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
+            {
+                let _context = runtime.enter();
+                standalone::listen_for_shutdown();
+            }
             runtime.block_on(controller::run(flags, cluster))
         }
         Command::Invoker(args) => {
@@ -228,6 +236,10 @@ fn main() -> anyhow::Result<()> {
             let metrics = args
                 .metrics_port
                 .map(|port| SocketAddr::new(args.metrics_host, port));
+            {
+                let _context = runtime.enter();
+                standalone::listen_for_shutdown();
+            }
             runtime.block_on(invoker::run(flags, cluster, metrics))
         }
         Command::Admin(args) => {

@@ -540,28 +540,68 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Resolves on SIGINT or SIGTERM, so `serve` can finish the requests in flight and return.
 pub(crate) async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
+        let early = EARLY_SIGNALS
+            .lock()
+            .map(|mut slot| slot.take())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().take());
+        match early.map_or_else(EarlySignals::register, Ok) {
+            Ok(mut signals) => {
                 tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
+                    _ = signals.interrupt.recv() => {}
+                    _ = signals.terminate.recv() => {}
                 }
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = interrupt.await;
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutting down");
+}
+
+/// SIGINT and SIGTERM listeners made as soon as a server's runtime exists. A signal that
+/// arrives while the process is still starting (sweeping a crashed run's containers, connecting
+/// to the store) would otherwise kill it with the default action instead of stopping it
+/// cleanly; registered early, it is kept until [`shutdown_signal`] is awaited, which then
+/// returns at once.
+#[cfg(unix)]
+struct EarlySignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl EarlySignals {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+}
+
+#[cfg(unix)]
+static EARLY_SIGNALS: std::sync::Mutex<Option<EarlySignals>> = std::sync::Mutex::new(None);
+
+/// Starts listening for the stop signals; call inside the runtime before anything slow.
+pub(crate) fn listen_for_shutdown() {
+    #[cfg(unix)]
+    match EarlySignals::register() {
+        Ok(signals) => {
+            if let Ok(mut slot) = EARLY_SIGNALS.lock() {
+                *slot = Some(signals);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot listen for stop signals yet"),
+    }
 }
 
 #[cfg(test)]

@@ -985,3 +985,45 @@ async fn cors_preflight_and_request_ids() {
     assert_eq!(adopted.headers.get("x-request-id").unwrap(), "my-trace-42");
     assert_eq!(adopted.body["code"], "my-trace-42");
 }
+
+/// A stop signal that arrives while the server is still starting (here: right after its store
+/// is opened, before it listens) stops it cleanly instead of killing it with the default action:
+/// a supervisor stopping a process that just started must not see it die of the signal.
+#[test]
+fn a_sigterm_during_start_up_stops_the_server_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let data_dir = tempfile::tempdir().expect("temp data dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_whisk"))
+        .args(["standalone", "--port", "0", "--data-dir"])
+        .arg(data_dir.path())
+        .env("WHISK_INVOKER_ENABLED", "false")
+        .env("WHISK_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start whisk standalone");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let first = lines
+        .next()
+        .expect("whisk logged nothing before exiting")
+        .expect("readable stderr");
+    assert!(first.contains("sqlite migration"), "first line: {first}");
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let drained = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let status = child.wait().expect("wait for whisk");
+    let rest = drained.join().expect("drain stderr");
+    assert!(
+        status.success(),
+        "exited with {status}; log after the first line:\n{}",
+        rest.join("\n")
+    );
+}
