@@ -167,6 +167,24 @@ where
         }
     }
 
+    /// The cached value of `key`, or what `load` reads from the store (kept unless an
+    /// invalidation came while it read; a missing value is never kept).
+    async fn read_through<F>(&self, key: K, load: F) -> StoreResult<Option<V>>
+    where
+        F: std::future::Future<Output = StoreResult<Option<V>>>,
+    {
+        if let Some(value) = self.get(&key) {
+            return Ok(Some(value));
+        }
+        let seen = self.epoch();
+        let loaded = Instant::now();
+        let value = load.await?;
+        if let Some(value) = &value {
+            self.insert(key, value.clone(), seen, loaded);
+        }
+        Ok(value)
+    }
+
     fn invalidate(&self, key: &K) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.map.invalidate(key);
@@ -386,18 +404,10 @@ impl CachedEntityStore {
 #[async_trait]
 impl EntityStore for CachedEntityStore {
     async fn get(&self, doc_id: &str) -> StoreResult<Option<StoredEntity>> {
-        let section = &self.caches.entities;
-        let key = doc_id.to_string();
-        if let Some(entity) = section.get(&key) {
-            return Ok(Some(entity));
-        }
-        let seen = section.epoch();
-        let loaded = Instant::now();
-        let entity = self.inner.get(doc_id).await?;
-        if let Some(entity) = &entity {
-            section.insert(key, entity.clone(), seen, loaded);
-        }
-        Ok(entity)
+        self.caches
+            .entities
+            .read_through(doc_id.to_string(), self.inner.get(doc_id))
+            .await
     }
 
     async fn put(
@@ -491,36 +501,24 @@ impl SubjectStore for CachedSubjectStore {
     }
 
     async fn authenticate(&self, auth_key: &AuthKey) -> StoreResult<Option<Identity>> {
-        let section = &self.caches.keys;
         let key = (
             auth_key.uuid.clone(),
             *KeyHash::of(&auth_key.key).as_bytes(),
         );
-        if let Some(identity) = section.get(&key) {
-            return Ok(Some(identity));
-        }
-        let seen = section.epoch();
-        let loaded = Instant::now();
-        let identity = self.inner.authenticate(auth_key).await?;
-        if let Some(identity) = &identity {
-            section.insert(key, identity.clone(), seen, loaded);
-        }
-        Ok(identity)
+        self.caches
+            .keys
+            .read_through(key, self.inner.authenticate(auth_key))
+            .await
     }
 
     async fn identity_for_namespace(&self, namespace: &str) -> StoreResult<Option<Identity>> {
-        let section = &self.caches.namespaces;
-        let key = namespace.to_string();
-        if let Some(identity) = section.get(&key) {
-            return Ok(Some(identity));
-        }
-        let seen = section.epoch();
-        let loaded = Instant::now();
-        let identity = self.inner.identity_for_namespace(namespace).await?;
-        if let Some(identity) = &identity {
-            section.insert(key, identity.clone(), seen, loaded);
-        }
-        Ok(identity)
+        self.caches
+            .namespaces
+            .read_through(
+                namespace.to_string(),
+                self.inner.identity_for_namespace(namespace),
+            )
+            .await
     }
 
     async fn get_limits(&self, namespace: &str) -> StoreResult<Option<NamespaceLimits>> {
