@@ -40,6 +40,21 @@ fn test_config(url: &str, cluster: &str) -> NatsConfig {
     }
 }
 
+/// Waits until `bus.connected()` says `connected`.
+async fn wait_for_connected(bus: &NatsBus, connected: bool) {
+    let what = if connected {
+        "the bus to reconnect"
+    } else {
+        "the bus to notice the server is gone"
+    };
+    within(what, async {
+        while bus.connected() != connected {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
 fn server_url() -> Option<String> {
     let url = std::env::var(URL_VARIABLE)
         .ok()
@@ -339,9 +354,14 @@ impl OwnServer {
     }
 
     async fn connect(&self, cluster: &str) -> NatsBus {
+        self.connect_with(test_config(&self.url(), cluster)).await
+    }
+
+    /// A bus with `config` (made for this server), once the server accepts it.
+    async fn connect_with(&self, config: NatsConfig) -> NatsBus {
         within("the own server to accept a bus", async {
             loop {
-                match NatsBus::connect(test_config(&self.url(), cluster)).await {
+                match NatsBus::connect(config.clone()).await {
                     Ok(bus) => return bus,
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
@@ -410,20 +430,13 @@ async fn a_server_that_stays_away_makes_the_bus_unavailable() {
         return;
     };
     let mut server = OwnServer::start(binary);
-    let bus = within("a bus", async {
-        loop {
-            let config = NatsConfig {
-                publish_timeout: Duration::from_millis(500),
-                connect_timeout: Duration::from_secs(1),
-                ..test_config(&server.url(), "away")
-            };
-            match NatsBus::connect(config).await {
-                Ok(bus) => return bus,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await;
+    let bus = server
+        .connect_with(NatsConfig {
+            publish_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(1),
+            ..test_config(&server.url(), "away")
+        })
+        .await;
     bus.publish("work", Bytes::from("stored")).await.unwrap();
     server.stop();
 
@@ -641,19 +654,9 @@ async fn connected_says_whether_the_server_is_reachable() {
     let bus = server.connect("connected").await;
     assert!(bus.connected());
     server.stop();
-    within("the bus to notice the server is gone", async {
-        while bus.connected() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    wait_for_connected(&bus, false).await;
     server.restart(binary);
-    within("the bus to reconnect", async {
-        while !bus.connected() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    wait_for_connected(&bus, true).await;
     bus.close().await;
 }
 
@@ -666,28 +669,16 @@ async fn publish_gives_up_within_its_timeout_of_the_first_failure() {
         return;
     };
     let mut server = OwnServer::start(binary);
-    let bus = within("a bus", async {
-        loop {
-            let config = NatsConfig {
-                publish_timeout: Duration::from_secs(3),
-                connect_timeout: Duration::from_secs(3),
-                ..test_config(&server.url(), "bounded")
-            };
-            match NatsBus::connect(config).await {
-                Ok(bus) => return bus,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await;
+    let bus = server
+        .connect_with(NatsConfig {
+            publish_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(3),
+            ..test_config(&server.url(), "bounded")
+        })
+        .await;
     bus.publish("work", Bytes::from("stored")).await.unwrap();
     server.stop();
-    within("the bus to notice the server is gone", async {
-        while bus.connected() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    wait_for_connected(&bus, false).await;
     let started = std::time::Instant::now();
     let publish = bus.publish("work", Bytes::from("refused")).await;
     let elapsed = started.elapsed();
@@ -712,39 +703,22 @@ async fn a_refused_publish_is_not_sent_after_the_reconnection() {
         return;
     };
     let mut server = OwnServer::start(binary);
-    let bus = within("a bus", async {
-        loop {
-            let config = NatsConfig {
-                publish_timeout: Duration::from_millis(500),
-                ..test_config(&server.url(), "refused")
-            };
-            match NatsBus::connect(config).await {
-                Ok(bus) => return bus,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await;
+    let bus = server
+        .connect_with(NatsConfig {
+            publish_timeout: Duration::from_millis(500),
+            ..test_config(&server.url(), "refused")
+        })
+        .await;
     bus.publish("work", Bytes::from("stored")).await.unwrap();
     server.stop();
-    within("the bus to notice the server is gone", async {
-        while bus.connected() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    wait_for_connected(&bus, false).await;
     let refused = bus.publish("work", Bytes::from("refused")).await;
     assert!(
         matches!(refused, Err(BusError::Unavailable(_))),
         "{refused:?}"
     );
     server.restart(binary);
-    within("the bus to reconnect", async {
-        while !bus.connected() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    wait_for_connected(&bus, true).await;
     within("a publish after the reconnection", async {
         while bus.publish("work", Bytes::from("after")).await.is_err() {
             tokio::time::sleep(Duration::from_millis(50)).await;
